@@ -1,0 +1,307 @@
+"""A content-addressed cache of tensor artifacts (style Gram matrices, content features, ...).
+
+Entries live at ``<root>/<kind>/<key[:2]>/<key>.safetensors``.  The key is a digest of
+everything that determines the content (see :func:`pipeline.hashing.digest_json`), so an
+entry never needs invalidating: changed settings simply produce a different key.
+
+Files are safetensors, never pickle, so a cache folder another user can write to cannot run
+code in this process.  Each entry records the digest of its own tensors; an entry that is
+truncated, corrupt or tampered with is detected on read, deleted and reported as a miss, so
+the caller rebuilds it instead of producing a wrong picture.
+
+Write failures: :meth:`ArtifactCache.put` raises the tool's own errors from
+:mod:`pipeline.fsutil`.  ``DiskFullError`` means the run must stop (outputs would fail next).
+``OutputNotWritableError`` (read-only or foreign-owned cache folder) only costs speed: callers
+may log it and continue without caching, which is what :meth:`ArtifactCache.get_or_compute`
+does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import platformdirs
+import safetensors.torch
+import torch
+from safetensors import SafetensorError, safe_open
+
+from pipeline import fsutil
+from pipeline.errors import OutputNotWritableError
+from pipeline.hashing import digest_tensors
+
+__all__ = ["ArtifactCache", "CacheStats", "default_cache_dir", "ENV_CACHE_DIR"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable that moves the cache (tests, shared scratch disks, CI).
+ENV_CACHE_DIR = "STYLIZE_CACHE_DIR"
+
+#: Metadata fields the cache owns; callers cannot set them.
+RESERVED_METADATA = frozenset({"key", "sha256", "kind", "created"})
+
+#: Leftover temp files younger than this may belong to a live writer in another process.
+STALE_TEMP_AGE_S = 3600.0
+
+# Kinds and keys become path components, so they are restricted to a safe alphabet: this
+# keeps a key like "../../etc" from escaping the cache root.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{2,128}\Z")
+
+# safetensors reports I/O failures as SafetensorError("... (os error 28)") rather than
+# OSError; the errno is recovered from the message so ENOSPC is still told apart.
+_OS_ERROR_RE = re.compile(r"os error (\d+)")
+
+
+def default_cache_dir() -> Path:
+    """Return ``$STYLIZE_CACHE_DIR`` if set (and not empty), else the per-user cache folder."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    return platformdirs.user_cache_path("stylize")
+
+
+@dataclass
+class CacheStats:
+    """Counters for one :class:`ArtifactCache`, reported at the end of a run."""
+
+    hits: int = 0
+    computed: int = 0
+    corrupt: int = 0
+    #: Entries computed but not stored because the cache folder was not writable.
+    write_errors: int = 0
+
+
+class _CorruptEntry(Exception):
+    """Internal: an entry exists but cannot be trusted; the message says why."""
+
+
+class ArtifactCache:
+    """Content-addressed store of ``dict[str, Tensor]`` artifacts under ``root``.
+
+    Safe to share between threads and processes: writes are atomic renames, and a reader
+    sees either a whole old entry, a whole new one, or none.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
+        self._warned_unwritable = False
+
+    def __repr__(self) -> str:
+        return f"ArtifactCache(root={str(self.root)!r})"
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def path_for(self, kind: str, key: str) -> Path:
+        """Return where the entry ``(kind, key)`` lives (whether or not it exists)."""
+        if not _NAME_RE.match(kind):
+            raise ValueError(f"invalid cache kind {kind!r}")
+        if not _KEY_RE.match(key):
+            raise ValueError(f"invalid cache key {key!r}")
+        # Two-character fan-out keeps folders small enough for every file system.
+        return self.root / kind / key[:2] / f"{key}.safetensors"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, kind: str, key: str) -> dict[str, torch.Tensor] | None:
+        """Return the tensors stored under ``(kind, key)`` (on CPU), or ``None`` on a miss.
+
+        An entry that fails verification is logged, deleted and counted in
+        ``stats.corrupt``, and ``None`` is returned so the caller rebuilds it.
+        """
+        path = self.path_for(kind, key)
+        try:
+            before = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            # Unreadable is not corrupt: deleting would not help and may not be allowed.
+            logger.warning("cannot read cache entry %s (%s); computing it again", path, exc)
+            return None
+
+        try:
+            tensors = self._load_verified(path, kind, key)
+        except FileNotFoundError:
+            # Deleted between stat and open (another process found it corrupt): a plain miss.
+            return None
+        except _CorruptEntry as exc:
+            logger.warning("discarding corrupt cache entry %s: %s", path, exc)
+            self._discard(path, before)
+            with self._stats_lock:
+                self.stats.corrupt += 1
+            return None
+        except OSError as exc:
+            logger.warning("cannot read cache entry %s (%s); computing it again", path, exc)
+            return None
+        return tensors
+
+    @staticmethod
+    def _load_verified(path: Path, kind: str, key: str) -> dict[str, torch.Tensor]:
+        # One safe_open handle serves both the metadata and the tensors (this is what
+        # safetensors.torch.load_file does inside): opening the path twice could pair the
+        # metadata of one version with the tensors of another if a writer replaced the
+        # file in between, and a good entry would then be thrown away.
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                metadata = handle.metadata()
+                # The handle is not a Mapping and cannot be iterated: .keys() is required.
+                names = handle.keys()  # noqa: SIM118
+                tensors = {name: handle.get_tensor(name) for name in names}
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise _CorruptEntry(f"unreadable safetensors file ({exc})") from exc
+
+        if not metadata:
+            raise _CorruptEntry("no metadata")
+        stored_key = metadata.get("key")
+        if stored_key != key:
+            raise _CorruptEntry(f"metadata key {stored_key!r} does not match requested key")
+        stored_kind = metadata.get("kind")
+        if stored_kind is not None and stored_kind != kind:
+            raise _CorruptEntry(f"metadata kind {stored_kind!r} does not match {kind!r}")
+        expected = metadata.get("sha256")
+        if not expected:
+            raise _CorruptEntry("no sha256 in metadata")
+        actual = digest_tensors(tensors)
+        if actual != expected:
+            raise _CorruptEntry(f"content hash mismatch (expected {expected}, got {actual})")
+        return tensors
+
+    @staticmethod
+    def _discard(path: Path, seen: os.stat_result) -> None:
+        # Only delete the very file that failed: if a concurrent writer has already
+        # replaced it (new inode), its fresh entry must survive.
+        try:
+            now = os.stat(path)
+            if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("cannot delete corrupt cache entry %s: %s", path, exc)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        kind: str,
+        key: str,
+        tensors: Mapping[str, torch.Tensor],
+        metadata: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Store ``tensors`` under ``(kind, key)`` atomically and return the entry's path.
+
+        Tensors are copied to contiguous CPU memory first.  ``metadata`` (str -> str) is
+        kept in the file next to the cache's own ``key``, ``sha256``, ``kind`` and
+        ``created`` fields, which it may not override.
+
+        Raises ``DiskFullError`` when the disk is full and ``OutputNotWritableError`` when
+        the cache folder cannot be written; no temporary file or partial entry is left.
+        """
+        final = self.path_for(kind, key)
+        extra = dict(metadata or {})
+        clash = RESERVED_METADATA.intersection(extra)
+        if clash:
+            raise ValueError(f"metadata keys reserved by the cache: {sorted(clash)}")
+        for name, value in extra.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"cache metadata must map str to str, got {name!r}: {value!r}")
+
+        prepared = _prepare_tensors(tensors)
+        header = {
+            **extra,
+            "key": key,
+            "kind": kind,
+            "sha256": digest_tensors(prepared),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        with fsutil.atomic_path(final) as tmp:
+            try:
+                safetensors.torch.save_file(prepared, str(tmp), metadata=header)
+            except SafetensorError as exc:
+                # Re-raise I/O failures as OSError so atomic_path translates them
+                # (ENOSPC -> DiskFullError) and removes the temporary file.
+                match = _OS_ERROR_RE.search(str(exc))
+                if match:
+                    code = int(match.group(1))
+                    raise OSError(code, os.strerror(code), str(tmp)) from exc
+                raise
+        return final
+
+    def get_or_compute(
+        self,
+        kind: str,
+        key: str,
+        compute: Callable[[], Mapping[str, torch.Tensor]],
+        metadata: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], bool]:
+        """Return ``(tensors, from_cache)``, calling ``compute`` and storing on a miss.
+
+        Tensors from the cache are on the CPU; computed ones are returned as ``compute``
+        made them.  If the cache folder is not writable the result is still returned (with
+        one warning per cache); ``DiskFullError`` propagates because the run cannot go on.
+        """
+        cached = self.get(kind, key)
+        if cached is not None:
+            with self._stats_lock:
+                self.stats.hits += 1
+            return cached, True
+
+        tensors = dict(compute())
+        with self._stats_lock:
+            self.stats.computed += 1
+        try:
+            self.put(kind, key, tensors, metadata)
+        except OutputNotWritableError as exc:
+            with self._stats_lock:
+                self.stats.write_errors += 1
+                first = not self._warned_unwritable
+                self._warned_unwritable = True
+            if first:
+                logger.warning("%s; continuing without caching", exc.message)
+        return tensors, False
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Delete temporary files left by interrupted writes (older than an hour); return count.
+
+        The age limit protects files that a concurrent run is writing right now.
+        """
+        return fsutil.sweep_temp_files(self.root, recursive=True, older_than_s=STALE_TEMP_AGE_S)
+
+    def discard(self, kind: str, key: str) -> bool:
+        """Remove one entry if present; return whether a file was removed."""
+        try:
+            self.path_for(kind, key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _prepare_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detach, move to CPU, make contiguous, and un-share storage (safetensors refuses it)."""
+    prepared: dict[str, torch.Tensor] = {}
+    seen_storage: set[int] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, got {name!r}")
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"value for {name!r} is {type(tensor).__name__}, not a Tensor")
+        cpu = tensor.detach().to("cpu").contiguous()
+        ptr = cpu.untyped_storage().data_ptr()
+        # Two names viewing one storage (e.g. slices of a batch) would make save_file
+        # raise; a copy costs little next to recomputing the artifact every run.
+        if ptr in seen_storage and cpu.numel() > 0:
+            cpu = cpu.clone()
+            ptr = cpu.untyped_storage().data_ptr()
+        seen_storage.add(ptr)
+        prepared[name] = cpu
+    return prepared

@@ -1,0 +1,286 @@
+"""Multiscale style transfer by optimization (Gatys, Ecker and Bethge).
+
+The picture is optimized first at a small size (short side about
+``min_side``), then upsampled (bicubic) and refined at larger sizes until the
+requested one.  Most steps are spent at the small scales, where a step is
+cheap and where the large brush strokes of a style are decided; the fine
+scales only add detail.  Each scale has its own content target (the photo
+resized to that scale) and its own style targets (the painting resized to a
+matching pixel count), both computed once before the first step.
+
+The ``Engine`` is a library object: it never prints and never exits; progress
+goes out through a callback, and a ``should_stop`` callable lets a caller
+abandon a photo between two steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pipeline.engine.device import autocast, resolve_device, resolve_precision
+from pipeline.engine.losses import gram, relative_error, total_variation
+from pipeline.engine.vgg import FeatureExtractor
+from pipeline.engine.weights import load_network
+from pipeline.errors import Cancelled, InputError
+from pipeline.images import pil_to_tensor, tensor_to_pil
+from pipeline.settings import Settings
+
+#: Smallest side any scale may have: conv5_1 sits behind four 2× poolings.
+MIN_SCALE_SIDE = 16
+#: Style target sizes are rounded to this, so photos of nearly the same shape share them.
+STYLE_SIDE_QUANTUM = 32
+
+StyleTargets = dict[int, dict[str, torch.Tensor]]
+"""Style Gram targets: style side in pixels -> layer name -> ``C×C`` float32 Gram."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimizer step of one photo, as reported to the progress callback."""
+
+    scale: int  # 1-based index of the current scale
+    scales: int
+    step: int  # 1-based step within the current scale
+    steps: int
+    loss: float
+    elapsed: float  # seconds since this photo started
+    width: int
+    height: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Scale:
+    width: int
+    height: int
+    steps: int
+    style_side: int
+
+
+def output_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The output's size: long side ``long_side``, aspect ratio kept (rounded)."""
+    if width >= height:
+        return long_side, max(1, round(height * long_side / width))
+    return max(1, round(width * long_side / height)), long_side
+
+
+def style_side(width: int, height: int, style_scale: float) -> int:
+    """Side of the square whose area the style image is resized to, for one scale."""
+    side = math.sqrt(width * height) * style_scale
+    return max(STYLE_SIDE_QUANTUM, round(side / STYLE_SIDE_QUANTUM) * STYLE_SIDE_QUANTUM)
+
+
+def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
+    """Scales from short side ``min_side`` up to exactly ``width``×``height``.
+
+    Short sides grow geometrically, by at most ``scale_ratio`` per scale.  The
+    step counts come from ``settings.steps`` (coarsest first, last one repeated).
+    """
+    short = min(width, height)
+    if short < MIN_SCALE_SIDE:
+        raise InputError(
+            f"image is {width}×{height} at the requested size; both sides must be at least "
+            f"{MIN_SCALE_SIDE} px (use a larger --size)",
+            category="too_small",
+        )
+    if short <= settings.min_side:
+        n = 1
+    else:
+        n = 1 + math.ceil(math.log(short / settings.min_side) / math.log(settings.scale_ratio)
+                          - 1e-9)
+    scales: list[Scale] = []
+    for k in range(n):
+        if k == n - 1:
+            w, h = width, height
+        else:
+            factor = (settings.min_side / short) ** (1 - k / (n - 1))
+            w = max(MIN_SCALE_SIDE, round(width * factor))
+            h = max(MIN_SCALE_SIDE, round(height * factor))
+        steps = settings.steps[min(k, len(settings.steps) - 1)]
+        scales.append(Scale(w, h, steps, style_side(w, h, settings.style_scale)))
+    return scales
+
+
+def _normalized(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items() if w > 0}
+
+
+def _resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    if img.size == (width, height):
+        return img
+    return img.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _luminance(img: Image.Image) -> Image.Image:
+    return img.convert("L").convert("RGB")
+
+
+class Engine:
+    """The network and the settings of one stylization, ready to run on one device.
+
+    Building an Engine is cheap after the first: the weights and the network
+    are loaded once per process and device and shared.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_precision(settings.precision, self.device)
+        features, preprocess, weights = load_network(settings.weights, settings.pooling,
+                                                     self.device)
+        self.weights = weights
+        self.content_layers = _normalized(settings.content_layers)
+        self.style_layers = _normalized(settings.style_layers)
+        # Cut after the deepest layer this preset uses: deeper layers would cost
+        # time in every step and contribute nothing.
+        self.net = FeatureExtractor(features, preprocess,
+                                    [*self.content_layers, *self.style_layers])
+        self.style_net = FeatureExtractor(features, preprocess, self.style_layers)
+
+    # -- style targets ------------------------------------------------------
+
+    def style_identity(self) -> dict[str, object]:
+        """What, besides the style images and sizes, decides the style targets."""
+        return {
+            "weights": self.weights.digest,
+            "preprocessing": self.weights.preprocessing,
+            "pooling": self.settings.pooling,
+            "layers": sorted(self.style_layers),
+            "luminance": self.settings.preserve_color == "luminance",
+        }
+
+    def style_sides(self, width: int, height: int) -> list[int]:
+        """The style target sizes a photo of this size needs (after resizing to ``size``)."""
+        out_w, out_h = output_size(width, height, self.settings.size)
+        return sorted({s.style_side for s in pyramid(out_w, out_h, self.settings)})
+
+    @torch.no_grad()
+    def compute_style_targets(self, styles: Sequence[tuple[Image.Image, float]],
+                              sides: Iterable[int]) -> StyleTargets:
+        """Blended Gram targets of the style images at each side, on the CPU.
+
+        Several images are blended by averaging their Gram matrices with the
+        given weights.  Targets are always computed in float32: it costs one
+        forward pass per size, and keeps them independent of the precision
+        setting (so one cache entry serves every precision).
+        """
+        total = sum(weight for _, weight in styles)
+        if not styles or total <= 0:
+            raise ValueError("at least one style image with a positive weight is needed")
+        targets: StyleTargets = {}
+        for side in sorted(set(sides)):
+            acc: dict[str, torch.Tensor] = {}
+            for img, weight in styles:
+                scale = side / math.sqrt(img.width * img.height)
+                w = max(MIN_SCALE_SIDE, round(img.width * scale))
+                h = max(MIN_SCALE_SIDE, round(img.height * scale))
+                sized = _resize(img.convert("RGB"), w, h)
+                if self.settings.preserve_color == "luminance":
+                    sized = _luminance(sized)
+                feats = self.style_net(pil_to_tensor(sized).to(self.device))
+                for name in self.style_layers:
+                    g = gram(feats[name])[0] * (weight / total)
+                    acc[name] = acc[name] + g if name in acc else g
+            targets[side] = {name: g.cpu() for name, g in acc.items()}
+        return targets
+
+    # -- one photo --------------------------------------------------------------
+
+    def stylize(self, content: Image.Image, targets: StyleTargets, *,
+                on_progress: ProgressFn | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Image.Image:
+        """Optimize one RGB photo towards the style; returns the stylized RGB image."""
+        s = self.settings
+        out_w, out_h = output_size(content.width, content.height, s.size)
+        scales = pyramid(out_w, out_h, s)
+        missing = {sc.style_side for sc in scales} - set(targets)
+        if missing:
+            raise ValueError(f"style targets missing for sides {sorted(missing)}")
+        generator = torch.Generator().manual_seed(s.seed)
+        start = time.perf_counter()
+        x: torch.Tensor | None = None
+        for k, scale in enumerate(scales):
+            content_k = pil_to_tensor(_resize(content, scale.width, scale.height)).to(self.device)
+            if x is None:
+                x = (torch.rand(content_k.shape, generator=generator).to(self.device)
+                     if s.init == "noise" else content_k.clone())
+            else:
+                x = F.interpolate(x, size=(scale.height, scale.width), mode="bicubic",
+                                  align_corners=False).clamp_(0, 1)
+            x = self._optimize_scale(x, content_k, targets[scale.style_side], scale, k,
+                                     len(scales), start, on_progress, should_stop)
+        assert x is not None
+        result = tensor_to_pil(x.detach().clamp(0, 1).cpu())
+        if s.preserve_color == "luminance":
+            result = _keep_colours(result, _resize(content, out_w, out_h))
+        return result
+
+    def _optimize_scale(self, x: torch.Tensor, content: torch.Tensor,
+                        style: Mapping[str, torch.Tensor], scale: Scale, k: int, n: int,
+                        start: float, on_progress: ProgressFn | None,
+                        should_stop: Callable[[], bool] | None) -> torch.Tensor:
+        s = self.settings
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            feats = self.net(content)
+            content_t = {name: feats[name].detach() for name in self.content_layers}
+        style_t = {name: style[name].to(self.device).unsqueeze(0) for name in self.style_layers}
+        del feats
+
+        x = x.detach().requires_grad_(True)
+        optimizer: torch.optim.Optimizer
+        if s.optimizer == "lbfgs":
+            # One function evaluation per step (max_iter=1); a short history keeps
+            # memory small at large scales.
+            optimizer = torch.optim.LBFGS([x], lr=s.learning_rate or 1.0, max_iter=1,
+                                          history_size=10, tolerance_change=0.0,
+                                          tolerance_grad=0.0)
+        else:
+            optimizer = torch.optim.Adam([x], lr=s.learning_rate or 0.02)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(self.device, self.dtype):
+                f = self.net(x)
+            loss = torch.zeros(x.shape[0], device=x.device)
+            for name, w in self.content_layers.items():
+                loss = loss + (s.content_weight * w) * relative_error(f[name], content_t[name])
+            for name, w in self.style_layers.items():
+                loss = loss + (s.style_weight * w) * relative_error(gram(f[name]), style_t[name])
+            if s.tv_weight:
+                loss = loss + s.tv_weight * total_variation(x)
+            total = loss.sum()
+            total.backward()
+            return total
+
+        for step in range(scale.steps):
+            if should_stop is not None and should_stop():
+                raise Cancelled("stopped on request")
+            loss = optimizer.step(closure)
+            if s.optimizer == "adam":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+            if on_progress is not None:
+                on_progress(Progress(k + 1, n, step + 1, scale.steps, float(loss.detach()),
+                                     time.perf_counter() - start, scale.width, scale.height))
+        return x.detach()
+
+
+def _keep_colours(result: Image.Image, content: Image.Image) -> Image.Image:
+    """Brightness of the stylized result, colour (Cb, Cr) of the photo.
+
+    This is the luminance-only transfer of Gatys et al., "Preserving Color in
+    Neural Artistic Style Transfer" (2016), in YCbCr rather than YIQ.
+    """
+    y, _, _ = result.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")

@@ -1,0 +1,88 @@
+"""The VGG-19 feature stack, laid out exactly like torchvision's ``vgg19().features``.
+
+Index ``i`` here is index ``i`` there, so a torchvision state dict
+(``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ...) loads unchanged.  Layers are
+also addressed by the names the style-transfer literature uses (``relu4_2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+# Channels per conv layer in each of the five blocks; "M" closes a block with a pool.
+_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+def _layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    block, conv = 1, 1
+    for item in _CFG:
+        if item == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 1
+        else:
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+            conv += 1
+    return tuple(names)
+
+
+#: Names of the 37 modules of ``features``, by torchvision index.
+LAYER_NAMES: tuple[str, ...] = _layer_names()
+LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+
+
+def build_features(pooling: str = "max") -> nn.Sequential:
+    """An untrained VGG-19 feature stack; ``pooling="avg"`` swaps max for average pooling.
+
+    Gatys et al. report that average pooling gives slightly smoother results;
+    the swap changes no parameter, so any VGG-19 state dict still fits.
+    """
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for item in _CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        else:
+            out_ch = int(item)
+            # Not in-place: a captured conv output must not be overwritten by its ReLU.
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class FeatureExtractor(nn.Module):
+    """Preprocessing plus VGG-19 cut after the deepest layer asked for.
+
+    Takes RGB images in [0, 1] (``B×3×H×W``) and returns the activations of the
+    requested layers.  The network is frozen: no parameter ever needs a gradient,
+    only the input does.
+    """
+
+    def __init__(self, features: nn.Sequential, preprocess: nn.Module,
+                 layers: Iterable[str]) -> None:
+        super().__init__()
+        wanted = sorted(set(layers), key=LAYER_INDEX.__getitem__)
+        if not wanted:
+            raise ValueError("at least one layer is needed")
+        last = LAYER_INDEX[wanted[-1]]
+        # Shares the modules (and so the weights) of ``features``; nothing is copied.
+        self.body = nn.Sequential(*list(features.children())[: last + 1])
+        self.preprocess = preprocess
+        self.capture = {LAYER_INDEX[name]: name for name in wanted}
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.preprocess(image)
+        out: dict[str, torch.Tensor] = {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            name = self.capture.get(i)
+            if name is not None:
+                out[name] = x
+        return out

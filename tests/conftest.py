@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny images, a fast preset, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_STYLE = REPO / "styles" / "starry-night" / "starry_night.jpg"
+PHOTOS = REPO / "examples" / "photos"
+
+#: Settings small enough for a test: tiny output, two scales, few steps.
+FAST = {"size": 64, "min_side": 32, "steps": [12, 6], "precision": "fp32", "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache folder and no user style folders."""
+    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("STYLIZE_STYLES_PATH", raising=False)
+
+
+def gradient_photo(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
+    """A smooth synthetic photo with some structure (a disc on a gradient)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = xx / width
+    g = yy / height
+    disc = ((xx - width * 0.6) ** 2 + (yy - height * 0.5) ** 2) < (min(width, height) * 0.3) ** 2
+    b = np.where(disc, 0.9, 0.2)
+    img = np.stack([r, g, b], axis=-1) * 255 + rng.normal(0, 3, (height, width, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    gradient_photo().save(path)
+    return path
+
+
+@pytest.fixture
+def fast_preset_dir(tmp_path: Path) -> Path:
+    """A user style folder holding the preset 'fast' (Starry Night, tiny and quick)."""
+    folder = tmp_path / "user-styles"
+    (folder / "fast").mkdir(parents=True)
+    Image.open(SHARED_STYLE).convert("RGB").resize((96, 60)).save(folder / "fast" / "paint.png")
+    lines = ["description: tiny test preset", "images: [paint.png]", "settings:"]
+    lines += [f"  {k}: {v}" for k, v in FAST.items()]
+    (folder / "fast" / "preset.yaml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

@@ -1,0 +1,223 @@
+"""Tests for pipeline.locking: one run per manifest, no stale locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import LockedError
+from pipeline.locking import RunLock, lock_path_for
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Exit status of the helper that tries the lock; LockedError's own code (EX_TEMPFAIL).
+EXIT_LOCKED = LockedError.exit_code
+
+# Takes the lock, says so on stdout, then sleeps until killed.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pipeline.locking import RunLock
+with RunLock(Path(sys.argv[1]), what="manifest.yaml"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+# Tries the lock once: exit 0 if taken, EXIT_LOCKED with the message on stderr if not.
+TRIER = """
+import sys
+from pathlib import Path
+from pipeline.errors import LockedError
+from pipeline.locking import RunLock
+try:
+    with RunLock(Path(sys.argv[1]), what="manifest.yaml"):
+        pass
+except LockedError as exc:
+    print(exc.message, file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def _env() -> dict[str, str]:
+    # Make the child import this checkout even without an editable install.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _try_in_child(lock: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", TRIER, str(lock)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A child process that holds the lock on ``tmp_path/locks/run.lock``."""
+    lock = tmp_path / "locks" / "run.lock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "locked":
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"holder did not take the lock: {line!r} {err}")
+        yield proc, lock
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_other_process_is_refused(holder: tuple[subprocess.Popen[str], Path]) -> None:
+    proc, lock = holder
+    result = _try_in_child(lock)
+    assert result.returncode == EXIT_LOCKED, result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message
+    assert message.startswith("another stylize run is using manifest.yaml")
+    assert str(lock) in message
+    assert f"pid {proc.pid}" in message
+    assert message.endswith("try again later")
+
+
+def test_this_process_is_refused_while_child_holds(
+    holder: tuple[subprocess.Popen[str], Path],
+) -> None:
+    proc, lock = holder
+    with pytest.raises(LockedError) as info, RunLock(lock, what="m.yaml"):
+        pass
+    assert info.value.exit_code == 75
+    assert "another stylize run is using m.yaml" in info.value.message
+    # The holder's note is for people: it names the live holder.
+    note = json.loads(lock.read_text())
+    assert note["pid"] == proc.pid
+    assert note["what"] == "manifest.yaml"
+
+
+def test_sigkilled_holder_leaves_no_stale_lock(
+    holder: tuple[subprocess.Popen[str], Path],
+) -> None:
+    proc, lock = holder
+    assert _try_in_child(lock).returncode == EXIT_LOCKED
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert lock.exists()  # the file stays, but the kernel lock died with the process
+
+    with RunLock(lock) as taken:
+        assert taken.held
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert _try_in_child(lock).returncode == 0
+
+
+def test_child_can_lock_after_release(tmp_path: Path) -> None:
+    lock = tmp_path / "run.lock"
+    with RunLock(lock):
+        assert _try_in_child(lock).returncode == EXIT_LOCKED
+    assert _try_in_child(lock).returncode == 0
+
+
+def test_second_lock_in_same_process_is_refused(tmp_path: Path) -> None:
+    lock = tmp_path / "run.lock"
+    with RunLock(lock), pytest.raises(LockedError), RunLock(lock):
+        pass
+    # And once released it can be taken again.
+    with RunLock(lock) as again:
+        assert again.held
+
+
+def test_release_keeps_file_and_clears_note(tmp_path: Path) -> None:
+    lock = tmp_path / "nested" / "dirs" / "run.lock"
+    run_lock = RunLock(lock)
+    with run_lock:
+        assert lock.read_text().strip()
+        mode = stat.S_IMODE(lock.stat().st_mode)
+        assert mode & ~0o644 == 0  # never more open than rw-r--r--
+    assert not run_lock.held
+    assert lock.exists()
+    assert lock.read_text() == ""
+
+
+def test_lock_released_when_body_raises(tmp_path: Path) -> None:
+    lock = tmp_path / "run.lock"
+    with pytest.raises(ZeroDivisionError), RunLock(lock):
+        1 / 0  # noqa: B018
+    with RunLock(lock):
+        pass
+
+
+def test_reacquiring_a_held_object_is_an_error(tmp_path: Path) -> None:
+    run_lock = RunLock(tmp_path / "run.lock")
+    with run_lock, pytest.raises(RuntimeError):
+        run_lock.acquire()
+
+
+def test_different_locks_do_not_block_each_other(tmp_path: Path) -> None:
+    with RunLock(tmp_path / "a.lock"), RunLock(tmp_path / "b.lock"):
+        pass
+
+
+# -- lock_path_for -------------------------------------------------------------------------
+
+
+def test_lock_path_for_lives_in_cache_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(cache_dir))
+    manifest = tmp_path / "my batch.yaml"
+    path = lock_path_for(manifest)
+    assert path.parent == cache_dir / "locks"
+    digest, _, rest = path.name.partition("-")
+    assert len(digest) == 16
+    int(digest, 16)
+    assert rest == "my_batch.lock"
+
+
+def test_lock_path_for_same_manifest_same_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "sub").mkdir()
+    manifest = tmp_path / "batch.yaml"
+    monkeypatch.chdir(tmp_path / "sub")
+    assert lock_path_for(Path("../batch.yaml")) == lock_path_for(manifest)
+
+
+def test_lock_path_for_different_manifests_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path / "cache"))
+    # Same stem in two folders: the hash keeps them apart.
+    a = lock_path_for(tmp_path / "x" / "batch.yaml")
+    b = lock_path_for(tmp_path / "y" / "batch.yaml")
+    assert a != b
+    with RunLock(a), RunLock(b):
+        pass
+
+
+def test_lock_path_for_explicit_cache_dir(tmp_path: Path) -> None:
+    path = lock_path_for(tmp_path / "batch.yaml", cache_dir=tmp_path / "c")
+    assert path.parent == tmp_path / "c" / "locks"

@@ -1,0 +1,115 @@
+"""Presets: the shipped four, user folders, plugins through entry points, and bad presets."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline import styles as S
+from pipeline.cli import app
+from pipeline.errors import UsageError
+
+runner = CliRunner()
+SHIPPED = ["great-wave", "starry-night", "the-scream", "udnie"]
+
+
+def test_shipped_presets_all_load() -> None:
+    registry = S.Registry.discover()
+    assert registry.problems == []
+    assert registry.names() == SHIPPED
+    for preset in registry.presets.values():
+        assert preset.source == "builtin" and preset.description
+        assert all(img.path.is_file() for img in preset.images)
+
+
+def test_unknown_style_lists_known_ones() -> None:
+    with pytest.raises(UsageError, match="unknown style 'stary-night'; known: great-wave, "):
+        S.Registry.discover().resolve("stary-night")
+
+
+def _write_preset(folder: Path, name: str, body: str) -> Path:
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32), "red").save(folder / name / "p.png")
+    (folder / name / "preset.yaml").write_text(body)
+    return folder / name
+
+
+def test_user_folder_overrides_builtin_visibly(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_preset(tmp_path, "udnie", "description: my udnie\nimages: [p.png]\n")
+    monkeypatch.setenv(S.STYLES_PATH_ENV, str(tmp_path))
+    registry = S.Registry.discover()
+    assert registry.presets["udnie"].source == "user"
+    assert registry.presets["udnie"].overrides == "builtin"
+    rows = json.loads(runner.invoke(app, ["styles", "list", "--json"]).stdout)["styles"]
+    assert {"name": "udnie", "source": "user", "overrides": "builtin"}.items() <= next(
+        r for r in rows if r["name"] == "udnie").items()
+
+
+def test_bad_preset_reported_with_path_and_others_still_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_preset(tmp_path, "broken", "images: [p.png]\nsettings:\n  size: -4\n")
+    _write_preset(tmp_path, "typo", "images: [p.png]\nsettings:\n  stlye_weight: 3\n")
+    _write_preset(tmp_path, "noimage", "images: [missing.png]\n")
+    _write_preset(tmp_path, "good", "images: [p.png]\n")
+    monkeypatch.setenv(S.STYLES_PATH_ENV, str(tmp_path))
+    registry = S.Registry.discover()
+    assert "good" in registry.names() and "broken" not in registry.names()
+    text = "\n".join(registry.problems)
+    assert str(tmp_path / "broken" / "preset.yaml") in text and "settings.size" in text
+    assert "settings.stlye_weight: unknown key" in text
+    assert "style image not found: missing.png" in text
+    result = runner.invoke(app, ["styles", "list"])
+    assert result.exit_code == 0 and "good" in result.stdout
+    assert "warning:" in result.stderr
+
+
+def test_same_name_twice_in_one_level_is_a_conflict(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write_preset(a, "twin", "images: [p.png]\n")
+    _write_preset(b, "twin", "images: [p.png]\n")
+    monkeypatch.setenv(S.STYLES_PATH_ENV, f"{a}:{b}")
+    registry = S.Registry.discover()
+    assert "twin" not in registry.names()
+    assert any("defined twice" in p for p in registry.problems)
+
+
+def test_styles_show_resolves_every_setting() -> None:
+    result = runner.invoke(app, ["styles", "show", "starry-night"])
+    assert result.exit_code == 0
+    for knob in ("size:", "steps:", "style_weight:", "style_layers:", "precision:"):
+        assert knob in result.stdout
+    bad = runner.invoke(app, ["styles", "show", "nope"])
+    assert bad.exit_code == 2 and "unknown style 'nope'" in bad.stderr
+
+
+def test_plugin_presets_from_an_installed_distribution(tmp_path: Path) -> None:
+    """A fake distribution on sys.path registering a folder under ``stylize.styles``."""
+    pkg = tmp_path / "site" / "fancy_styles"
+    _write_preset(pkg / "presets", "fancy", "description: from a plugin\nimages: [p.png]\n")
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\nPRESETS = Path(__file__).parent / 'presets'\n")
+    dist = tmp_path / "site" / "fancy_styles-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-styles\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[stylize.styles]\nfancy = fancy_styles:PRESETS\n")
+    sys.path.insert(0, str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    try:
+        registry = S.Registry.discover()
+        assert registry.presets["fancy"].source == "plugin:fancy-styles"
+        listed = runner.invoke(app, ["styles", "list", "--json"])
+        rows = json.loads(listed.stdout)["styles"]
+        assert {"fancy", *SHIPPED} <= {r["name"] for r in rows}
+    finally:
+        sys.path.remove(str(tmp_path / "site"))
+        sys.modules.pop("fancy_styles", None)
+        importlib.invalidate_caches()
+    assert "fancy" not in S.Registry.discover().names()
