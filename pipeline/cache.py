@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
@@ -220,7 +220,7 @@ class ArtifactCache:
             "key": key,
             "kind": kind,
             "sha256": digest_tensors(prepared),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         with fsutil.atomic_path(final) as tmp:
             try:

@@ -10,9 +10,9 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -59,29 +59,29 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-class Optimizer(str, Enum):
+class Optimizer(StrEnum):
     lbfgs = "lbfgs"
     adam = "adam"
 
 
-class Init(str, Enum):
+class Init(StrEnum):
     content = "content"
     noise = "noise"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class Colour(str, Enum):
+class Colour(StrEnum):
     none = "none"
     luminance = "luminance"
 
 
-def _steps(value: Optional[str]) -> Optional[list[int]]:
+def _steps(value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
@@ -121,7 +121,7 @@ def _photo_progress(enabled: bool) -> Iterator[Any]:
         yield on_progress
 
 
-CacheDirOpt = Annotated[Optional[Path], typer.Option(
+CacheDirOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Folder of the style-target cache [default: the user cache folder, "
     "or $STYLIZE_CACHE_DIR].", show_default=False)]
 
@@ -131,27 +131,27 @@ def image(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
     style: Annotated[str, typer.Option("--style", "-s",
                                        help="A preset name or the path of a painting.")],
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write the result; its suffix picks the format "
         "[default: CONTENT-STYLE.jpg in the current folder].", show_default=False)] = None,
-    size: Annotated[Optional[int], typer.Option(help="Long side of the output in pixels.")] = None,
-    steps: Annotated[Optional[str], typer.Option(
+    size: Annotated[int | None, typer.Option(help="Long side of the output in pixels.")] = None,
+    steps: Annotated[str | None, typer.Option(
         help="Optimizer steps per scale, coarsest first, e.g. 250,120,50.")] = None,
-    style_weight: Annotated[Optional[float], typer.Option(help="Weight of the style loss.")] = None,
-    content_weight: Annotated[Optional[float], typer.Option(
+    style_weight: Annotated[float | None, typer.Option(help="Weight of the style loss.")] = None,
+    content_weight: Annotated[float | None, typer.Option(
         help="Weight of the content loss.")] = None,
-    tv_weight: Annotated[Optional[float], typer.Option(
+    tv_weight: Annotated[float | None, typer.Option(
         help="Weight of the total-variation (smoothness) loss.")] = None,
-    preserve_color: Annotated[Optional[Colour], typer.Option(
+    preserve_color: Annotated[Colour | None, typer.Option(
         help="'luminance' keeps the photo's colours.")] = None,
-    optimizer: Annotated[Optional[Optimizer], typer.Option(help="lbfgs or adam.")] = None,
-    init: Annotated[Optional[Init], typer.Option(help="Start from the photo or from noise.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    precision: Annotated[Optional[Precision], typer.Option(help="Network precision.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    weights: Annotated[Optional[str], typer.Option(
+    optimizer: Annotated[Optimizer | None, typer.Option(help="lbfgs or adam.")] = None,
+    init: Annotated[Init | None, typer.Option(help="Start from the photo or from noise.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="Network precision.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    weights: Annotated[str | None, typer.Option(
         help="VGG-19 weights: caffe (bundled), torchvision, or a file.")] = None,
-    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality (1-100).")] = None,
+    quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality (1-100).")] = None,
     cache_dir: CacheDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
@@ -238,6 +238,99 @@ def styles_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> No
             doc["overrides"] = p.overrides
         out.print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="",
                   markup=False, highlight=False)
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM: the current photo is abandoned between two steps."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        import signal
+
+        def handler(signum: int, frame: object) -> None:
+            if self.stop:  # a second signal: the user really means it
+                raise KeyboardInterrupt
+            self.stop = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="The job manifest.")] = Path("jobs.yaml"),
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", "-j", help="Run only this job (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n",
+                                          help="Print the plan, process nothing.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Write the machine-readable report to stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write the machine-readable report to this file.")] = None,
+    cache_dir: CacheDirOpt = None,
+    device: Annotated[str | None, typer.Option(help="Override every job's device.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Only errors and the summary line.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Per-scale progress and log details.")] = False,
+) -> None:
+    """Stylize every photo of every job in a manifest, skipping what is already done.
+
+    Exit status: 0 all done or nothing to do, 2 bad manifest or usage, 3 some photos
+    failed, 4 every photo failed, 73 output folder not writable, 74 disk full,
+    75 another run holds the lock.
+    """
+    _setup_logging(verbose)
+    with _errors():
+        from pipeline.cache import ArtifactCache
+        from pipeline.locking import RunLock, lock_path_for
+        from pipeline.manifest import load_manifest
+        from pipeline.progress import RunDisplay
+        from pipeline.scheduler import plan as make_plan
+        from pipeline.scheduler import run as run_plan
+
+        overrides = _patch(device=device)
+        parsed = load_manifest(manifest, cli_overrides=overrides)
+        if dry_run:
+            the_plan = make_plan(parsed, jobs=job)
+            RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(the_plan)
+            return
+        cache = ArtifactCache(cache_dir)
+        stop = _StopFlag()
+        with RunLock(lock_path_for(parsed.path, cache.root), what=str(manifest)), \
+                stop.installed():
+            cache.sweep()
+            the_plan = make_plan(parsed, jobs=job)
+            display = RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose)
+            with display.live(the_plan):
+                result = run_plan(the_plan, cache=cache, on_event=display.on_event,
+                                  should_stop=stop)
+            display.print_summary(result)
+        data = result.as_dict()
+        if report is not None:
+            import json
+
+            from pipeline.fsutil import atomic_write_bytes
+
+            atomic_write_bytes(report, json.dumps(data, indent=1, ensure_ascii=False).encode())
+        if json_out:
+            import json
+
+            sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        if result.stopped is not None:
+            _fail(result.stopped)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

@@ -69,14 +69,14 @@ class DiskFullError(StylizeError):
     """No space left where outputs or the cache are written: the run must stop."""
 
     category = "disk_full"
-    exit_code = 3
+    exit_code = 74  # EX_IOERR
 
 
 class OutputNotWritableError(StylizeError):
     """The output folder cannot be written: nothing can be done."""
 
     category = "output_not_writable"
-    exit_code = 3
+    exit_code = 73  # EX_CANTCREAT
 
 
 class LockedError(StylizeError):

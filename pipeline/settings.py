@@ -50,7 +50,7 @@ class Settings(BaseModel):
     )
     # -- the objective
     content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
-    style_weight: float = Field(30.0, ge=0, description="weight of the style loss")
+    style_weight: float = Field(10.0, ge=0, description="weight of the style loss")
     tv_weight: float = Field(5.0, ge=0, description="weight of the total-variation loss")
     content_layers: LayerWeights = Field(
         default_factory=lambda: {"relu4_2": 1.0}, description="content layers and weights"
@@ -64,11 +64,12 @@ class Settings(BaseModel):
         1.0, gt=0, le=4, description="size of the style image relative to each scale"
     )
     preserve_color: Literal["none", "luminance"] = Field(
-        "none", description="'luminance': transfer style to brightness only, keep the photo's colours"
+        "none",
+        description="'luminance': transfer style to brightness only, keep the photo's colours",
     )
     # -- the optimizer
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    learning_rate: Optional[float] = Field(
+    learning_rate: float | None = Field(
         None, gt=0, description="step size; default 1.0 for L-BFGS, 0.02 for Adam"
     )
     init: Literal["content", "noise"] = Field("content", description="starting image")
@@ -116,7 +117,7 @@ def _patch_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, info in Settings.model_fields.items():
         inner = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
-        fields[name] = (Optional[inner], Field(None, description=info.description))
+        fields[name] = (Optional[inner], Field(None, description=info.description))  # noqa: UP045
     return fields
 
 

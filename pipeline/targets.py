@@ -10,10 +10,12 @@ always computed in float32.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import logging
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import torch
 from PIL import Image
 
 from pipeline.cache import ArtifactCache
@@ -56,25 +58,41 @@ def _load_style_images(preset: Preset) -> list[tuple[Image.Image, float]]:
 class StyleTargetStore:
     """Hands out style targets for an engine and a preset, through an optional disk cache."""
 
+    #: Targets kept in memory (a few MB per style and side), so that one style's
+    #: targets are read once for all its photos, not once per photo.
+    MEMORY_ENTRIES = 64
+
     def __init__(self, cache: ArtifactCache | None) -> None:
         self.cache = cache
         self.counts = TargetCounts()
+        self._memory: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def _remember(self, key: str, grams: dict[str, torch.Tensor]) -> None:
+        self._memory[key] = grams
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
 
     def get(self, engine: Engine, preset: Preset, sides: Iterable[int]) -> StyleTargets:
         wanted = sorted(set(sides))
         found: StyleTargets = {}
         keys = {side: _side_key(engine, preset, side) for side in wanted}
-        if self.cache is not None:
-            for side in wanted:
+        for side in wanted:
+            if keys[side] in self._memory:
+                found[side] = self._memory[keys[side]]
+                self._memory.move_to_end(keys[side])
+            elif self.cache is not None:
                 entry = self.cache.get(CACHE_KIND, keys[side])
                 if entry is not None:
                     found[side] = entry
+                    self._remember(keys[side], entry)
                     self.counts.cached += 1
         missing = [side for side in wanted if side not in found]
         if missing:
             computed = engine.compute_style_targets(_load_style_images(preset), missing)
             for side, grams in computed.items():
                 found[side] = grams
+                self._remember(keys[side], grams)
                 self.counts.computed += 1
                 if self.cache is not None:
                     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+Loc = tuple[int | str, ...]
 
-def field_path(loc: tuple[int | str, ...]) -> str:
+
+def field_path(loc: Loc) -> str:
     """``("jobs", 1, "styles", 0)`` -> ``jobs[1].styles[0]``."""
     out = ""
     for part in loc:
@@ -16,17 +18,19 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
-    """One ``path: message`` line per problem, without pydantic's URLs and type names."""
-    lines = []
+def error_items(exc: ValidationError) -> list[tuple[Loc, str]]:
+    """(location, message) per problem, without pydantic's URLs and union member names."""
+    items = []
     for err in exc.errors(include_url=False):
         # Union members add their type names to the location; they mean nothing to a user.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and
-                                                     (p.startswith(("str", "function-")) or
-                                                      p in ("StyleImageSpec", "list[...]"))))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        msg = msg.removeprefix("Value error, ")
-        lines.append(f"{field_path(prefix + loc)}: {msg}")
-    return lines
+        loc = tuple(p for p in err["loc"]
+                    if not (isinstance(p, str) and (p.startswith(("str", "function-"))
+                                                    or p in ("StyleImageSpec", "list[...]"))))
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        items.append((loc, msg.removeprefix("Value error, ")))
+    return items
+
+
+def format_validation_error(exc: ValidationError, prefix: Loc = ()) -> list[str]:
+    """One ``path: message`` line per problem."""
+    return [f"{field_path(prefix + loc)}: {msg}" for loc, msg in error_items(exc)]

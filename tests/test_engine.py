@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from conftest import FAST, PHOTOS, SHARED_STYLE, gradient_photo
 from PIL import Image
 
-from conftest import FAST, SHARED_STYLE, gradient_photo
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.optimize import Engine, Progress, output_size, pyramid
 from pipeline.engine.vgg import FeatureExtractor
@@ -88,7 +89,9 @@ def test_stylize_gives_exactly_the_requested_size(painting: Image.Image,
 def test_style_moves_towards_painting_and_content_stays(painting: Image.Image) -> None:
     """The core claim of the algorithm, measured with the network itself."""
     s = Settings(**(FAST | {"size": 96, "steps": [40, 20]}))
-    content = gradient_photo(96, 64)
+    # A real photo: a synthetic gradient has too little content to hold on to.
+    content = Image.open(PHOTOS / "chelsea.png").convert("RGB").resize(
+        (96, 64), Image.Resampling.LANCZOS)
     out = _run(s, content, painting)
 
     engine = Engine(s)
@@ -149,11 +152,17 @@ def test_should_stop_cancels_between_steps(painting: Image.Image) -> None:
 
 def test_luminance_keeps_the_photos_colours(painting: Image.Image) -> None:
     content = gradient_photo(96, 64)
-    out = _run(Settings(**(FAST | {"preserve_color": "luminance"})), content, painting)
-    _, cb_out, cr_out = out.convert("YCbCr").split()
-    _, cb_in, cr_in = content.resize(out.size).convert("YCbCr").split()
-    diff = [abs(a - b) for a, b in zip(cb_out.getdata(), cb_in.getdata(), strict=True)]
-    assert sum(diff) / len(diff) < 3  # rounding through RGB only
+
+    def chroma_shift(out: Image.Image) -> float:
+        a = np.asarray(out.convert("YCbCr"), dtype=np.float32)[..., 1:]
+        b = np.asarray(content.resize(out.size).convert("YCbCr"), dtype=np.float32)[..., 1:]
+        return float(np.abs(a - b).mean())
+
+    kept = chroma_shift(_run(Settings(**(FAST | {"preserve_color": "luminance"})), content,
+                             painting))
+    free = chroma_shift(_run(Settings(**FAST), content, painting))
+    # Only RGB gamut clipping moves the colour when it is preserved.
+    assert kept < 0.25 * free, (kept, free)
 
 
 def test_network_is_cut_after_deepest_layer() -> None:

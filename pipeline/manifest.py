@@ -1,0 +1,219 @@
+"""``jobs.yaml``: the job manifest, validated before anything runs.
+
+Schema (unknown keys are rejected everywhere)::
+
+    styles_path: [my-styles]      # optional extra preset folders
+    defaults: {size: 512, ...}    # optional knobs for every job
+    jobs:
+      - name: holiday             # unique; letters, digits, '-', '_'
+        input: photos/holiday     # a folder, or a glob such as photos/**/*.jpg
+        recursive: false          # folders only: descend into subfolders
+        styles: [starry-night, paintings/mine.jpg]
+        output: stylized/holiday
+        inbox: inbox/holiday      # optional, for `stylize watch`
+        after: move               # watch mode: move inputs to <inbox>/done, or delete
+        follow_symlinks: false    # follow symlinks that lead outside the input folder
+        size: 768                 # any knob of pipeline.settings.Settings overrides
+
+Relative paths are resolved against the manifest's folder.  Errors name the
+file, the line and the field path, one per line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ConfigError, UsageError
+from pipeline.settings import Settings, SettingsPatch
+from pipeline.styles import Preset, Registry
+from pipeline.validation import Loc, error_items, field_path
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class JobModel(SettingsPatch):  # type: ignore[misc, valid-type]
+    """One job: where photos come from, which styles, where results go; plus knob overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    input: str
+    recursive: bool = False
+    styles: list[str] = Field(min_length=1)
+    output: str
+    inbox: str | None = None
+    after: Literal["move", "delete"] = "move"
+    follow_symlinks: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _JOB_NAME.match(value):
+            raise ValueError("use letters, digits, '-' and '_' (it names files and folders)")
+        return value
+
+
+class ManifestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    styles_path: list[str] = Field(default_factory=list)
+    defaults: SettingsPatch = Field(default_factory=SettingsPatch)  # type: ignore[valid-type]
+    jobs: list[JobModel] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job with absolute paths and its styles resolved to presets."""
+
+    name: str
+    index: int
+    input: Path  # a folder, or the fixed part of a glob
+    pattern: str | None  # the glob relative to ``input``, or None for a folder
+    recursive: bool
+    styles: tuple[Preset, ...]  # each with the job's settings applied
+    output: Path
+    inbox: Path | None
+    after: str
+    follow_symlinks: bool
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    jobs: tuple[Job, ...]
+    registry: Registry
+
+    def job(self, name: str) -> Job:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise UsageError(f"no job named {name!r} in {self.path}; jobs: "
+                         + ", ".join(j.name for j in self.jobs))
+
+
+# -- line numbers -------------------------------------------------------------
+
+
+def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
+    """Field path -> 1-based line, from the YAML node tree."""
+    out = {} if out is None else out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[path + (k,)] = key.start_mark.line + 1
+            _line_map(value, path + (k,), out)
+            out[path + (k,)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+    return out
+
+
+def _line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+class _Problems:
+    def __init__(self, path: Path, lines: dict[Loc, int]) -> None:
+        self.path, self.lines, self.items = path, lines, []  # type: ignore[var-annotated]
+
+    def add(self, loc: Loc, message: str) -> None:
+        line = _line_of(self.lines, loc)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        self.items.append(f"{where}: {field_path(loc)}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = len(self.items)
+            head = f"{self.path}: {count} problem{'s' if count > 1 else ''}; nothing was processed"
+            raise ConfigError(head, [head, *self.items])
+
+
+# -- loading ------------------------------------------------------------------
+
+
+def _split_glob(base: Path, text: str) -> tuple[Path, str | None]:
+    """``photos/**/*.jpg`` -> (``base/photos``, ``**/*.jpg``); a plain folder -> (folder, None)."""
+    parts = Path(text).parts
+    for i, part in enumerate(parts):
+        if _GLOB_CHARS.search(part):
+            return (base / Path(*parts[:i])).resolve() if i else base.resolve(), str(
+                Path(*parts[i:]))
+    return (base / text).resolve(), None
+
+
+def load_manifest(path: Path, *, registry: Registry | None = None,
+                  cli_overrides: dict[str, Any] | None = None) -> Manifest:
+    """Read, validate and resolve a manifest; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
+    lines = _line_map(node) if node is not None else {}
+    problems = _Problems(path, lines)
+    try:
+        model = ManifestModel.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        for err_loc, msg in error_items(exc):
+            problems.add(err_loc, msg)
+        problems.raise_if_any()
+        raise  # unreachable: raise_if_any raised
+
+    base = path.resolve().parent
+    extra_dirs = [base / p for p in model.styles_path]
+    if registry is None:
+        registry = Registry.discover(extra_dirs)
+    jobs: list[Job] = []
+    names: set[str] = set()
+    for i, jm in enumerate(model.jobs):
+        loc: Loc = ("jobs", i)
+        if jm.name in names:
+            problems.add(loc + ("name",), f"job name {jm.name!r} is used twice")
+        names.add(jm.name)
+        job_patch = jm.model_dump(include=set(Settings.model_fields), exclude_unset=True,
+                                  exclude_none=True)
+        presets = []
+        for k, style in enumerate(jm.styles):
+            try:
+                preset = registry.resolve(style, relative_to=base)
+                presets.append(preset.with_overrides(model.defaults, job_patch, cli_overrides))
+            except UsageError as exc:
+                problems.add(loc + ("styles", k), exc.message)
+            except ValidationError as exc:
+                for err_loc, msg in error_items(exc):
+                    problems.add(loc + err_loc, msg)
+        input_dir, pattern = _split_glob(base, jm.input)
+        if pattern is None and not input_dir.is_dir():
+            problems.add(loc + ("input",), f"input folder not found: {input_dir}")
+        if pattern is not None and jm.recursive:
+            problems.add(loc + ("recursive",), "recursive applies to folders; "
+                                               "use ** in the glob instead")
+        jobs.append(Job(jm.name, i, input_dir, pattern, jm.recursive, tuple(presets),
+                        (base / jm.output).resolve(),
+                        (base / jm.inbox).resolve() if jm.inbox else None,
+                        jm.after, jm.follow_symlinks))
+    problems.raise_if_any()
+    return Manifest(path.resolve(), tuple(jobs), registry)

@@ -1,0 +1,147 @@
+"""How a run looks: a Rich live view on a terminal, plain lines elsewhere.
+
+Cron mails and log files get one line per finished photo (and, with
+``--verbose``, per scale), never cursor movements or bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from pipeline.scheduler import (
+    Event,
+    Plan,
+    Report,
+    TargetsReady,
+    TaskFinished,
+    TaskStarted,
+    TaskStep,
+)
+
+_STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": "yellow"}
+
+
+def _name(path: os.PathLike[str]) -> str:
+    # Names with undecodable bytes must still print as valid UTF-8.
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class RunDisplay:
+    def __init__(self, console: Console, *, quiet: bool = False, verbose: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.verbose = verbose
+        self.live_view = console.is_terminal and not quiet
+        self._bar: Progress | None = None
+        self._overall: TaskID | None = None
+        self._photo: TaskID | None = None
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    # -- plan -----------------------------------------------------------------
+
+    def print_plan(self, plan: Plan) -> None:
+        table = Table("status", "job", "input", "style", "output", box=None)
+        for t in plan.tasks:
+            table.add_row(t.status, t.job, escape(_name(t.input)), t.style,
+                          escape(_name(t.output)))
+        if not self.console.is_terminal:
+            for t in plan.tasks:
+                self._line(f"{t.status}\t{t.job}\t{escape(_name(t.input))}\t{t.style}\t"
+                           f"{escape(_name(t.output))}")
+        else:
+            self.console.print(table)
+        self._line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
+
+    # -- live -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def live(self, plan: Plan) -> Iterator[None]:
+        if not self.quiet:
+            self._line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
+        if not self.live_view or not plan.due:
+            yield
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=self.console) as bar:
+            self._bar = bar
+            self._overall = bar.add_task("photos", total=len(plan.due), detail="")
+            self._photo = bar.add_task("", total=1, detail="", visible=False)
+            try:
+                yield
+            finally:
+                self._bar = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, TargetsReady):
+            if self.verbose or (not self.quiet and event.computed):
+                self._line(f"style {event.style}: {event.computed} style target(s) computed, "
+                           f"{event.cached} from the cache")
+        elif isinstance(event, TaskStarted):
+            if self._bar is not None and self._photo is not None:
+                self._bar.update(self._photo, visible=True, completed=0, total=1,
+                                 description=escape(f"{event.task.input.name} · "
+                                                    f"{event.task.style}"), detail="")
+        elif isinstance(event, TaskStep):
+            self._step(event)
+        elif isinstance(event, TaskFinished):
+            self._finished(event)
+
+    def _step(self, event: TaskStep) -> None:
+        p = event.progress
+        if self._bar is not None and self._photo is not None:
+            self._bar.update(self._photo, completed=p.step, total=p.steps,
+                             detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height} "
+                                    f"loss {p.loss:.3g}")
+        elif self.verbose and p.step == p.steps:
+            self._line(f"  {escape(_name(event.task.input))} \\[{event.task.style}] scale "
+                       f"{p.scale}/{p.scales} {p.width}×{p.height} loss {p.loss:.4g} "
+                       f"({p.elapsed:.1f} s)")
+
+    def _finished(self, event: TaskFinished) -> None:
+        r = event.result
+        if self._bar is not None and self._overall is not None:
+            self._bar.advance(self._overall)
+        if r.status == "failed":
+            self._line(f"[red]failed[/] {escape(_name(r.task.input))} \\[{r.task.style}]: "
+                       f"{escape(r.reason)}")
+        elif not self.quiet:
+            self._line(f"{r.status} {escape(_name(r.task.input))} \\[{r.task.style}] -> "
+                       f"{escape(_name(r.task.output))} ({r.seconds:.1f} s)")
+
+    # -- summary ----------------------------------------------------------------
+
+    def print_summary(self, report: Report) -> None:
+        counts: dict[str, Any] = {s: report.count(s)  # type: ignore[arg-type]
+                                  for s in ("done", "skipped", "failed", "not_run")}
+        if self.console.is_terminal and not self.quiet:
+            table = Table("done", "skipped", "failed", "not run", "time",
+                          "style targets computed", "from cache", title="summary")
+            table.add_row(str(counts["done"]), str(counts["skipped"]), str(counts["failed"]),
+                          str(counts["not_run"]), f"{report.seconds:.1f} s",
+                          str(report.targets_computed), str(report.targets_cached))
+            self.console.print(table)
+        else:
+            self._line(f"summary: {counts['done']} done, {counts['skipped']} skipped, "
+                       f"{counts['failed']} failed, {counts['not_run']} not run in "
+                       f"{report.seconds:.1f} s; style targets: {report.targets_computed} "
+                       f"computed, {report.targets_cached} from the cache")

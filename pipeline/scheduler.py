@@ -1,0 +1,427 @@
+"""Planning and running a manifest: photos × styles -> tasks -> outputs.
+
+``plan`` expands each job into tasks and marks those whose output is already
+there and current as skipped.  ``run`` groups the due tasks by style and
+settings, gets each group's style targets once (from the cache or computed),
+then stylizes photo after photo.  A task is plain data (paths, a preset, a key)
+so that it could be shipped to another process or machine; the executor here
+is the simplest one, in-process.
+
+This module is a library: it reports through an ``on_event`` callback, never
+prints, never exits.  One photo's failure is recorded with its reason and the
+batch goes on; only a full disk, an unwritable output folder or a stop request
+end a run early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from pipeline import records
+from pipeline.cache import ArtifactCache
+from pipeline.engine.optimize import Engine, Progress
+from pipeline.engine.weights import weights_digest
+from pipeline.errors import (
+    Cancelled,
+    DiskFullError,
+    InputError,
+    OutputNotWritableError,
+    StylizeError,
+)
+from pipeline.fsutil import sweep_temp_files, translate_os_error
+from pipeline.hashing import digest_json, file_digest
+from pipeline.images import probe
+from pipeline.manifest import Job, Manifest
+from pipeline.render import SUFFIXES, load_content, output_format, render
+from pipeline.styles import Preset
+from pipeline.targets import StyleTargetStore
+
+logger = logging.getLogger(__name__)
+
+#: Names an input must have to be picked up (case-insensitive).
+INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
+                            ".heic", ".heif", ".avif", ".mpo"})
+#: Folders never searched for photos: our own records, NAS thumbnails, OS litter.
+SKIP_DIRS = frozenset({records.RECORD_DIR, "@eaDir", "done", "failed", "__MACOSX"})
+KEY_VERSION = 1
+
+Status = Literal["due", "skipped", "done", "failed", "not_run"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One photo in one style: everything a worker needs, as plain data."""
+
+    job: str
+    input: Path
+    root: Path  # the job's input folder; inputs outside it are refused
+    follow_symlinks: bool
+    preset: Preset
+    output: Path
+    fmt: str
+    key: str | None  # None when the input could not even be hashed
+    input_digest: str | None
+    input_stat: tuple[int, int] | None  # (size, mtime_ns) when planned
+    status: Status
+
+    @property
+    def style(self) -> str:
+        return self.preset.name
+
+
+@dataclass
+class TaskResult:
+    task: Task
+    status: Status
+    category: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job": self.task.job, "input": os.fsdecode(self.task.input),
+                "style": self.task.style, "output": os.fsdecode(self.task.output),
+                "status": self.status, "category": self.category or None,
+                "reason": self.reason or None, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Plan:
+    tasks: list[Task]
+
+    @property
+    def due(self) -> list[Task]:
+        return [t for t in self.tasks if t.status == "due"]
+
+    @property
+    def skipped(self) -> list[Task]:
+        return [t for t in self.tasks if t.status == "skipped"]
+
+
+@dataclass
+class Report:
+    results: list[TaskResult] = field(default_factory=list)
+    targets_computed: int = 0
+    targets_cached: int = 0
+    seconds: float = 0.0
+    stopped: StylizeError | None = None  # why the run ended early, if it did
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped is not None:
+            return self.stopped.exit_code
+        failed, done = self.count("failed"), self.count("done")
+        if failed and not done:
+            return 4
+        return 3 if failed else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summary": {s: self.count(s) for s in ("done", "skipped", "failed", "not_run")}
+            | {"targets_computed": self.targets_computed,
+               "targets_cached": self.targets_cached,
+               "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
+               "stopped": self.stopped.message if self.stopped else None},
+            "tasks": [r.as_dict() for r in self.results],
+        }
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetsReady:
+    style: str
+    computed: int
+    cached: int
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    task: Task
+    index: int  # 1-based among the due tasks
+    total: int
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    task: Task
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    result: TaskResult
+
+
+Event = TargetsReady | TaskStarted | TaskStep | TaskFinished
+EventFn = Callable[[Event], None]
+
+
+# -- planning -----------------------------------------------------------------
+
+
+def _is_litter(name: str) -> bool:
+    return name.startswith((".", "._", "~$")) or name.endswith("~") or name in (
+        "Thumbs.db", "desktop.ini")
+
+
+def discover_inputs(job: Job) -> list[Path]:
+    """The job's candidate photos, sorted; hidden files and OS litter are left out.
+
+    Entries are chosen by name, so a directory, FIFO or broken link with an
+    image name is still listed and later refused with a reason, not ignored.
+    """
+    found: list[Path] = []
+    if job.pattern is not None:
+        candidates = job.input.glob(job.pattern)
+    elif job.recursive:
+        candidates = _walk(job.input, job.output)
+    else:
+        candidates = job.input.iterdir() if job.input.is_dir() else iter(())
+    for path in candidates:
+        rel = path.relative_to(job.input)
+        if any(_is_litter(part) or part in SKIP_DIRS for part in rel.parts):
+            continue
+        if path.suffix.lower() in INPUT_SUFFIXES:
+            found.append(path)
+    return sorted(set(found))
+
+
+def _walk(top: Path, output: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = Path(dirpath)
+        # Never descend into our own output (an output folder inside the input one).
+        dirnames[:] = sorted(d for d in dirnames if not _is_litter(d) and d not in SKIP_DIRS
+                             and (here / d).resolve() != output
+                             and Path(d).suffix.lower() not in INPUT_SUFFIXES)
+        for name in filenames + [d for d in os.listdir(here)
+                                 if Path(d).suffix.lower() in INPUT_SUFFIXES
+                                 and (here / d).is_dir()]:
+            yield here / name
+
+
+def output_path(job: Job, photo: Path, preset: Preset, fmt: str) -> Path:
+    """``<output>/<subfolders>/<photo name>.<style><suffix>`` (see README: output naming).
+
+    The photo's full name, suffix included, is kept so that ``a.jpg`` and
+    ``a.png`` never collide; subfolders are mirrored so equal names in two
+    folders never collide; the style is in the name so styles never collide.
+    """
+    rel = photo.relative_to(job.input)
+    return job.output / rel.parent / f"{rel.name}.{preset.name}{SUFFIXES[fmt]}"
+
+
+def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
+    return digest_json({
+        "v": KEY_VERSION,
+        "input": input_digest,
+        "settings": preset.settings.engine_view(),
+        "style_images": [[file_digest(i.path), i.weight] for i in preset.images],
+        "weights": weights_digest(preset.settings.weights),
+        "format": fmt,
+    })
+
+
+def _input_digest(photo: Path, stat: tuple[int, int], rec: records.Record | None) -> str | None:
+    """The photo's content hash, reusing the record's when size and mtime are unchanged."""
+    if rec is not None and (rec.input_size, rec.input_mtime_ns) == stat:
+        return rec.input_digest
+    try:
+        return file_digest(photo)
+    except OSError:
+        return None
+
+
+def plan(manifest: Manifest, *, jobs: list[str] | None = None) -> Plan:
+    """Every task of the selected jobs, each marked due or skipped."""
+    selected = [manifest.job(n) for n in jobs] if jobs else list(manifest.jobs)
+    tasks: list[Task] = []
+    for job in selected:
+        for photo in discover_inputs(job):
+            for preset in job.styles:
+                tasks.append(make_task(job, photo, preset))
+    _check_collisions(tasks)
+    return Plan(tasks)
+
+
+def make_task(job: Job, photo: Path, preset: Preset, *, root: Path | None = None) -> Task:
+    fmt = output_format(preset.settings.format, photo)
+    out = output_path(job, photo, preset, fmt) if root is None else (
+        job.output / f"{photo.name}.{preset.name}{SUFFIXES[fmt]}")
+    rec = records.read_record(out)
+    stat: tuple[int, int] | None = None
+    digest = key = None
+    with contextlib.suppress(OSError):
+        if photo.is_file():
+            stat = records.stat_identity(photo)
+            digest = _input_digest(photo, stat, rec)
+    if digest is not None:
+        key = task_key(digest, preset, fmt)
+    status: Status = "due"
+    if rec is not None and key is not None and rec.key == key and records.output_matches(out, rec):
+        status = "skipped"
+    return Task(job.name, photo, root or job.input, job.follow_symlinks, preset, out, fmt, key,
+                digest, stat, status)
+
+
+def _check_collisions(tasks: list[Task]) -> None:
+    seen: dict[Path, Task] = {}
+    for t in tasks:
+        other = seen.get(t.output)
+        if other is not None:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"jobs {other.job!r} and {t.job!r} would both write {t.output}; "
+                              "give them different output folders")
+        seen[t.output] = t
+
+
+# -- running ------------------------------------------------------------------
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if results could not be written to ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe_file = folder / f".stylize-write-test-{os.getpid()}"
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        err = translate_os_error(exc, folder)
+        if isinstance(err, StylizeError):
+            raise OutputNotWritableError(f"output folder {folder} is not writable "
+                                         f"({exc.strerror}); nothing was processed") from exc
+        raise
+
+
+def _group_key(preset: Preset) -> str:
+    return digest_json({"style": preset.name, "settings": preset.settings.model_dump(),
+                        "images": [str(i.path) for i in preset.images]})
+
+
+def _photo_size(task: Task) -> tuple[int, int] | None:
+    try:
+        info = probe(task.input, max_pixels=task.preset.settings.max_pixels, root=task.root,
+                     follow_symlinks=task.follow_symlinks)
+    except InputError:
+        return None  # the task itself will fail with the reason
+    return info.width, info.height
+
+
+class Runner:
+    """Runs tasks in this process; engines and style targets are kept between tasks."""
+
+    def __init__(self, cache: ArtifactCache | None, on_event: EventFn | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.store = StyleTargetStore(cache)
+        self.on_event = on_event or (lambda e: None)
+        self.should_stop = should_stop
+
+    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> Engine:
+        """Build the engine and fetch the style targets these photo sizes need."""
+        engine = Engine(preset.settings)
+        sides = sorted({side for w, h in sizes for side in engine.style_sides(w, h)})
+        before = (self.store.counts.computed, self.store.counts.cached)
+        if sides:
+            self.store.get(engine, preset, sides)
+        self.on_event(TargetsReady(preset.name, self.store.counts.computed - before[0],
+                                   self.store.counts.cached - before[1]))
+        return engine
+
+    def run_task(self, engine: Engine, task: Task, index: int, total: int) -> TaskResult:
+        """One photo; errors that concern this photo only are returned, not raised."""
+        self.on_event(TaskStarted(task, index, total))
+        start = time.perf_counter()
+        try:
+            result = self._render(engine, task, start)
+        except InputError as exc:
+            result = TaskResult(task, "failed", exc.category, exc.message)
+        except torch.OutOfMemoryError:
+            result = TaskResult(task, "failed", "out_of_memory",
+                                f"{task.input.name}: out of memory on {engine.device}; "
+                                "try a smaller size")
+        except MemoryError:
+            result = TaskResult(task, "failed", "out_of_memory",
+                                f"{task.input.name}: out of memory; try a smaller size")
+        except (DiskFullError, OutputNotWritableError, Cancelled):
+            raise
+        except StylizeError as exc:
+            result = TaskResult(task, "failed", exc.category, exc.message)
+        except Exception as exc:  # a bug or an unforeseen library error: this photo only
+            logger.exception("unexpected error while stylizing %s", task.input)
+            result = TaskResult(task, "failed", "internal",
+                                f"{task.input.name}: {type(exc).__name__}: {exc}")
+        result.seconds = time.perf_counter() - start
+        self.on_event(TaskFinished(result))
+        return result
+
+    def _render(self, engine: Engine, task: Task, start: float) -> TaskResult:
+        photo = load_content(task.input, engine, root=task.root,
+                             follow_symlinks=task.follow_symlinks)
+        # The photo may have changed since planning: then hash it again.
+        size, mtime = records.stat_identity(task.input)
+        digest, key = task.input_digest, task.key
+        if (size, mtime) != task.input_stat or digest is None or key is None:
+            digest = file_digest(task.input)
+            key = task_key(digest, task.preset, task.fmt)
+        render(engine, self.store, task.preset, photo, task.output, fmt=task.fmt,
+               on_progress=lambda p: self.on_event(TaskStep(task, p)),
+               should_stop=self.should_stop)
+        out_size, out_mtime = records.stat_identity(task.output)
+        seconds = time.perf_counter() - start
+        # The record is written last: it is what makes the task count as done.
+        records.write_record(task.output, records.Record(
+            key=key, input=os.fsdecode(task.input), input_digest=digest, input_size=size,
+            input_mtime_ns=mtime, style=task.style, output_size=out_size,
+            output_mtime_ns=out_mtime, seconds=round(seconds, 3),
+            finished=datetime.now(UTC).isoformat(timespec="seconds")))
+        return TaskResult(task, "done")
+
+
+def run(plan_: Plan, *, cache: ArtifactCache | None, on_event: EventFn | None = None,
+        should_stop: Callable[[], bool] | None = None) -> Report:
+    """Run the due tasks of a plan; returns the report (never raises for one photo)."""
+    start = time.perf_counter()
+    report = Report()
+    report.results += [TaskResult(t, "skipped") for t in plan_.skipped]
+    due = plan_.due
+    for folder in sorted({t.output.parent for t in due} | {t.output.parent
+                                                             for t in plan_.skipped}):
+        sweep_temp_files(folder)
+    for folder in sorted({t.output.parent for t in due}):
+        check_writable(folder)
+    runner = Runner(cache, on_event, should_stop)
+    groups: dict[str, list[Task]] = {}
+    for task in due:
+        groups.setdefault(_group_key(task.preset), []).append(task)
+    ordered = [t for tasks in groups.values() for t in tasks]
+    finished = 0
+    try:
+        for tasks in groups.values():
+            sizes = [s for s in (_photo_size(t) for t in tasks) if s is not None]
+            engine = runner.prepare(tasks[0].preset, sizes)
+            for task in tasks:
+                report.results.append(runner.run_task(engine, task, finished + 1, len(due)))
+                finished += 1
+    except (DiskFullError, OutputNotWritableError, Cancelled) as exc:
+        report.stopped = exc
+        report.results += [TaskResult(t, "not_run", exc.category, exc.message)
+                           for t in ordered[finished:]]
+    finally:
+        report.targets_computed = runner.store.counts.computed
+        report.targets_cached = runner.store.counts.cached
+        report.seconds = time.perf_counter() - start
+    return report
