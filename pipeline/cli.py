@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from enum import Enum, StrEnum
@@ -122,18 +123,20 @@ def _photo_progress(enabled: bool) -> Iterator[Any]:
 
 
 CacheDirOpt = Annotated[Path | None, typer.Option(
-    "--cache-dir", help="Folder of the style-target cache [default: the user cache folder, "
-    "or $STYLIZE_CACHE_DIR].", show_default=False)]
+    "--cache-dir", help="Folder of the style-target cache (default: the user cache folder, "
+    "or $STYLIZE_CACHE_DIR).", show_default=False)]
 
 
 @app.command()
 def image(
-    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
+    # readable=False: the loader's own one-line "permission denied" beats click's usage box.
+    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False,
+                                            readable=False)],
     style: Annotated[str, typer.Option("--style", "-s",
                                        help="A preset name or the path of a painting.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write the result; its suffix picks the format "
-        "[default: CONTENT-STYLE.jpg in the current folder].", show_default=False)] = None,
+        "(default: CONTENT-STYLE.jpg in the current folder).", show_default=False)] = None,
     size: Annotated[int | None, typer.Option(help="Long side of the output in pixels.")] = None,
     steps: Annotated[str | None, typer.Option(
         help="Optimizer steps per scale, coarsest first, e.g. 250,120,50.")] = None,
@@ -165,7 +168,8 @@ def image(
         from pipeline.styles import Registry
         from pipeline.targets import StyleTargetStore
 
-        if not content.exists():
+        # A broken link or a link loop is there, just unusable: the loader says why.
+        if not content.exists() and not content.is_symlink():
             raise UsageError(f"photo not found: {content}")
         registry = Registry.discover()
         preset = registry.resolve(style)
@@ -179,7 +183,8 @@ def image(
         fmt = format_of_path(output)
         if fmt is None:
             raise UsageError(f"cannot tell the format of {output}; use .jpg, .png or .webp")
-        if output.resolve() == content.resolve():
+        # realpath, unlike Path.resolve, never raises on a symbolic link loop.
+        if os.path.realpath(output) == os.path.realpath(content):
             raise UsageError("the output would overwrite the photo; choose another --output")
         engine = Engine(preset.settings)
         photo = load_content(content, engine)
@@ -238,6 +243,44 @@ def styles_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> No
             doc["overrides"] = p.overrides
         out.print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="",
                   markup=False, highlight=False)
+
+
+@app.command()
+def gallery(
+    manifest: Annotated[Path, typer.Argument(help="The job manifest.")] = Path("jobs.yaml"),
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for index.html and its thumbnails "
+        "(default: 'gallery' next to the manifest).", show_default=False)] = None,
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", "-j", help="Show only this job (repeatable).")] = None,
+    open_page: Annotated[bool, typer.Option(
+        "--open", help="Open the page in the default browser.")] = False,
+) -> None:
+    """Write a static HTML page with before/after thumbnails of every job, to review a batch.
+
+    The last line printed is the path of the page.
+    """
+    with _errors():
+        from pipeline.gallery import build_gallery
+        from pipeline.manifest import load_manifest
+
+        parsed = load_manifest(manifest)
+        folder = output if output is not None else parsed.path.parent / "gallery"
+        result = build_gallery(parsed, folder, jobs=job)
+        for problem in result.problems:
+            err.print(f"[yellow]warning:[/] cannot show {problem}", highlight=False,
+                      soft_wrap=True)
+        outdated = f", {result.outdated} outdated" if result.outdated else ""
+        err.print(f"{result.photos} photos in {result.jobs} jobs: {result.done} done{outdated}, "
+                  f"{result.not_done} not done; thumbnails: {result.thumbs_written} new, "
+                  f"{result.thumbs_reused} reused", highlight=False)
+        out.print(str(result.index), markup=False, highlight=False, soft_wrap=True)
+        if open_page:
+            import webbrowser
+
+            if not webbrowser.open(result.index.as_uri()):
+                err.print("[yellow]warning:[/] no browser found; open the page above by hand",
+                          highlight=False)
 
 
 class _StopFlag:
@@ -316,21 +359,80 @@ def run(
                 result = run_plan(the_plan, cache=cache, on_event=display.on_event,
                                   should_stop=stop)
             display.print_summary(result)
-        data = result.as_dict()
-        if report is not None:
-            import json
+        import json
 
+        # Undecodable bytes in file names are lone surrogates here; backslashreplace
+        # writes them as JSON \udcXX escapes, so the report is always valid UTF-8.
+        payload = json.dumps(result.as_dict(), indent=1, ensure_ascii=False).encode(
+            "utf-8", "backslashreplace")
+        if report is not None:
             from pipeline.fsutil import atomic_write_bytes
 
-            atomic_write_bytes(report, json.dumps(data, indent=1, ensure_ascii=False).encode())
+            atomic_write_bytes(report, payload)
         if json_out:
-            import json
-
-            sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+            sys.stdout.write(payload.decode("utf-8") + "\n")
         if result.stopped is not None:
             _fail(result.stopped)
         if result.exit_code:
             raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def watch(
+    manifest: Annotated[Path, typer.Argument(help="The job manifest.")] = Path("jobs.yaml"),
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", "-j", help="Watch only this job's inbox (repeatable) (default: every job "
+        "with an inbox).", show_default=False)] = None,
+    poll: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Look for new files every SECONDS instead of using the "
+        "system's file events (for network shares).", show_default=False)] = None,
+    settle: Annotated[float, typer.Option(
+        metavar="SECONDS", help="A file is taken once its size and time have not changed "
+        "for this long (and it decodes fully).")] = 3.0,
+    rescan: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Scan each inbox this often whatever the events said, "
+        "so a lost event never loses a file.")] = 30.0,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="First move the photos in <inbox>/failed back into the "
+        "inbox.")] = False,
+    json_log: Annotated[str | None, typer.Option(
+        "--json-log", metavar="FILE", help="Append one JSON event per line to FILE "
+        "('-' for stdout).", show_default=False)] = None,
+    cache_dir: CacheDirOpt = None,
+    device: Annotated[str | None, typer.Option(help="Override every job's device.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Only failures and warnings.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Every queued file, every scale.")] = False,
+) -> None:
+    """Stylize every photo dropped into a job's inbox, once it is complete, until stopped.
+
+    Finished photos move to <inbox>/done (or are deleted: the job's `after`); photos that
+    cannot be used move to <inbox>/failed with <name>.error.json.  SIGINT/SIGTERM stop it
+    cleanly (the current photo is abandoned, nothing partial is kept) with status 0.
+    Exit status: 2 bad manifest or usage, 73 output folder not writable, 74 disk full,
+    75 another watcher holds an inbox.
+    """
+    _setup_logging(verbose)
+    with _errors():
+        from pipeline.cache import ArtifactCache
+        from pipeline.manifest import load_manifest
+        from pipeline.watch import InboxWatcher, WatchOptions, watched_jobs
+        from pipeline.watch_display import JsonLog, WatchDisplay, fan_out
+
+        options = WatchOptions(settle=settle, poll=poll, rescan=rescan,
+                               retry_failed=retry_failed)
+        parsed = load_manifest(manifest, cli_overrides=_patch(device=device))
+        jobs = watched_jobs(parsed, job)
+        stop = _StopFlag()
+        with JsonLog.open(json_log) as log, stop.installed():
+            display = WatchDisplay(err if json_log == "-" else out, quiet=quiet,
+                                   verbose=verbose)
+            watcher = InboxWatcher(jobs, cache=ArtifactCache(cache_dir), options=options,
+                                   on_event=fan_out(display.on_event,
+                                                    log.on_event if log else None))
+            with display.live(lambda: watcher.status):
+                watcher.run_until_stopped(stop)
 
 
 def main() -> None:

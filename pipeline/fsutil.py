@@ -56,7 +56,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=folder)
     except OSError as exc:
-        raise translate_os_error(exc, final) from exc
+        err = translate_os_error(exc, final)
+        if err is exc:
+            why = ("a file is in the way of a folder on its path"
+                   if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
+            err = OutputNotWritableError(f"cannot write {final}: {why}")
+        raise err from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -36,6 +36,7 @@ from pipeline.validation import Loc, error_items, field_path
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class JobModel(SettingsPatch):  # type: ignore[misc, valid-type]
@@ -101,19 +102,28 @@ class Manifest:
 # -- line numbers -------------------------------------------------------------
 
 
-def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
-    """Field path -> 1-based line, from the YAML node tree."""
+def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None,
+              duplicates: list[Loc] | None = None) -> dict[Loc, int]:
+    """Field path -> 1-based line, from the YAML node tree.
+
+    Keys given twice in one mapping (YAML would silently keep the last) are appended to
+    ``duplicates``; the map then holds the line of the last one.
+    """
     out = {} if out is None else out
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key, value in node.value:
-            k = key.value
+            k = str(key.value)
+            if k in seen and duplicates is not None and key.tag != _MERGE_TAG:
+                duplicates.append(path + (k,))
+            seen.add(k)
             out[path + (k,)] = key.start_mark.line + 1
-            _line_map(value, path + (k,), out)
+            _line_map(value, path + (k,), out, duplicates)
             out[path + (k,)] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_map(item, path + (i,), out)
+            _line_map(item, path + (i,), out, duplicates)
     return out
 
 
@@ -172,8 +182,11 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
-    lines = _line_map(node) if node is not None else {}
+    duplicates: list[Loc] = []
+    lines = _line_map(node, duplicates=duplicates) if node is not None else {}
     problems = _Problems(path, lines)
+    for dup in duplicates:
+        problems.add(dup, "duplicate key (YAML would silently keep only the last one)")
     try:
         model = ManifestModel.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
@@ -195,25 +208,46 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
         names.add(jm.name)
         job_patch = jm.model_dump(include=set(Settings.model_fields), exclude_unset=True,
                                   exclude_none=True)
-        presets = []
+        presets: list[Preset] = []
         for k, style in enumerate(jm.styles):
             try:
                 preset = registry.resolve(style, relative_to=base)
-                presets.append(preset.with_overrides(model.defaults, job_patch, cli_overrides))
+                preset = preset.with_overrides(model.defaults, job_patch, cli_overrides)
             except UsageError as exc:
                 problems.add(loc + ("styles", k), exc.message)
+                continue
             except ValidationError as exc:
                 for err_loc, msg in error_items(exc):
                     problems.add(loc + err_loc, msg)
+                continue
+            # The style names the output file: two entries with one name would collide.
+            if any(p.name == preset.name for p in presets):
+                problems.add(loc + ("styles", k), f"style {preset.name!r} is listed twice "
+                                                  "(outputs are named after the style)")
+                continue
+            presets.append(preset)
         input_dir, pattern = _split_glob(base, jm.input)
-        if pattern is None and not input_dir.is_dir():
+        output_dir = (base / jm.output).resolve()
+        if not input_dir.exists():
             problems.add(loc + ("input",), f"input folder not found: {input_dir}")
+        elif not input_dir.is_dir():
+            problems.add(loc + ("input",), f"not a folder: {input_dir}")
+        elif output_dir == input_dir:
+            # Results would be picked up as photos by the next run.
+            problems.add(loc + ("output",), "the output folder is the input folder; "
+                                            "use a separate folder (it may be inside it)")
         if pattern is not None and jm.recursive:
             problems.add(loc + ("recursive",), "recursive applies to folders; "
                                                "use ** in the glob instead")
+        for other in jobs:
+            shared = sorted({p.name for p in presets} & {p.name for p in other.styles})
+            if other.output == output_dir and shared:
+                problems.add(loc + ("output",), f"jobs {other.name!r} and {jm.name!r} both write "
+                                                f"style {shared[0]!r} into {output_dir}; give "
+                                                "them different output folders")
+                break
         jobs.append(Job(jm.name, i, input_dir, pattern, jm.recursive, tuple(presets),
-                        (base / jm.output).resolve(),
-                        (base / jm.inbox).resolve() if jm.inbox else None,
+                        output_dir, (base / jm.inbox).resolve() if jm.inbox else None,
                         jm.after, jm.follow_symlinks))
     problems.raise_if_any()
     return Manifest(path.resolve(), tuple(jobs), registry)

@@ -38,8 +38,29 @@ _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": 
 
 
 def _name(path: os.PathLike[str]) -> str:
-    # Names with undecodable bytes must still print as valid UTF-8.
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path for people: relative to the current folder when inside it, valid UTF-8."""
+    text = os.fsdecode(path)
+    try:
+        rel = os.path.relpath(text)
+        if not rel.startswith(".."):
+            text = rel
+    except ValueError:
+        pass
+    return _printable(text)
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def _printable(text: str) -> str:
+    # Names with undecodable bytes must still print as valid UTF-8, and a name holding a
+    # newline or a tab must not split a line (one line per photo; tab-separated plans).
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROLS)
+
+
+def _markup(text: str) -> str:
+    """Any text (a name, a reason) made safe to embed in a Rich markup line."""
+    return escape(_printable(text))
 
 
 class RunDisplay:
@@ -60,12 +81,15 @@ class RunDisplay:
     def print_plan(self, plan: Plan) -> None:
         table = Table("status", "job", "input", "style", "output", box=None)
         for t in plan.tasks:
-            table.add_row(t.status, t.job, escape(_name(t.input)), t.style,
+            table.add_row(t.status, t.job, escape(_name(t.input)), escape(t.style),
                           escape(_name(t.output)))
         if not self.console.is_terminal:
+            # Tab-separated for scripts, written as is: Rich would expand the tabs to spaces.
             for t in plan.tasks:
-                self._line(f"{t.status}\t{t.job}\t{escape(_name(t.input))}\t{t.style}\t"
-                           f"{escape(_name(t.output))}")
+                self.console.file.write("\t".join((t.status, t.job, _name(t.input),
+                                                   _printable(t.style), _name(t.output)))
+                                        + "\n")
+            self.console.file.flush()
         else:
             self.console.print(table)
         self._line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
@@ -94,13 +118,13 @@ class RunDisplay:
     def on_event(self, event: Event) -> None:
         if isinstance(event, TargetsReady):
             if self.verbose or (not self.quiet and event.computed):
-                self._line(f"style {event.style}: {event.computed} style target(s) computed, "
-                           f"{event.cached} from the cache")
+                self._line(f"style {_markup(event.style)}: {event.computed} style target(s) "
+                           f"computed, {event.cached} from the cache")
         elif isinstance(event, TaskStarted):
             if self._bar is not None and self._photo is not None:
                 self._bar.update(self._photo, visible=True, completed=0, total=1,
-                                 description=escape(f"{event.task.input.name} · "
-                                                    f"{event.task.style}"), detail="")
+                                 description=_markup(f"{event.task.input.name} · "
+                                                     f"{event.task.style}"), detail="")
         elif isinstance(event, TaskStep):
             self._step(event)
         elif isinstance(event, TaskFinished):
@@ -113,7 +137,7 @@ class RunDisplay:
                              detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height} "
                                     f"loss {p.loss:.3g}")
         elif self.verbose and p.step == p.steps:
-            self._line(f"  {escape(_name(event.task.input))} \\[{event.task.style}] scale "
+            self._line(f"  {escape(_name(event.task.input))} \\[{_markup(event.task.style)}] scale "
                        f"{p.scale}/{p.scales} {p.width}×{p.height} loss {p.loss:.4g} "
                        f"({p.elapsed:.1f} s)")
 
@@ -122,10 +146,10 @@ class RunDisplay:
         if self._bar is not None and self._overall is not None:
             self._bar.advance(self._overall)
         if r.status == "failed":
-            self._line(f"[red]failed[/] {escape(_name(r.task.input))} \\[{r.task.style}]: "
-                       f"{escape(r.reason)}")
+            self._line(f"[red]failed[/] {escape(_name(r.task.input))} \\[{_markup(r.task.style)}]: "
+                       f"{_markup(r.reason)}")
         elif not self.quiet:
-            self._line(f"{r.status} {escape(_name(r.task.input))} \\[{r.task.style}] -> "
+            self._line(f"{r.status} {escape(_name(r.task.input))} \\[{_markup(r.task.style)}] -> "
                        f"{escape(_name(r.task.output))} ({r.seconds:.1f} s)")
 
     # -- summary ----------------------------------------------------------------

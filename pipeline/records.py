@@ -48,7 +48,11 @@ def read_record(output: Path) -> Record | None:
 
 
 def write_record(output: Path, record: Record) -> None:
-    data = json.dumps(asdict(record), ensure_ascii=False, indent=1).encode("utf-8")
+    # A file name with bytes that are not UTF-8 holds lone surrogates (os.fsdecode);
+    # backslashreplace writes them as JSON \udcXX escapes, which json.loads turns
+    # back into the same str: the record stays valid UTF-8 and round-trips.
+    data = json.dumps(asdict(record), ensure_ascii=False, indent=1).encode(
+        "utf-8", "backslashreplace")
     atomic_write_bytes(record_path(output), data)
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.engine.optimize import Engine, ProgressFn
-from pipeline.images import LoadedImage, load_image, save_image
+from pipeline.errors import InputError
+from pipeline.images import LoadedImage, display_name, load_image, save_image
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore
 
@@ -44,8 +45,15 @@ def load_content(path: Path, engine: Engine, *, root: Path | None = None,
     s = engine.settings
     # Decoding above the output size would only cost memory: JPEGs are even
     # decoded at a reduced size directly (draft mode).
-    return load_image(path, max_pixels=s.max_pixels, max_long_side=s.size, root=root,
-                      follow_symlinks=follow_symlinks)
+    photo = load_image(path, max_pixels=s.max_pixels, max_long_side=s.size, root=root,
+                       follow_symlinks=follow_symlinks)
+    try:
+        # Refuse now, with the file's name, a shape that has no usable scale at
+        # this size (1×5000 at size 64 is 1×64): too_small, never a traceback.
+        engine.style_sides(photo.rgb.width, photo.rgb.height)
+    except InputError as exc:
+        raise InputError(f"{display_name(path)}: {exc.message}", category=exc.category) from None
+    return photo
 
 
 def render(engine: Engine, store: StyleTargetStore, preset: Preset, photo: LoadedImage,

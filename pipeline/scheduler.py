@@ -16,11 +16,13 @@ end a run early.
 from __future__ import annotations
 
 import contextlib
+import errno
+import gc
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -29,18 +31,19 @@ import torch
 
 from pipeline import records
 from pipeline.cache import ArtifactCache
-from pipeline.engine.optimize import Engine, Progress
+from pipeline.engine.optimize import MIN_SCALE_SIDE, Engine, Progress
 from pipeline.engine.weights import weights_digest
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
     InputError,
+    OutOfMemoryError,
     OutputNotWritableError,
     StylizeError,
 )
-from pipeline.fsutil import sweep_temp_files, translate_os_error
+from pipeline.fsutil import TEMP_PREFIX, sweep_temp_files, translate_os_error
 from pipeline.hashing import digest_json, file_digest
-from pipeline.images import probe
+from pipeline.images import display_name, probe
 from pipeline.manifest import Job, Manifest
 from pipeline.render import SUFFIXES, load_content, output_format, render
 from pipeline.styles import Preset
@@ -73,6 +76,9 @@ class Task:
     input_digest: str | None
     input_stat: tuple[int, int] | None  # (size, mtime_ns) when planned
     status: Status
+    #: Skipped, but the photo's size or mtime differ from its record (touched, copied):
+    #: the run stores the new ones so that later runs need not hash the photo again.
+    stale_stat: bool = False
 
     @property
     def style(self) -> str:
@@ -185,6 +191,7 @@ def discover_inputs(job: Job) -> list[Path]:
     image name is still listed and later refused with a reason, not ignored.
     """
     found: list[Path] = []
+    candidates: Iterator[Path]
     if job.pattern is not None:
         candidates = job.input.glob(job.pattern)
     elif job.recursive:
@@ -194,6 +201,10 @@ def discover_inputs(job: Job) -> list[Path]:
     for path in candidates:
         rel = path.relative_to(job.input)
         if any(_is_litter(part) or part in SKIP_DIRS for part in rel.parts):
+            continue
+        # Our own results are never photos to stylize again (an output folder inside the
+        # input folder of a glob such as photos/**/*.jpg would otherwise grow every run).
+        if path.parent == job.output or job.output in path.parents:
             continue
         if path.suffix.lower() in INPUT_SUFFIXES:
             found.append(path)
@@ -247,13 +258,24 @@ def _input_digest(photo: Path, stat: tuple[int, int], rec: records.Record | None
 
 def plan(manifest: Manifest, *, jobs: list[str] | None = None) -> Plan:
     """Every task of the selected jobs, each marked due or skipped."""
-    selected = [manifest.job(n) for n in jobs] if jobs else list(manifest.jobs)
+    # `--job a --job a` means job a once, not two jobs that collide.
+    selected = ([manifest.job(n) for n in dict.fromkeys(jobs)] if jobs
+                else list(manifest.jobs))
     tasks: list[Task] = []
     for job in selected:
         for photo in discover_inputs(job):
             for preset in job.styles:
                 tasks.append(make_task(job, photo, preset))
-    _check_collisions(tasks)
+    outputs = [(t.job, t.output) for t in tasks]
+    names = {job.name for job in selected}
+    for job in manifest.jobs:
+        if job.name not in names:
+            # The jobs not run now still own their outputs: running jobs one at a time
+            # (--job) must not let two of them overwrite each other's results in turn.
+            outputs += [(job.name, output_path(job, photo, preset,
+                                               output_format(preset.settings.format, photo)))
+                        for photo in discover_inputs(job) for preset in job.styles]
+    _check_collisions(outputs)
     return Plan(tasks)
 
 
@@ -273,20 +295,22 @@ def make_task(job: Job, photo: Path, preset: Preset, *, root: Path | None = None
     status: Status = "due"
     if rec is not None and key is not None and rec.key == key and records.output_matches(out, rec):
         status = "skipped"
+    stale = status == "skipped" and rec is not None and stat != (rec.input_size,
+                                                                 rec.input_mtime_ns)
     return Task(job.name, photo, root or job.input, job.follow_symlinks, preset, out, fmt, key,
-                digest, stat, status)
+                digest, stat, status, stale)
 
 
-def _check_collisions(tasks: list[Task]) -> None:
-    seen: dict[Path, Task] = {}
-    for t in tasks:
-        other = seen.get(t.output)
+def _check_collisions(outputs: list[tuple[str, Path]]) -> None:
+    seen: dict[Path, str] = {}
+    for job, output in outputs:
+        other = seen.get(output)
         if other is not None:
             from pipeline.errors import ConfigError
 
-            raise ConfigError(f"jobs {other.job!r} and {t.job!r} would both write {t.output}; "
+            raise ConfigError(f"jobs {other!r} and {job!r} would both write {output}; "
                               "give them different output folders")
-        seen[t.output] = t
+        seen[output] = job
 
 
 # -- running ------------------------------------------------------------------
@@ -296,20 +320,36 @@ def check_writable(folder: Path) -> None:
     """Fail before any work if results could not be written to ``folder``."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe_file = folder / f".stylize-write-test-{os.getpid()}"
+        # Named like a temp file, so that a run killed right here leaves nothing behind.
+        probe_file = folder / f"{TEMP_PREFIX}write-test-{os.getpid()}"
         probe_file.write_bytes(b"")
         probe_file.unlink()
     except OSError as exc:
-        err = translate_os_error(exc, folder)
-        if isinstance(err, StylizeError):
-            raise OutputNotWritableError(f"output folder {folder} is not writable "
-                                         f"({exc.strerror}); nothing was processed") from exc
-        raise
+        if isinstance(translate_os_error(exc, folder), DiskFullError):
+            raise DiskFullError(f"disk full: cannot write in the output folder {folder} "
+                                "(free some space and run again); nothing was processed"
+                                ) from exc
+        # Any other failure (no permission, read-only, a file where a folder should
+        # be) means the same thing: results cannot go there.
+        why = ("a file is in the way of a folder on its path"
+               if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
+        raise OutputNotWritableError(f"output folder {folder} is not writable ({why}); "
+                                     "nothing was processed") from exc
 
 
 def _group_key(preset: Preset) -> str:
     return digest_json({"style": preset.name, "settings": preset.settings.model_dump(),
                         "images": [str(i.path) for i in preset.images]})
+
+
+#: After running out of memory, a photo is tried once more at this fraction of the size.
+OOM_RETRY_SCALE = 0.5
+
+
+def _free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _photo_size(task: Task) -> tuple[int, int] | None:
@@ -333,7 +373,12 @@ class Runner:
     def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> Engine:
         """Build the engine and fetch the style targets these photo sizes need."""
         engine = Engine(preset.settings)
-        sides = sorted({side for w, h in sizes for side in engine.style_sides(w, h)})
+        wanted: set[int] = set()
+        for w, h in sizes:
+            # A photo too thin for this size fails in its own task, with its name.
+            with contextlib.suppress(InputError):
+                wanted.update(engine.style_sides(w, h))
+        sides = sorted(wanted)
         before = (self.store.counts.computed, self.store.counts.cached)
         if sides:
             self.store.get(engine, preset, sides)
@@ -346,27 +391,64 @@ class Runner:
         self.on_event(TaskStarted(task, index, total))
         start = time.perf_counter()
         try:
-            result = self._render(engine, task, start)
+            out_of_memory: str | None = None  # where, when the first attempt ran out
+            try:
+                result = self._render(engine, task, start)
+            except torch.OutOfMemoryError:
+                out_of_memory = f" on {engine.device}"
+            except MemoryError:
+                out_of_memory = ""
+            # Retried outside the except clause, so that the failed attempt's tensors
+            # (held by the traceback's frames) are freed before the second one.
+            if out_of_memory is not None:
+                result = self._retry_smaller(engine, task, out_of_memory, start)
         except InputError as exc:
             result = TaskResult(task, "failed", exc.category, exc.message)
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, MemoryError):
             result = TaskResult(task, "failed", "out_of_memory",
-                                f"{task.input.name}: out of memory on {engine.device}; "
-                                "try a smaller size")
-        except MemoryError:
-            result = TaskResult(task, "failed", "out_of_memory",
-                                f"{task.input.name}: out of memory; try a smaller size")
+                                f"{display_name(task.input)}: out of memory; try a smaller size")
         except (DiskFullError, OutputNotWritableError, Cancelled):
             raise
         except StylizeError as exc:
             result = TaskResult(task, "failed", exc.category, exc.message)
         except Exception as exc:  # a bug or an unforeseen library error: this photo only
-            logger.exception("unexpected error while stylizing %s", task.input)
+            logger.exception("unexpected error while stylizing %s", display_name(task.input))
             result = TaskResult(task, "failed", "internal",
-                                f"{task.input.name}: {type(exc).__name__}: {exc}")
+                                f"{display_name(task.input)}: {type(exc).__name__}: {exc}")
         result.seconds = time.perf_counter() - start
         self.on_event(TaskFinished(result))
         return result
+
+    def _retry_smaller(self, engine: Engine, task: Task, where: str,
+                       start: float) -> TaskResult:
+        """After running out of memory: one more try at a smaller size, with a fresh engine.
+
+        The record written then holds the smaller size's key, so a later run tries
+        the full size again.  Raises ``OutOfMemoryError`` (category ``out_of_memory``)
+        when the smaller size cannot be tried or runs out of memory too.
+        """
+        name = display_name(task.input)
+        size = task.preset.settings.size
+        smaller = int(size * OOM_RETRY_SCALE)
+        _free_memory(engine.device)
+        if smaller < MIN_SCALE_SIDE:
+            raise OutOfMemoryError(f"{name}: out of memory{where} at size {size}; "
+                                   "try a smaller size")
+        logger.warning("%s: out of memory%s at size %d; trying once more at size %d",
+                       name, where, size, smaller)
+        small = replace(task, preset=task.preset.with_overrides({"size": smaller}), key=None)
+        try:
+            self._render(Engine(small.preset.settings), small, start)
+        except (torch.OutOfMemoryError, MemoryError):
+            failed = True
+        else:
+            failed = False
+        if failed:  # outside the except clause, for the same reason as in run_task
+            _free_memory(engine.device)
+            raise OutOfMemoryError(f"{name}: out of memory{where} at size {size} and at "
+                                   f"size {smaller}; try a smaller size")
+        return TaskResult(task, "done", reason=f"{name}: out of memory{where} at size {size}; "
+                                               f"written at size {smaller} instead")
 
     def _render(self, engine: Engine, task: Task, start: float) -> TaskResult:
         photo = load_content(task.input, engine, root=task.root,
@@ -391,6 +473,20 @@ class Runner:
         return TaskResult(task, "done")
 
 
+def _refresh_record(task: Task) -> None:
+    """Store a touched photo's new size and mtime in its record (its content hash is unchanged).
+
+    Without this, every later run would read and hash the photo again.  Best effort: a
+    record that cannot be rewritten only costs that hashing.
+    """
+    rec = records.read_record(task.output)
+    if rec is None or task.input_stat is None or rec.key != task.key:
+        return
+    size, mtime = task.input_stat
+    with contextlib.suppress(StylizeError, OSError):
+        records.write_record(task.output, replace(rec, input_size=size, input_mtime_ns=mtime))
+
+
 def run(plan_: Plan, *, cache: ArtifactCache | None, on_event: EventFn | None = None,
         should_stop: Callable[[], bool] | None = None) -> Report:
     """Run the due tasks of a plan; returns the report (never raises for one photo)."""
@@ -401,8 +497,13 @@ def run(plan_: Plan, *, cache: ArtifactCache | None, on_event: EventFn | None = 
     for folder in sorted({t.output.parent for t in due} | {t.output.parent
                                                              for t in plan_.skipped}):
         sweep_temp_files(folder)
+        # Records are written the same way, so a kill can leave temp files there too.
+        sweep_temp_files(folder / records.RECORD_DIR)
     for folder in sorted({t.output.parent for t in due}):
         check_writable(folder)
+    for task in plan_.skipped:
+        if task.stale_stat:
+            _refresh_record(task)
     runner = Runner(cache, on_event, should_stop)
     groups: dict[str, list[Task]] = {}
     for task in due:

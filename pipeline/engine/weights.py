@@ -19,6 +19,7 @@ before it is opened at all.
 from __future__ import annotations
 
 import importlib.resources
+import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,7 @@ def _load_file(path: Path) -> Weights:
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path.name}: not a readable state dict ({exc})") from exc
+        raise WeightsError(f"{path.name}: not a readable state dict ({_why(exc)})") from exc
     if not isinstance(raw, dict):
         raise WeightsError(f"{path.name}: expected a state dict, found {type(raw).__name__}")
     if any(str(k).startswith("block1_conv1") for k in raw):
@@ -163,6 +164,19 @@ def _load_file(path: Path) -> Weights:
         state = {str(k).removeprefix("features."): v for k, v in raw.items()}
     prep = "caffe" if "caffe" in path.name.lower() else "imagenet"
     return Weights(path.name, state, prep, file_digest(path))
+
+
+def _why(exc: Exception) -> str:
+    """One line on why a weights file could not be read (torch's messages span many)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's advice to retry with weights_only=False must not reach a user: that
+        # would run whatever code the file holds.
+        detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), "")
+        return ("it holds Python objects, not only tensors, and was not unpickled"
+                + (f": {detail}" if detail else ""))
+    line = " ".join(text.split())
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 _lock = threading.Lock()

@@ -1,0 +1,409 @@
+"""``jobs.yaml``: what a valid manifest resolves to, and every mistake reported with its line.
+
+A bad manifest must stop ``stylize run`` with status 2 before anything is touched: no output
+folder, no lock, no cache entry.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import gradient_photo
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.errors import ConfigError, UsageError
+from pipeline.manifest import load_manifest
+from pipeline.scheduler import discover_inputs, plan
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.timeout(120)
+runner = CliRunner()
+
+
+def _project(tmp_path: Path) -> Path:
+    """A project folder: photos (one subfolder), a painting, no outputs yet."""
+    root = tmp_path / "project"
+    (root / "photos" / "sub" / "deeper").mkdir(parents=True)
+    (root / "phone" / "2024").mkdir(parents=True)
+    (root / "paintings").mkdir()
+    for i, rel in enumerate(["photos/a.jpg", "photos/sub/b.jpg", "photos/sub/deeper/c.png",
+                             "phone/top.jpg", "phone/2024/x.jpg", "phone/2024/y.png"]):
+        gradient_photo(48, 32, seed=i).save(root / rel)
+    gradient_photo(40, 40, seed=9).save(root / "paintings" / "mine.jpg")
+    return root
+
+
+def _write(root: Path, text: str) -> Path:
+    path = root / "jobs.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def _line(path: Path, needle: str, nth: int = 0) -> int:
+    """1-based number of the nth line of ``path`` containing ``needle``."""
+    hits = [i for i, text in enumerate(path.read_text().splitlines(), 1) if needle in text]
+    return hits[nth]
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    assert info.value.problems, info.value.message
+    assert info.value.problems[0] == info.value.message
+    return info.value.problems[1:]
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env=env or {})
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- a valid manifest ---------------------------------------------------------------------
+
+
+def test_full_manifest_resolves_paths_defaults_and_overrides(
+        tmp_path: Path, fast_preset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        # every key of the schema
+        styles_path: [../user-styles]
+        defaults:
+          size: 48
+          steps: [4, 2]
+          style_weight: 20
+        jobs:
+          - name: holiday
+            input: photos
+            recursive: true
+            styles: [fast, starry-night]
+            output: out/holiday
+            inbox: inbox/holiday
+            after: delete
+            size: 56
+            seed: 7
+          - name: phone_2
+            input: "phone/**/*.jpg"
+            styles: [paintings/mine.jpg]
+            output: out/phone
+            follow_symlinks: true
+            format: png
+    """)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths follow the manifest, not the cwd
+
+    manifest = load_manifest(Path("..") / "project" / "jobs.yaml")
+    assert manifest.path == path.resolve()
+    holiday, phone = manifest.jobs
+    assert (holiday.name, holiday.index, phone.name, phone.index) == ("holiday", 0, "phone_2", 1)
+    assert manifest.job("phone_2") is phone
+    with pytest.raises(UsageError, match="no job named 'nope'.*jobs: holiday, phone_2"):
+        manifest.job("nope")
+
+    # Paths: absolute, against the manifest's folder.
+    assert holiday.input == root / "photos" and holiday.pattern is None and holiday.recursive
+    assert holiday.output == root / "out" / "holiday"
+    assert holiday.inbox == root / "inbox" / "holiday" and holiday.after == "delete"
+    assert not holiday.follow_symlinks
+    assert phone.input == root / "phone" and phone.pattern == "**/*.jpg"
+    assert phone.output == root / "out" / "phone" and phone.inbox is None
+    assert phone.after == "move" and phone.follow_symlinks and not phone.recursive
+
+    # Styles: a user preset found through styles_path, a builtin, a painting by path.
+    fast, starry = holiday.styles
+    assert (fast.name, fast.source) == ("fast", "user")
+    assert fast.images[0].path == fast_preset_dir / "fast" / "paint.png"
+    assert (starry.name, starry.source) == ("starry-night", "builtin")
+    (mine,) = phone.styles
+    assert (mine.name, mine.source) == ("mine", "image")
+    assert mine.images[0].path == root / "paintings" / "mine.jpg"
+
+    # Layering: built-in < preset < defaults < job.
+    assert fast.settings.size == 56 and fast.settings.seed == 7  # the job's overrides
+    assert fast.settings.steps == [4, 2] and fast.settings.style_weight == 20  # defaults
+    assert fast.settings.min_side == 32 and fast.settings.device == "cpu"  # the preset's own
+    assert starry.settings.size == 56 and starry.settings.style_weight == 20
+    assert mine.settings.format == "png" and mine.settings.size == 48
+    assert mine.settings.seed == Settings().seed  # another job's override does not leak
+
+    # Inputs: the glob descends; the recursive folder mirrors subfolders.
+    assert [p.relative_to(root) for p in discover_inputs(phone)] == [
+        Path("phone/2024/x.jpg"), Path("phone/top.jpg")]
+    assert [p.relative_to(root) for p in discover_inputs(holiday)] == [
+        Path("photos/a.jpg"), Path("photos/sub/b.jpg"), Path("photos/sub/deeper/c.png")]
+
+
+def test_command_line_overrides_come_last(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        defaults: {device: cpu, size: 48}
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out, device: cpu}
+    """)
+    (preset,) = load_manifest(path, cli_overrides={"device": "auto"}).jobs[0].styles
+    assert preset.settings.device == "auto" and preset.settings.size == 48
+
+
+def test_non_recursive_folder_takes_only_its_own_photos(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "photos" / "notes.txt").write_text("not a photo")
+    (root / "photos" / ".hidden.jpg").write_bytes(b"")
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out}
+    """)
+    assert discover_inputs(load_manifest(path).jobs[0]) == [root / "photos" / "a.jpg"]
+
+
+def test_shipped_jobs_yaml_is_valid() -> None:
+    manifest = load_manifest(Path(__file__).resolve().parent.parent / "jobs.yaml")
+    assert [j.name for j in manifest.jobs] == ["samples"]
+
+
+# -- mistakes, each with file and line ------------------------------------------------------
+
+
+def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - name: a
+            input: photos
+            styles: [udnie]
+            output: out
+            stlye_weight: 30
+    """)
+    assert _problems(path) == [f"{path}:{_line(path, 'stlye_weight')}: "
+                               "jobs[0].stlye_weight: unknown key"]
+
+
+def test_unknown_style_names_the_list_item_and_the_known_ones(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - name: a
+            input: photos
+            styles: [udnie]
+            output: out/a
+          - name: b
+            input: photos
+            styles:
+              - stary-night
+              - great-wave
+            output: out/b
+    """)
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:{_line(path, 'stary-night')}: jobs[1].styles[0]: "
+                              "unknown style 'stary-night'; known: great-wave, starry-night, ")
+
+
+def _assert_problems(path: Path, expected: list[tuple[int, str]]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    count = len(expected)
+    assert info.value.message == f"{path}: {count} problems; nothing was processed"
+    lines = info.value.problems[1:]
+    assert len(lines) == count, lines
+    for line, text in expected:
+        assert any(p.startswith(f"{path}:{line}: {text}") for p in lines), (text, lines)
+
+
+def test_every_schema_problem_is_listed_at_once(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        defaults:
+          size: 3
+        jobs:
+          - name: a
+            input: photos
+            styles: [udnie]
+            output: out/a
+            colour: red
+          - name: b
+            input: photos
+            styles: [udnie]
+            output: out/b
+            steps: many
+    """)
+    _assert_problems(path, [
+        (_line(path, "size: 3"), "defaults.size: Input should be greater than or equal to 16"),
+        (_line(path, "colour"), "jobs[0].colour: unknown key"),
+        (_line(path, "steps: many"), "jobs[1].steps: Input should be a valid list"),
+    ])
+
+
+def test_every_job_problem_is_listed_at_once(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - name: a
+            input: nowhere
+            styles: [stary-night, paintings/missing.jpg]
+            output: out/a
+          - name: a
+            input: photos
+            styles: [udnie]
+            output: out/b
+    """)
+    _assert_problems(path, [
+        (_line(path, "stary-night"), "jobs[0].styles[0]: unknown style 'stary-night'"),
+        (_line(path, "stary-night"), "jobs[0].styles[1]: style image not found"),
+        (_line(path, "input: nowhere"), "jobs[0].input: input folder not found"),
+        (_line(path, "name: a", 1), "jobs[1].name: job name 'a' is used twice"),
+    ])
+
+
+@pytest.mark.parametrize("text,needle,message", [
+    ("jobs:\n  - name: a\n    input: [photos\n    styles: [udnie]\n", "styles:",
+     "not valid YAML"),
+    ("jobs:\n  - name: a\n\tinput: photos\n", "input:", "not valid YAML"),
+    ("jobs: []\n", "jobs", "jobs: List should have at least 1 item"),
+    ("- a\n- b\n", "- a", "(top level): Input should be a valid dictionary"),
+    ("jbos: []\njobs:\n  - {name: a, input: photos, styles: [udnie], output: o}\n", "jbos",
+     "jbos: unknown key"),
+    ("jobs:\n  - name: a b\n    input: photos\n    styles: [udnie]\n    output: o\n", "name",
+     "jobs[0].name: use letters, digits"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: udnie\n    output: o\n", "styles",
+     "jobs[0].styles: Input should be a valid list"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n", "name",
+     "jobs[0].output: Field required"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: []\n    output: o\n", "styles",
+     "jobs[0].styles: List should have at least 1 item"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n    output: o\n"
+     "    after: keep\n", "after", "jobs[0].after: Input should be 'move' or 'delete'"),
+    ("jobs:\n  - name: a\n    input: photos/*.jpg\n    recursive: true\n    styles: [udnie]\n"
+     "    output: o\n", "recursive", "jobs[0].recursive: recursive applies to folders"),
+    ("jobs:\n  - name: a\n    input: nowhere/**/*.jpg\n    styles: [udnie]\n    output: o\n",
+     "input", "jobs[0].input: input folder not found"),
+    ("jobs:\n  - name: a\n    input: photos/a.jpg\n    styles: [udnie]\n    output: o\n",
+     "input", "jobs[0].input: not a folder"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n    output: o\n"
+     "    output: p\n", "output: p", "jobs[0].output: duplicate key"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie, great-wave, udnie]\n"
+     "    output: o\n", "styles", "jobs[0].styles[2]: style 'udnie' is listed twice"),
+    ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n    output: photos\n",
+     "output", "jobs[0].output: the output folder is the input folder"),
+])
+def test_mistake_is_one_line_with_its_line_number(tmp_path: Path, text: str, needle: str,
+                                                  message: str) -> None:
+    root = _project(tmp_path)
+    path = root / "jobs.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    lines = info.value.problems[1:] or [info.value.message]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{path}:{_line(path, needle)}: {message}"), lines
+
+
+def test_two_jobs_writing_the_same_files_are_refused(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [udnie, great-wave], output: out}
+          - {name: b, input: phone, styles: [great-wave], output: ./out/}
+    """)
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:3: jobs[1].output: jobs 'a' and 'b' both write style "
+                              "'great-wave' into ")
+
+
+def test_same_folder_for_different_styles_is_allowed(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out}
+          - {name: b, input: photos, styles: [great-wave], output: out}
+    """)
+    the_plan = plan(load_manifest(path))
+    assert len({t.output for t in the_plan.tasks}) == len(the_plan.tasks) == 2
+
+
+def test_collision_found_only_at_planning_is_a_config_error(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    # b's output is a subfolder of a's, and a mirrors the subfolder 'sub' of its input.
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, recursive: true, styles: [udnie], output: out}
+          - {name: b, input: photos/sub, styles: [udnie], output: out/sub}
+    """)
+    manifest = load_manifest(path)
+    with pytest.raises(ConfigError, match="jobs 'a' and 'b' would both write .*b.jpg.udnie.jpg"):
+        plan(manifest)
+    # Run one at a time, they would overwrite each other's results on every run.
+    for job in ("a", "b"):
+        with pytest.raises(ConfigError, match="would both write .*b.jpg.udnie.jpg"):
+            plan(manifest, jobs=[job])
+
+
+# -- `stylize run` on a bad manifest: status 2, nothing touched -----------------------------
+
+
+BAD_MANIFESTS = {
+    "unknown key": ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n"
+                    "    output: out\n    stlye_weight: 3\n", "jobs[0].stlye_weight: unknown key"),
+    "unknown style": ("jobs:\n  - name: a\n    input: photos\n    styles: [udnie]\n"
+                      "    output: out\n  - name: b\n    input: photos\n"
+                      "    styles: [stary-night]\n    output: out2\n",
+                      "jobs.yaml:8: jobs[1].styles[0]: unknown style 'stary-night'; known: "),
+    "bad yaml": ("jobs:\n  - name: a\n    input: photos\n     styles: [udnie]\n",
+                 "jobs.yaml:4: not valid YAML"),
+    "missing input": ("jobs:\n  - name: a\n    input: fotos\n    styles: [udnie]\n"
+                      "    output: out\n", "jobs.yaml:3: jobs[0].input: input folder not found"),
+    "duplicate names": ("jobs:\n  - {name: a, input: photos, styles: [udnie], output: out}\n"
+                        "  - {name: a, input: phone, styles: [udnie], output: out2}\n",
+                        "jobs.yaml:3: jobs[1].name: job name 'a' is used twice"),
+    "same output": ("jobs:\n  - {name: a, input: photos, styles: [udnie], output: out}\n"
+                    "  - {name: b, input: phone, styles: [udnie], output: out}\n",
+                    "jobs 'a' and 'b' both write style 'udnie' into"),
+    "collision at planning": (
+        "jobs:\n  - {name: a, input: photos, recursive: true, styles: [udnie], output: out}\n"
+        "  - {name: b, input: photos/sub, styles: [udnie], output: out/sub}\n",
+        "would both write"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_run_refuses_a_bad_manifest_and_touches_nothing(tmp_path: Path, case: str,
+                                                        dry_run: bool) -> None:
+    root = _project(tmp_path)
+    text, message = BAD_MANIFESTS[case]
+    path = root / "jobs.yaml"
+    path.write_text(text)
+    cache = tmp_path / "run-cache"
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    args = ["run", str(path), "--json", "--cache-dir", str(cache)] + (["--dry-run"] * dry_run)
+    code, stdout, stderr = _run_cli(*args)
+    assert code == 2, stderr
+    assert message in stderr, stderr
+    assert stderr.startswith("error: ") and "Traceback" not in stderr
+    assert stdout == ""
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # no output folder
+    # The lock and the cache are only touched once the manifest is known to be good, except
+    # for a collision, which needs the photos to be listed (under the lock).
+    if case != "collision at planning":
+        assert not cache.exists()
+    assert not list(cache.rglob("*.safetensors"))
+
+
+def test_run_without_a_manifest_is_a_usage_error(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = _run_cli("run")
+    assert code == 2 and "manifest not found: jobs.yaml" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_run_with_an_unknown_job_is_a_usage_error(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out}
+    """)
+    code, _, stderr = _run_cli("run", str(path), "--job", "b", "--dry-run")
+    assert code == 2 and "no job named 'b'" in stderr and "jobs: a" in stderr
+    assert not (root / "out").exists()

@@ -1,0 +1,494 @@
+"""`stylize watch`: a real watcher (native and polling) on a temporary inbox.
+
+Every test drops files the way people and tools do and checks that each photo gives exactly
+one result, after it is complete.  The engine is the real one with a tiny preset (48 px,
+steps [3, 2]), except where a test says it injects a cheap processing function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import gradient_photo
+from typer.testing import CliRunner
+
+from pipeline import watch as watch_mod
+from pipeline.cli import app
+from pipeline.errors import LockedError
+from pipeline.locking import RunLock
+from pipeline.manifest import Job, load_manifest
+from pipeline.watch import InboxWatcher, Outcome, WatchEvent, WatchOptions, classify_name
+
+pytestmark = pytest.mark.timeout(90)
+
+SETTLE = 0.5
+TINY = {"size": 48, "steps": "[3, 2]"}
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def png_bytes(seed: int = 0, size: tuple[int, int] = (96, 64)) -> bytes:
+    buf = io.BytesIO()
+    gradient_photo(*size, seed=seed).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_manifest(root: Path, *, after: str = "move", settings: dict[str, object] = TINY,
+                   polling: bool = False) -> Path:
+    for name in ("photos", "inbox"):
+        (root / name).mkdir(exist_ok=True)
+    lines = ["jobs:", "  - name: box", "    input: photos", "    styles: [fast]",
+             "    output: out", "    inbox: inbox", f"    after: {after}"]
+    lines += [f"    {k}: {v}" for k, v in settings.items()]
+    path = root / "jobs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def styles(fast_preset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STYLIZE_STYLES_PATH", str(fast_preset_dir))
+    return fast_preset_dir
+
+
+@pytest.fixture(params=["native", "polling"])
+def observer(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_job(root: Path, **kw: object) -> Job:
+    return load_manifest(write_manifest(root, **kw)).jobs[0]  # type: ignore[arg-type]
+
+
+def options(observer: str, **kw: object) -> WatchOptions:
+    base: dict[str, object] = {"settle": SETTLE, "poll": 0.2 if observer == "polling" else None,
+                               "rescan": 30.0, "incomplete_grace": 1.5, "tick": 0.05}
+    base.update(kw)
+    return WatchOptions(**base)  # type: ignore[arg-type]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[WatchEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: WatchEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: str, file: str | None = None) -> list[WatchEvent]:
+        with self._lock:
+            return [e for e in self.events if e.kind == kind and (file is None or e.file == file)]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        pytest.fail("timed out; events:\n" + "\n".join(
+            json.dumps(e.as_dict()) for e in self.events if e.kind != "step"))
+
+    def wait_done(self, *names: str, timeout: float = 30.0) -> None:
+        self.wait(lambda: all(self.of("done", n) for n in names), timeout)
+
+
+@contextlib.contextmanager
+def watching(job: Job, opts: WatchOptions, process: Callable[[Job, Path], Outcome] | None = None,
+             ) -> Iterator[Recorder]:
+    rec = Recorder()
+    watcher = InboxWatcher([job], options=opts, on_event=rec, process=process)
+    watcher.start()
+    try:
+        yield rec
+    finally:
+        watcher.stop()
+
+
+def outputs(job: Job) -> list[str]:
+    return sorted(p.name for p in job.output.glob("*") if not p.name.startswith("."))
+
+
+def copy_stub(calls: Counter[str]) -> Callable[[Job, Path], Outcome]:
+    """A stand-in for stylizing that just copies bytes: for tests of the watcher itself."""
+
+    def process(job: Job, path: Path) -> Outcome:
+        calls[path.name] += 1
+        job.output.mkdir(parents=True, exist_ok=True)
+        out = job.output / f"{path.name}.copy"
+        shutil.copyfile(path, out)
+        return Outcome(True, [out])
+
+    return process
+
+
+# -- names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("a.jpg", "candidate"), ("B.JPEG", "candidate"), ("c.png", "candidate"),
+    (".a.jpg.x8Fk2Q", "litter"), ("a.jpg.part", "temporary"), ("a.jpg.crdownload", "temporary"),
+    ("a.jpg.tmp", "temporary"), (".syncthing.a.jpg.tmp", "litter"),
+    ("~syncthing~a.jpg.tmp", "temporary"), (".DS_Store", "litter"), ("Thumbs.db", "litter"),
+    ("._a.jpg", "litter"), ("a.jpg~", "litter"), (".#a.jpg", "litter"), ("@eaDir", "litter"),
+    ("done", "litter"), ("notes.txt", "other"),
+])
+def test_names_are_classified(name: str, kind: str) -> None:
+    assert classify_name(name) == kind
+
+
+# -- the engine-backed tests ------------------------------------------------------------
+
+
+def test_slow_writer_is_processed_once_after_its_last_byte(styles: Path, tmp_path: Path,
+                                                           observer: str) -> None:
+    job = make_job(tmp_path)
+    data = png_bytes(1, (160, 120))
+    chunks = [data[i:i + len(data) // 12 + 1] for i in range(0, len(data), len(data) // 12 + 1)]
+    with watching(job, options(observer)) as rec:
+        with open(job.inbox / "slow.png", "wb") as fh:  # type: ignore[operator]
+            for chunk in chunks:  # about 3 s in all, each pause shorter than the settle delay
+                fh.write(chunk)
+                fh.flush()
+                last_byte = time.time()
+                time.sleep(3.0 / len(chunks))
+        rec.wait_done("slow.png")
+        time.sleep(2 * SETTLE)
+    started = rec.of("started", "slow.png")
+    assert len(started) == 1 and started[0].time >= last_byte
+    assert outputs(job) == ["slow.png.fast.jpg"]
+    assert (job.inbox / "done" / "slow.png").read_bytes() == data  # type: ignore[operator]
+
+
+def test_files_already_there_at_start_are_all_processed(styles: Path, tmp_path: Path,
+                                                        observer: str) -> None:
+    job = make_job(tmp_path)
+    names = [f"p{i}.png" for i in range(10)]
+    for i, name in enumerate(names):
+        (job.inbox / name).write_bytes(png_bytes(i))  # type: ignore[operator]
+    with watching(job, options(observer)) as rec:
+        rec.wait_done(*names, timeout=60)
+    assert outputs(job) == sorted(f"{n}.fast.jpg" for n in names)
+    assert Counter(e.file for e in rec.of("started")) == dict.fromkeys(names, 1)
+    assert sorted(p.name for p in (job.inbox / "done").iterdir()) == names  # type: ignore[operator]
+
+
+def test_moved_renamed_and_copied_files_give_one_result_each(styles: Path, tmp_path: Path,
+                                                             observer: str) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # Temporary names used by rsync, browsers, download managers and Syncthing.
+    renames = {".renamed.png.Xy12Ab": "renamed.png", "part.png.part": "part.png",
+               "browser.png.crdownload": "browser.png", "plain.png.tmp": "plain.png",
+               ".syncthing.sync1.png.tmp": "sync1.png", "~syncthing~sync2.png.tmp": "sync2.png"}
+    with watching(job, options(observer)) as rec:
+        (elsewhere / "moved.png").write_bytes(png_bytes(1))
+        os.rename(elsewhere / "moved.png", inbox / "moved.png")  # mv from another folder
+        for i, (temp, final) in enumerate(renames.items()):
+            with open(inbox / temp, "wb") as fh:
+                data = png_bytes(10 + i)
+                fh.write(data[:100])
+                fh.flush()
+                time.sleep(0.2)
+                fh.write(data[100:])
+            os.rename(inbox / temp, inbox / final)
+        (elsewhere / "source.png").write_bytes(png_bytes(2))
+        shutil.copy(elsewhere / "source.png", inbox / "copied.png")
+        finals = ["moved.png", "copied.png", *renames.values()]
+        rec.wait_done(*finals, timeout=60)
+        time.sleep(2 * SETTLE)
+    assert outputs(job) == sorted(f"{n}.fast.jpg" for n in finals)
+    assert Counter(e.file for e in rec.of("started")) == dict.fromkeys(finals, 1)
+    assert not rec.of("ignored") and not rec.of("failed")
+
+
+def test_touch_does_not_reprocess_but_new_content_does_once(styles: Path, tmp_path: Path,
+                                                            observer: str) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    with watching(job, options(observer)) as rec:
+        (inbox / "a.png").write_bytes(png_bytes(1))
+        rec.wait_done("a.png")
+        first = (job.output / "a.png.fast.jpg").read_bytes()
+        os.utime(inbox / "done" / "a.png")  # a touch of the processed file
+        (inbox / "done" / "a.png").chmod(0o600)  # and an attribute change
+        time.sleep(3 * SETTLE)
+        assert len(rec.of("started", "a.png")) == 1
+        (inbox / "a.png").write_bytes(png_bytes(2))  # new content under the same name
+        rec.wait(lambda: len(rec.of("done", "a.png")) == 2)
+        time.sleep(2 * SETTLE)
+    assert len(rec.of("started", "a.png")) == 2
+    assert (job.output / "a.png.fast.jpg").read_bytes() != first
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a-1.png", "a.png"]
+
+
+def test_a_done_photo_left_in_the_inbox_is_not_redone(styles: Path, tmp_path: Path,
+                                                      observer: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the photo cannot be moved out, a touch (or a restart) must not redo it."""
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    real_move = watch_mod.move_aside
+    moves: list[Path] = []
+
+    def move_once_fails(path: Path, folder: Path) -> Path:
+        moves.append(path)
+        if len(moves) == 1:
+            raise PermissionError(13, "Permission denied")
+        return real_move(path, folder)
+
+    monkeypatch.setattr(watch_mod, "move_aside", move_once_fails)
+    (inbox / "a.png").write_bytes(png_bytes(1))
+    with watching(job, options(observer)) as rec:
+        rec.wait_done("a.png")
+        assert rec.of("warning", "a.png") and (inbox / "a.png").exists()
+        os.utime(inbox / "a.png")
+        time.sleep(3 * SETTLE)
+    assert (inbox / ".stylize-watch.json").exists()
+    with watching(job, options(observer)) as rec2:  # a restart does not redo it either
+        time.sleep(2.5 * SETTLE)
+        assert not rec2.of("queued") and not rec2.of("started")
+        (inbox / "a.png").write_bytes(png_bytes(2))  # new content: done once more
+        rec2.wait_done("a.png")
+        time.sleep(2 * SETTLE)
+    assert len(rec.of("started")) == 1 and len(rec2.of("started")) == 1
+    assert (inbox / "done" / "a.png").exists() and not (inbox / "a.png").exists()
+    assert not (inbox / ".stylize-watch.json").exists()  # nothing left to remember
+
+
+def test_broken_files_go_to_failed_and_the_next_photo_is_done(styles: Path, tmp_path: Path,
+                                                              observer: str) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    data = bytearray(png_bytes(3))
+    data[len(data) // 2: len(data) // 2 + 16] = b"\x00" * 16  # damage the pixel data
+    with watching(job, options(observer)) as rec:
+        (inbox / "corrupt.png").write_bytes(bytes(data))
+        (inbox / "text.jpg").write_text("this is a shopping list, not a photo\n")
+        time.sleep(0.1)
+        (inbox / "good.png").write_bytes(png_bytes(4))
+        rec.wait(lambda: len(rec.of("failed")) == 2 and bool(rec.of("done", "good.png")))
+    assert outputs(job) == ["good.png.fast.jpg"]
+    failed = inbox / "failed"
+    assert sorted(p.name for p in failed.iterdir()) == [
+        "corrupt.png", "corrupt.png.error.json", "text.jpg", "text.jpg.error.json"]
+    corrupt = json.loads((failed / "corrupt.png.error.json").read_text())
+    text = json.loads((failed / "text.jpg.error.json").read_text())
+    assert corrupt["category"] == "truncated" and "corrupt.png" in corrupt["message"]
+    assert text["category"] == "not_an_image" and "plain text" in text["message"]
+    assert {"category", "message", "time"} <= set(text)
+    assert not rec.of("started", "corrupt.png") and not rec.of("started", "text.jpg")
+
+
+def test_an_exception_while_processing_one_photo_does_not_stop_the_watcher(
+        styles: Path, tmp_path: Path, observer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.scheduler import Runner
+
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    real = Runner.run_task
+
+    def run_task(self: Runner, engine: object, task: object, *a: object) -> object:
+        if task.input.name == "boom.png":  # type: ignore[attr-defined]
+            raise RuntimeError("injected failure")
+        return real(self, engine, task, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Runner, "run_task", run_task)
+    with watching(job, options(observer)) as rec:
+        (inbox / "boom.png").write_bytes(png_bytes(1))
+        rec.wait(lambda: bool(rec.of("failed", "boom.png")))
+        (inbox / "fine.png").write_bytes(png_bytes(2))
+        rec.wait_done("fine.png")
+    [failed] = rec.of("failed", "boom.png")
+    assert failed.data["category"] == "internal" and "injected failure" in failed.data["message"]
+    assert (inbox / "failed" / "boom.png").exists()
+    assert outputs(job) == ["fine.png.fast.jpg"]
+
+
+# -- the watcher's own logic, with a stub instead of the engine ---------------------------
+
+
+def test_a_burst_of_500_files_is_processed_exactly_once_each(styles: Path, tmp_path: Path,
+                                                             observer: str) -> None:
+    # The stub copies bytes instead of stylizing: this tests the watcher (events, stability,
+    # queue, de-duplication, moving), not the engine, and keeps 500 files fast.
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    calls: Counter[str] = Counter()
+    tiny = png_bytes(0, (8, 8))
+    names = [f"burst{i:03d}.png" for i in range(500)]
+    with watching(job, options(observer), process=copy_stub(calls)) as rec:
+        for name in names:
+            (inbox / name).write_bytes(tiny)
+        rec.wait(lambda: len(rec.of("done")) >= 500, timeout=75)
+        time.sleep(2 * SETTLE)
+    assert calls == dict.fromkeys(names, 1)
+    assert Counter(e.file for e in rec.of("started")) == dict.fromkeys(names, 1)
+    assert len(outputs(job)) == 500 and len(list((inbox / "done").iterdir())) == 500
+    assert not any(inbox.glob("*.png"))
+
+
+def test_lost_events_are_found_by_the_periodic_rescan(styles: Path, tmp_path: Path,
+                                                      observer: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    monkeypatch.setattr(InboxWatcher, "hint", lambda self, box, path: None)  # every event lost
+    calls: Counter[str] = Counter()
+    with watching(job, options(observer, rescan=0.5), process=copy_stub(calls)) as rec:
+        time.sleep(0.2)
+        (inbox / "late.png").write_bytes(png_bytes(1))
+        rec.wait_done("late.png", timeout=15)
+    assert calls == {"late.png": 1}
+
+
+def test_an_inbox_that_goes_away_and_comes_back_is_watched_again(
+        styles: Path, tmp_path: Path, observer: str) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    calls: Counter[str] = Counter()
+    with watching(job, options(observer, rescan=0.3), process=copy_stub(calls)) as rec:
+        (inbox / "before.png").write_bytes(png_bytes(1))
+        rec.wait_done("before.png")
+        os.rename(inbox, tmp_path / "unmounted")  # the share goes away ...
+        rec.wait(lambda: any("not reachable" in e.data["message"] for e in rec.of("warning")))
+        (tmp_path / "unmounted").rename(inbox)  # ... and comes back
+        rec.wait(lambda: any("is back" in e.data["message"] for e in rec.of("warning")))
+        (inbox / "after.png").write_bytes(png_bytes(2))
+        rec.wait_done("after.png", timeout=15)
+    assert calls == {"before.png": 1, "after.png": 1}
+
+
+def test_after_delete_and_retry_failed(styles: Path, tmp_path: Path, observer: str) -> None:
+    job = make_job(tmp_path, after="delete")
+    inbox = job.inbox
+    assert inbox is not None
+    (inbox / "failed").mkdir()
+    (inbox / "failed" / "again.png").write_bytes(png_bytes(1))
+    (inbox / "failed" / "again.png.error.json").write_text("{}")
+    calls: Counter[str] = Counter()
+    with watching(job, options(observer, retry_failed=True), process=copy_stub(calls)) as rec:
+        rec.wait_done("again.png")
+    assert calls == {"again.png": 1}
+    assert list((inbox / "failed").iterdir()) == [] and not (inbox / "again.png").exists()
+    assert not (inbox / "done").exists() and rec.of("done")[0].data["deleted"] is True
+
+
+def test_one_watcher_per_inbox(styles: Path, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    with watching(job, options("native"), process=copy_stub(Counter())):
+        with pytest.raises(LockedError):
+            InboxWatcher([job], options=options("native"), process=copy_stub(Counter())).start()
+        result = CliRunner().invoke(app, ["watch", str(tmp_path / "jobs.yaml")])
+        assert result.exit_code == 75, result.output
+    with RunLock(job.inbox / ".stylize-watch.lock"):  # type: ignore[operator]
+        pass  # released by stop()
+
+
+def test_usage_errors(styles: Path, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path)
+    manifest.write_text(manifest.read_text().replace("    inbox: inbox\n", ""))
+    result = CliRunner().invoke(app, ["watch", str(manifest)])
+    assert result.exit_code == 2 and "no job" in result.stderr and "inbox" in result.stderr
+    result = CliRunner().invoke(app, ["watch", str(manifest), "--job", "nope"])
+    assert result.exit_code == 2 and "no job named 'nope'" in result.stderr
+
+
+# -- the command, stopped by SIGTERM in the middle of a photo -----------------------------
+
+
+class _Proc:
+    """``python -m pipeline.cli watch ... --json-log -`` with its events read as they come."""
+
+    def __init__(self, manifest: Path, observer: str, log: Path) -> None:
+        args = [sys.executable, "-m", "pipeline.cli", "watch", str(manifest), "--settle",
+                str(SETTLE), "--json-log", "-"]
+        if observer == "polling":
+            args += ["--poll", "0.2"]
+        self.stderr = open(log, "w")  # noqa: SIM115 - closed in finish()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True)
+        self.events: list[dict[str, object]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def wait_for(self, predicate: Callable[[list[dict[str, object]]], bool],
+                 timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if predicate(self.events):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"timed out; events: {self.events}; stderr: "
+                    f"{Path(self.stderr.name).read_text()}")
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.reader.join(timeout=5)
+        self.stderr.close()
+        return code
+
+
+def _count(kind: str) -> Callable[[list[dict[str, object]]], int]:
+    return lambda events: sum(1 for e in events if e["event"] == kind)
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_photo_keeps_nothing_partial_and_a_restart_finishes(
+        styles: Path, tmp_path: Path, observer: str) -> None:
+    slow = {"size": 160, "steps": "[400]"}  # many seconds per photo: surely mid-photo
+    manifest = write_manifest(tmp_path, settings=slow)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    for name in ("a.png", "b.png"):
+        (inbox / name).write_bytes(png_bytes(len(name)))
+
+    first = _Proc(manifest, observer, tmp_path / "first.log")
+    first.wait_for(lambda ev: any(e["event"] == "started" for e in ev))
+    time.sleep(0.5)
+    assert first.terminate() == 0, (tmp_path / "first.log").read_text()
+    assert "stopped: 0 done" in (tmp_path / "first.log").read_text()  # plain lines on stderr
+    assert first.events[-1]["event"] == "stopped" and first.events[-1]["abandoned"] == "a.png"
+    assert not _count("done")(first.events)
+    leftovers = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert leftovers == []  # no partial output, no temporary file, no record
+    assert sorted(p.name for p in inbox.glob("*.png")) == ["a.png", "b.png"]
+    with RunLock(inbox / ".stylize-watch.lock"):
+        pass  # the lock was released
+
+    write_manifest(tmp_path, settings=TINY)  # quicker now, so the restart finishes soon
+    second = _Proc(manifest, observer, tmp_path / "second.log")
+    second.wait_for(lambda ev: _count("done")(ev) == 2)
+    assert second.terminate() == 0
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["a.png.fast.jpg", "b.png.fast.jpg"]
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.png", "b.png"]
+    assert [e["event"] for e in second.events].count("started") == 2
