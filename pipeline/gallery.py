@@ -35,7 +35,14 @@ from PIL import Image
 from pipeline import records
 from pipeline.errors import StylizeError, UsageError
 from pipeline.fsutil import atomic_write_bytes, sweep_temp_files
-from pipeline.images import LoadedImage, check_path, display_name, load_image, save_image
+from pipeline.images import (
+    LoadedImage,
+    check_path,
+    display_name,
+    load_image,
+    safe_text,
+    save_image,
+)
 from pipeline.manifest import Job, Manifest
 from pipeline.scheduler import Task, plan
 
@@ -315,12 +322,7 @@ footer { padding: 0 28px 28px; color: var(--muted); font-size: 12px; }
 
 def _e(text: object) -> str:
     """Escaped for HTML; bytes of a file name that are not UTF-8 are shown as \\xNN."""
-    s = str(text)
-    try:
-        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        s = s.encode("utf-8", "backslashreplace").decode("utf-8")
-    return html.escape(s, quote=True)
+    return html.escape(safe_text(str(text)), quote=True)
 
 
 def _when(iso: str | None) -> str:

@@ -167,25 +167,29 @@ class LoadedImage:
 # Names in messages
 
 
-def display_name(path: Path | str) -> str:
-    """The file's name as it can safely appear in a one-line UTF-8 message.
+def safe_text(text: str) -> str:
+    """Text (a path, a message) that can appear in one line of UTF-8 output.
 
     Undecodable bytes (surrogate escapes from ``os.fsdecode``) come out as ``\\xNN``
     and control characters as escapes, so a hostile or merely odd file name can
     neither break the encoding of a log line nor split it in two.
     """
-    text = os.fsdecode(path)
-    name = os.path.basename(text.rstrip("/" + os.sep)) or text
     try:
         # Recover the original bytes, then show whatever is not UTF-8 as \xNN.
-        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
         # Lone surrogates that did not come from surrogateescape.
-        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(
         ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in name
+        for ch in text
     )
+
+
+def display_name(path: Path | str) -> str:
+    """The file's name (not its folder) as it can safely appear in a one-line message."""
+    text = os.fsdecode(path)
+    return safe_text(os.path.basename(text.rstrip("/" + os.sep)) or text)
 
 
 def _fail(path: Path, category: str, what: str) -> InputError:

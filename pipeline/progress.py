@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipeline.images import safe_text
 from pipeline.scheduler import (
     Event,
     Plan,
@@ -46,21 +47,12 @@ def _name(path: os.PathLike[str]) -> str:
             text = rel
     except ValueError:
         pass
-    return _printable(text)
-
-
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-
-
-def _printable(text: str) -> str:
-    # Names with undecodable bytes must still print as valid UTF-8, and a name holding a
-    # newline or a tab must not split a line (one line per photo; tab-separated plans).
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROLS)
+    return safe_text(text)
 
 
 def _markup(text: str) -> str:
     """Any text (a name, a reason) made safe to embed in a Rich markup line."""
-    return escape(_printable(text))
+    return escape(safe_text(text))
 
 
 class RunDisplay:
@@ -87,7 +79,7 @@ class RunDisplay:
             # Tab-separated for scripts, written as is: Rich would expand the tabs to spaces.
             for t in plan.tasks:
                 self.console.file.write("\t".join((t.status, t.job, _name(t.input),
-                                                   _printable(t.style), _name(t.output)))
+                                                   safe_text(t.style), _name(t.output)))
                                         + "\n")
             self.console.file.flush()
         else:

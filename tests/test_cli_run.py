@@ -254,6 +254,34 @@ def test_second_run_exits_75_and_a_killed_run_leaves_no_stale_lock(tmp_path: Pat
     assert lock.read_text() == ""  # released cleanly: an empty lock file means free
 
 
+def test_sigterm_stops_between_two_steps_with_130_and_keeps_nothing_partial(
+        tmp_path: Path) -> None:
+    # What `systemctl stop` or a cron timeout does to a long batch.
+    _project(tmp_path, {"a.jpg": 1, "b.jpg": 2},
+             "  - {name: slow, input: photos, styles: [udnie], output: out, "
+             "steps: [1000000]}\n")
+    run = _start("run", "jobs.yaml", "--report", "r.json", cwd=tmp_path,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert run.stdout is not None and run.stderr is not None
+        first = run.stdout.readline()  # printed once the signal handlers are in place
+        assert first == "2 to do, 0 already done\n", first + run.stderr.read()
+        time.sleep(1.0)  # well into the first photo's steps
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "error: stopped on request" and "Traceback" not in stderr
+    assert stdout.splitlines()[-1].startswith("summary: 0 done, 0 skipped, 0 failed, 2 not run")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["exit_code"] == 130 and report["summary"]["not_run"] == 2
+    assert {t["category"] for t in report["tasks"]} == {"cancelled"}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing partial, no temp
+
+
 # -- kill -9 in the middle of a batch --------------------------------------------------------
 
 

@@ -6,7 +6,10 @@ folder, no lock, no cache entry.
 
 from __future__ import annotations
 
+import importlib
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,55 @@ def test_full_manifest_resolves_paths_defaults_and_overrides(
         Path("phone/2024/x.jpg"), Path("phone/top.jpg")]
     assert [p.relative_to(root) for p in discover_inputs(holiday)] == [
         Path("photos/a.jpg"), Path("photos/sub/b.jpg"), Path("photos/sub/deeper/c.png")]
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> Iterator[Path]:
+    """An installed distribution 'fancy-styles' registering presets 'fancy' and 'mine'."""
+    site = tmp_path / "site"
+    for name in ("fancy", "mine"):
+        folder = site / "fancy_styles" / "presets" / name
+        folder.mkdir(parents=True)
+        gradient_photo(32, 32, seed=4).save(folder / "p.png")
+        (folder / "preset.yaml").write_text(
+            "images: [p.png]\nsettings: {style_weight: 42, tv_weight: 3, size: 300}\n")
+    (site / "fancy_styles" / "__init__.py").write_text(
+        "from pathlib import Path\nPRESETS = Path(__file__).parent / 'presets'\n")
+    dist = site / "fancy_styles-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-styles\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[stylize.styles]\nfancy = fancy_styles:PRESETS\n")
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("fancy_styles", None)
+        importlib.invalidate_caches()
+
+
+def test_plugin_presets_in_a_manifest(tmp_path: Path, plugin_site: Path) -> None:
+    root = _project(tmp_path)
+    (root / "my-styles" / "mine").mkdir(parents=True)
+    gradient_photo(32, 32, seed=5).save(root / "my-styles" / "mine" / "q.png")
+    (root / "my-styles" / "mine" / "preset.yaml").write_text("images: [q.png]\n")
+    path = _write(root, """
+        styles_path: [my-styles]
+        defaults: {tv_weight: 1}
+        jobs:
+          - {name: a, input: photos, styles: [fancy, mine], output: out, size: 64}
+    """)
+    fancy, mine = load_manifest(path).jobs[0].styles
+    assert fancy.source == "plugin:fancy-styles"
+    assert fancy.images[0].path == plugin_site / "fancy_styles" / "presets" / "fancy" / "p.png"
+    # plugin preset < manifest defaults < job
+    assert (fancy.settings.style_weight, fancy.settings.tv_weight, fancy.settings.size) == (
+        42, 1, 64)
+    # A user folder named in the manifest overrides the plugin's preset of the same name.
+    assert (mine.source, mine.overrides) == ("user", "plugin:fancy-styles")
+    assert mine.images[0].path == root / "my-styles" / "mine" / "q.png"
+    assert mine.settings.style_weight == Settings().style_weight
 
 
 def test_command_line_overrides_come_last(tmp_path: Path) -> None:

@@ -96,7 +96,10 @@ def _done_batch(tmp_path_factory: pytest.TempPathFactory) -> Project:
     gradient_photo(64, 48, seed=3).save(root / "other" / "c.png")
     (root / "jobs.yaml").write_text(_manifest_text())
     project = Project(root, tmp_path_factory.mktemp("batch-cache"))
-    report = project.run()
+    with pytest.MonkeyPatch.context() as mp:  # conftest's isolation is per test; this is not
+        mp.delenv("STYLIZE_STYLES_PATH", raising=False)
+        mp.setenv("STYLIZE_CACHE_DIR", str(project.cache))
+        report = project.run()
     assert report.count("done") == 3 and report.exit_code == 0, report.as_dict()
     assert report.targets_computed >= 1
     return project
