@@ -23,7 +23,7 @@ from pipeline.errors import DiskFullError, OutputNotWritableError
 TEMP_PREFIX = ".stylize-tmp-"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # The rename is only durable once the directory entry is on disk too.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -77,7 +77,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:

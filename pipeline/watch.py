@@ -56,7 +56,7 @@ from pipeline.errors import (
     StylizeError,
     UsageError,
 )
-from pipeline.fsutil import atomic_write_bytes, sweep_temp_files
+from pipeline.fsutil import atomic_write_bytes, fsync_dir, sweep_temp_files
 from pipeline.locking import RunLock
 from pipeline.manifest import Job, Manifest
 
@@ -311,15 +311,6 @@ class Registry:
 # -- moving files aside -------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def unique_name(folder: Path, name: str) -> Path:
     """``folder/name``, or ``folder/stem-1.ext`` (-2, ...) when that is taken: keep both."""
     target = folder / name
@@ -337,8 +328,8 @@ def move_aside(path: Path, folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
     target = unique_name(folder, path.name)
     os.rename(path, target)
-    _fsync_dir(folder)
-    _fsync_dir(path.parent)
+    fsync_dir(folder)
+    fsync_dir(path.parent)
     return target
 
 
@@ -357,7 +348,7 @@ def retry_failed(inbox: Path) -> list[Path]:
             Path(f"{entry}{ERROR_SUFFIX}").unlink()
         moved.append(target)
     if moved:
-        _fsync_dir(inbox)
+        fsync_dir(inbox)
     return moved
 
 
@@ -868,7 +859,7 @@ class InboxWatcher:
         try:
             if job.after == "delete":
                 path.unlink()
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             else:
                 moved = move_aside(path, path.parent / DONE_DIR)
             box.registry.discard(path.name)
@@ -908,8 +899,8 @@ class InboxWatcher:
             atomic_write_bytes(error_file, json.dumps(info, indent=1, ensure_ascii=False)
                                .encode("utf-8", "backslashreplace"))
             os.rename(path, target)
-            _fsync_dir(failed_dir)
-            _fsync_dir(path.parent)
+            fsync_dir(failed_dir)
+            fsync_dir(path.parent)
             moved = target
             box.registry.discard(path.name)
         except (OSError, StylizeError) as exc:

@@ -170,3 +170,12 @@ def test_network_is_cut_after_deepest_layer() -> None:
                                          "style_layers": {"relu1_1": 1, "relu3_1": 1}})))
     assert len(shallow.net.body) == 12  # up to relu3_1 (index 11)
     assert all(not p.requires_grad for p in shallow.net.parameters())
+
+
+def test_snapshots_every_n_steps_and_at_each_scale_end(painting: Image.Image) -> None:
+    shots: list[tuple[int, int, tuple[int, int]]] = []
+    out = _run(Settings(**(FAST | {"steps": [5, 3]})), gradient_photo(), painting,
+               on_snapshot=lambda p, img: shots.append((p.scale, p.step, img.size)),
+               snapshot_every=2)
+    assert [(s, k) for s, k, _ in shots] == [(1, 2), (1, 4), (1, 5), (2, 2), (2, 3)]
+    assert shots[-1][2] == out.size

