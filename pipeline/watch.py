@@ -39,7 +39,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,47 +57,31 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.fsutil import atomic_write_bytes, fsync_dir, sweep_temp_files
+from pipeline.inbox import (
+    DONE_DIR,
+    ERROR_SUFFIX,
+    FAILED_DIR,
+    LOCK_NAME,
+    REGISTRY_NAME,
+    FileSig,
+    Registry,
+    classify_name,
+    file_sig,
+    move_aside,
+    retry_failed,
+    stat_or_none,
+    unique_name,
+)
 from pipeline.locking import RunLock
 from pipeline.manifest import Job, Manifest
 
 logger = logging.getLogger(__name__)
-
-DONE_DIR = "done"
-FAILED_DIR = "failed"
-REGISTRY_NAME = ".stylize-watch.json"
-LOCK_NAME = ".stylize-watch.lock"
-ERROR_SUFFIX = ".error.json"
-
-#: Names that download managers and sync tools give a file while it is being written.
-TEMP_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp",
-                           ".filepart", ".!qb", ".opdownload"})
-#: OS and NAS litter, matched on the whole name.
-LITTER_NAMES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Icon\r", "@eaDir",
-                          "#recycle", "$RECYCLE.BIN", "lost+found", DONE_DIR, FAILED_DIR})
 
 #: Failure categories that are about the setup, not the photo: the watcher stops on them
 #: (the photo stays in the inbox) instead of putting every photo aside.
 _SETUP_CATEGORIES = frozenset({"config", "weights", "usage"})
 #: How long a truncated-looking file may stay unchanged before it counts as broken.
 DEFAULT_INCOMPLETE_GRACE_S = 60.0
-
-
-def classify_name(name: str) -> str:
-    """``candidate``, ``temporary`` (a file still being written), ``litter`` or ``other``.
-
-    Hidden names cover rsync's ``.name.XXXXXX``, Syncthing's ``.syncthing.*.tmp``,
-    AppleDouble ``._*``, Emacs locks ``.#*``, ``.DS_Store`` and the tool's own files.
-    """
-    from pipeline.scheduler import INPUT_SUFFIXES
-
-    if name.startswith((".", "~$")) or name.endswith("~") or name in LITTER_NAMES:
-        return "litter"
-    lower = name.lower()
-    if lower.startswith("~syncthing~") or os.path.splitext(lower)[1] in TEMP_SUFFIXES:
-        return "temporary"
-    if os.path.splitext(lower)[1] in INPUT_SUFFIXES:
-        return "candidate"
-    return "other"
 
 
 def watched_jobs(manifest: Manifest, names: list[str] | None = None) -> list[Job]:
@@ -218,140 +202,6 @@ class WatchStatus:
     inboxes: list[str] = field(default_factory=list)
 
 
-# -- the registry of files left in an inbox --------------------------------------------
-
-
-_Sig = tuple[int, int, int]  # (size, mtime_ns, inode)
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        try:
-            return os.lstat(path)  # a broken symbolic link: still a file to refuse
-        except OSError:
-            return None
-    except OSError:
-        return None
-
-
-def _sig(st: os.stat_result) -> _Sig:
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-class Registry:
-    """Files that are finished (done or failed) yet still in the inbox, by name.
-
-    Normally empty: finished files leave the inbox.  It matters when moving one out failed
-    (a read-only share, a permission), so that such a file is not processed again and again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, dict[str, Any]] = {}
-        self._lock = threading.RLock()  # the tracker reads and prunes, the worker adds
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and isinstance(data.get("files"), dict):
-                self.entries = {k: v for k, v in data["files"].items() if isinstance(v, dict)}
-        except (OSError, ValueError):
-            pass
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.entries
-
-    def same_file(self, name: str, sig: _Sig) -> bool:
-        e = self.entries.get(name)
-        return e is not None and (e.get("size"), e.get("mtime_ns"), e.get("ino")) == sig
-
-    def same_content(self, name: str, digest: str) -> bool:
-        e = self.entries.get(name)
-        return e is not None and e.get("digest") == digest
-
-    def add(self, name: str, sig: _Sig, digest: str | None, outcome: str) -> None:
-        with self._lock:
-            self.entries[name] = {"size": sig[0], "mtime_ns": sig[1], "ino": sig[2],
-                                  "digest": digest, "outcome": outcome,
-                                  "time": datetime.now(UTC).isoformat(timespec="seconds")}
-            self.save()
-
-    def update_sig(self, name: str, sig: _Sig) -> None:
-        with self._lock:
-            if name in self.entries:
-                self.entries[name].update(size=sig[0], mtime_ns=sig[1], ino=sig[2])
-                self.save()
-
-    def discard(self, name: str) -> None:
-        with self._lock:
-            if self.entries.pop(name, None) is not None:
-                self.save()
-
-    def prune(self, present: Iterable[str]) -> None:
-        keep = set(present)
-        with self._lock:
-            gone = [n for n in self.entries if n not in keep]
-            for n in gone:
-                del self.entries[n]
-            if gone:
-                self.save()
-
-    def save(self) -> None:
-        with self._lock:
-            try:
-                if self.entries:
-                    atomic_write_bytes(self.path, json.dumps(
-                        {"version": 1, "files": self.entries}, indent=1).encode("utf-8"))
-                else:
-                    self.path.unlink(missing_ok=True)
-            except (OSError, StylizeError) as exc:
-                logger.warning("cannot write %s: %s", self.path, exc)
-
-
-# -- moving files aside -------------------------------------------------------------
-
-
-def unique_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``folder/stem-1.ext`` (-2, ...) when that is taken: keep both."""
-    target = folder / name
-    stem, ext = os.path.splitext(name)
-    n = 0
-    while os.path.lexists(target) or (folder.name == FAILED_DIR
-                                      and os.path.lexists(f"{target}{ERROR_SUFFIX}")):
-        n += 1
-        target = folder / f"{stem}-{n}{ext}"
-    return target
-
-
-def move_aside(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` (created), never over an existing file; durable."""
-    folder.mkdir(exist_ok=True)
-    target = unique_name(folder, path.name)
-    os.rename(path, target)
-    fsync_dir(folder)
-    fsync_dir(path.parent)
-    return target
-
-
-def retry_failed(inbox: Path) -> list[Path]:
-    """Move every photo in ``<inbox>/failed/`` back into the inbox; drop its error file."""
-    failed = inbox / FAILED_DIR
-    moved: list[Path] = []
-    if not failed.is_dir():
-        return moved
-    for entry in sorted(failed.iterdir()):
-        if entry.name.endswith(ERROR_SUFFIX) or classify_name(entry.name) == "litter":
-            continue
-        target = unique_name(inbox, entry.name)
-        os.rename(entry, target)
-        with contextlib.suppress(OSError):
-            Path(f"{entry}{ERROR_SUFFIX}").unlink()
-        moved.append(target)
-    if moved:
-        fsync_dir(inbox)
-    return moved
-
-
 # -- the default processing: every style of the job, through one Runner ------------------
 
 
@@ -413,7 +263,7 @@ class _Stylizer:
 @dataclass
 class _Pending:
     job: Job
-    sig: _Sig | None = None
+    sig: FileSig | None = None
     since: float = 0.0
     not_before: float = 0.0
 
@@ -422,7 +272,7 @@ class _Pending:
 class _Item:
     job: Job
     path: Path
-    sig: _Sig
+    sig: FileSig
     handed_back: bool = False  # returned to the tracker (so no longer "queued")
 
 
@@ -464,8 +314,8 @@ class InboxWatcher:
         self._pending: dict[Path, _Pending] = {}
         self._queued: set[Path] = set()
         self._queue: queue.Queue[_Item] = queue.Queue()
-        self._announced: dict[Path, _Sig] = {}
-        self._incomplete: dict[Path, tuple[_Sig, float]] = {}
+        self._announced: dict[Path, FileSig] = {}
+        self._incomplete: dict[Path, tuple[FileSig, float]] = {}
         self._reported: set[tuple[str, str]] = set()
         self._inboxes: list[_Inbox] = []
         self._by_dir: dict[Path, _Inbox] = {}
@@ -695,16 +545,16 @@ class InboxWatcher:
         with self._lock:
             if path in self._queued or path in self._pending:
                 return
-        st = _stat(path)
+        st = stat_or_none(path)
         if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
             self._report_ignored(box, path, "a folder (subfolders of the inbox are not watched)")
             return
-        if box.registry.same_file(path.name, _sig(st)):
+        if box.registry.same_file(path.name, file_sig(st)):
             return
         with self._lock:
-            self._pending.setdefault(path, _Pending(box.job, _sig(st), time.monotonic()))
+            self._pending.setdefault(path, _Pending(box.job, file_sig(st), time.monotonic()))
 
     def _report_ignored(self, box: _Inbox, path: Path, reason: str) -> None:
         key = (box.job.name, os.fsdecode(path.name))
@@ -720,12 +570,12 @@ class InboxWatcher:
         for path, p in items:
             if now < p.not_before:
                 continue
-            st = _stat(path)
+            st = stat_or_none(path)
             if st is None or stat.S_ISDIR(st.st_mode):
                 with self._lock:
                     self._pending.pop(path, None)
                 continue
-            sig = _sig(st)
+            sig = file_sig(st)
             if sig != p.sig:
                 p.sig, p.since = sig, now
                 continue
@@ -794,11 +644,11 @@ class InboxWatcher:
 
         job, path = item.job, item.path
         box = self._by_dir[job.inbox]  # type: ignore[index]
-        st = _stat(path)
+        st = stat_or_none(path)
         if st is None:
             self._forget(path)
             return  # gone before its turn
-        if _sig(st) != item.sig:
+        if file_sig(st) != item.sig:
             self._back_to_tracker(item)  # changed while queued: let it settle again
             return
         digest: str | None = None
@@ -848,11 +698,11 @@ class InboxWatcher:
             self._finish_failed(item, digest, outcome.category, outcome.message,
                                 style=outcome.style)
             return
-        after = _stat(path)
+        after = stat_or_none(path)
         if after is None:
             self._forget(path)
             return
-        if _sig(after) != item.sig:
+        if file_sig(after) != item.sig:
             self._back_to_tracker(item)  # new content arrived meanwhile: do it again
             return
         moved: Path | None = None

@@ -1,0 +1,194 @@
+"""What lives in a watched inbox: which names to take, which files were handled, moving aside.
+
+The watcher (``pipeline.watch``) decides *when* to take a file; this module holds the
+rules about *which* files and *where* they go afterwards:
+
+* :func:`classify_name` tells a photo from a file still being written (``.part``,
+  ``.crdownload``, Syncthing's names) and from OS litter (``.DS_Store``, ``@eaDir``);
+* :class:`Registry` remembers files that are finished yet still in the inbox (normally
+  none), in ``<inbox>/.stylize-watch.json``;
+* :func:`move_aside`, :func:`unique_name` and :func:`retry_failed` move files to
+  ``done/`` and ``failed/`` (and back) durably, never over another file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import StylizeError
+from pipeline.fsutil import atomic_write_bytes, fsync_dir
+
+logger = logging.getLogger(__name__)
+
+DONE_DIR = "done"
+FAILED_DIR = "failed"
+REGISTRY_NAME = ".stylize-watch.json"
+LOCK_NAME = ".stylize-watch.lock"
+ERROR_SUFFIX = ".error.json"
+
+#: Names that download managers and sync tools give a file while it is being written.
+TEMP_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp",
+                           ".filepart", ".!qb", ".opdownload"})
+#: OS and NAS litter, matched on the whole name.
+LITTER_NAMES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Icon\r", "@eaDir",
+                          "#recycle", "$RECYCLE.BIN", "lost+found", DONE_DIR, FAILED_DIR})
+
+
+def classify_name(name: str) -> str:
+    """``candidate``, ``temporary`` (a file still being written), ``litter`` or ``other``.
+
+    Hidden names cover rsync's ``.name.XXXXXX``, Syncthing's ``.syncthing.*.tmp``,
+    AppleDouble ``._*``, Emacs locks ``.#*``, ``.DS_Store`` and the tool's own files.
+    """
+    from pipeline.scheduler import INPUT_SUFFIXES
+
+    if name.startswith((".", "~$")) or name.endswith("~") or name in LITTER_NAMES:
+        return "litter"
+    lower = name.lower()
+    if lower.startswith("~syncthing~") or os.path.splitext(lower)[1] in TEMP_SUFFIXES:
+        return "temporary"
+    if os.path.splitext(lower)[1] in INPUT_SUFFIXES:
+        return "candidate"
+    return "other"
+
+
+# -- the registry of files left in an inbox --------------------------------------------
+
+
+FileSig = tuple[int, int, int]  # (size, mtime_ns, inode)
+
+
+def stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        try:
+            return os.lstat(path)  # a broken symbolic link: still a file to refuse
+        except OSError:
+            return None
+    except OSError:
+        return None
+
+
+def file_sig(st: os.stat_result) -> FileSig:
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+class Registry:
+    """Files that are finished (done or failed) yet still in the inbox, by name.
+
+    Normally empty: finished files leave the inbox.  It matters when moving one out failed
+    (a read-only share, a permission), so that such a file is not processed again and again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.RLock()  # the tracker reads and prunes, the worker adds
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and isinstance(data.get("files"), dict):
+                self.entries = {k: v for k, v in data["files"].items() if isinstance(v, dict)}
+        except (OSError, ValueError):
+            pass
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def same_file(self, name: str, sig: FileSig) -> bool:
+        e = self.entries.get(name)
+        return e is not None and (e.get("size"), e.get("mtime_ns"), e.get("ino")) == sig
+
+    def same_content(self, name: str, digest: str) -> bool:
+        e = self.entries.get(name)
+        return e is not None and e.get("digest") == digest
+
+    def add(self, name: str, sig: FileSig, digest: str | None, outcome: str) -> None:
+        with self._lock:
+            self.entries[name] = {"size": sig[0], "mtime_ns": sig[1], "ino": sig[2],
+                                  "digest": digest, "outcome": outcome,
+                                  "time": datetime.now(UTC).isoformat(timespec="seconds")}
+            self.save()
+
+    def update_sig(self, name: str, sig: FileSig) -> None:
+        with self._lock:
+            if name in self.entries:
+                self.entries[name].update(size=sig[0], mtime_ns=sig[1], ino=sig[2])
+                self.save()
+
+    def discard(self, name: str) -> None:
+        with self._lock:
+            if self.entries.pop(name, None) is not None:
+                self.save()
+
+    def prune(self, present: Iterable[str]) -> None:
+        keep = set(present)
+        with self._lock:
+            gone = [n for n in self.entries if n not in keep]
+            for n in gone:
+                del self.entries[n]
+            if gone:
+                self.save()
+
+    def save(self) -> None:
+        with self._lock:
+            try:
+                if self.entries:
+                    atomic_write_bytes(self.path, json.dumps(
+                        {"version": 1, "files": self.entries}, indent=1).encode("utf-8"))
+                else:
+                    self.path.unlink(missing_ok=True)
+            except (OSError, StylizeError) as exc:
+                logger.warning("cannot write %s: %s", self.path, exc)
+
+
+# -- moving files aside -------------------------------------------------------------
+
+
+def unique_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem-1.ext`` (-2, ...) when that is taken: keep both."""
+    target = folder / name
+    stem, ext = os.path.splitext(name)
+    n = 0
+    while os.path.lexists(target) or (folder.name == FAILED_DIR
+                                      and os.path.lexists(f"{target}{ERROR_SUFFIX}")):
+        n += 1
+        target = folder / f"{stem}-{n}{ext}"
+    return target
+
+
+def move_aside(path: Path, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` (created), never over an existing file; durable."""
+    folder.mkdir(exist_ok=True)
+    target = unique_name(folder, path.name)
+    os.rename(path, target)
+    fsync_dir(folder)
+    fsync_dir(path.parent)
+    return target
+
+
+def retry_failed(inbox: Path) -> list[Path]:
+    """Move every photo in ``<inbox>/failed/`` back into the inbox; drop its error file."""
+    failed = inbox / FAILED_DIR
+    moved: list[Path] = []
+    if not failed.is_dir():
+        return moved
+    for entry in sorted(failed.iterdir()):
+        if entry.name.endswith(ERROR_SUFFIX) or classify_name(entry.name) == "litter":
+            continue
+        target = unique_name(inbox, entry.name)
+        os.rename(entry, target)
+        with contextlib.suppress(OSError):
+            Path(f"{entry}{ERROR_SUFFIX}").unlink()
+        moved.append(target)
+    if moved:
+        fsync_dir(inbox)
+    return moved
