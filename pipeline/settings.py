@@ -81,6 +81,17 @@ class Settings(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 where the hardware has it, else fp32"
     )
+    tile_pixels: int = Field(
+        0, ge=0, description="largest picture optimized in one pass, in pixels; larger "
+        "scales are cut into overlapping tiles. 0: from the device's free memory",
+    )
+    tile_overlap: int = Field(
+        64, ge=16, le=512, description="overlap of neighbouring tiles, in pixels"
+    )
+    batch_size: int = Field(
+        0, ge=0, description="photos of one size optimized together; 0: as many as the "
+        "GPU's free memory holds (up to 16), always 1 on the CPU",
+    )
     # -- input and output files
     format: Literal["jpeg", "png", "webp", "same"] = Field("jpeg", description="output format")
     quality: int = Field(92, ge=1, le=100, description="JPEG/WebP quality")
@@ -109,8 +120,13 @@ class Settings(BaseModel):
         return Settings.model_validate(data)
 
     def engine_view(self) -> dict[str, Any]:
-        """The settings that change the pixels of a result (so belong in its key)."""
-        return self.model_dump(exclude={"device", "max_pixels"})
+        """The settings that change the pixels of a result (so belong in its key).
+
+        The hardware knobs are left out: a result is not redone because it would be
+        made on another device, in tiles of another size or in another batch.
+        """
+        return self.model_dump(exclude={"device", "max_pixels", "tile_pixels",
+                                        "tile_overlap", "batch_size"})
 
 
 def _patch_fields() -> dict[str, Any]:

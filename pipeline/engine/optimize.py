@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.engine import memory, tiles
 from pipeline.engine.device import resolve_device, resolve_precision
+from pipeline.engine.lbfgs import BatchLBFGS
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
@@ -47,16 +49,19 @@ class Progress:
 
     scale: int  # 1-based index of the current scale
     scales: int
-    step: int  # 1-based step within the current scale
+    step: int  # 1-based step within the current scale (its tiles one after the other)
     steps: int
     loss: float
     elapsed: float  # seconds since this photo started
     width: int
     height: int
+    tile: int = 1  # 1-based tile of the current scale (scales too large for one pass)
+    tiles: int = 1
 
 
 ProgressFn = Callable[[Progress], None]
 SnapshotFn = Callable[[Progress, Image.Image], None]
+_TensorSnapshotFn = Callable[[Progress, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,11 @@ class Engine:
             targets[side] = {name: g.cpu() for name, g in acc.items()}
         return targets
 
-    # -- one photo --------------------------------------------------------------
+    # -- photos ----------------------------------------------------------------
+
+    def pass_pixels(self) -> int:
+        """The most pixels one optimization pass may hold (the tile limit, batch included)."""
+        return self.settings.tile_pixels or memory.pass_pixels(self.device, self.dtype)
 
     def stylize(self, content: Image.Image, targets: StyleTargets, *,
                 on_progress: ProgressFn | None = None,
@@ -207,63 +216,125 @@ class Engine:
         """Optimize one RGB photo towards the style; returns the stylized RGB image.
 
         ``on_snapshot`` receives the current picture (at the current scale's size)
-        every ``snapshot_every`` steps and at the end of each scale; it is meant
-        for previews and benchmarks, and costs one device-to-host copy each time.
+        every ``snapshot_every`` steps, at the end of each tile and of each scale; it
+        is meant for previews and benchmarks, and costs a device-to-host copy each time.
         """
+        snap = None
+        if on_snapshot is not None:
+            def snap(progress: Progress, x: torch.Tensor) -> None:
+                on_snapshot(progress, tensor_to_pil(x[:1].detach().clamp(0, 1).cpu()))
+        return self._stylize([content], targets, on_progress, should_stop, snap,
+                             snapshot_every)[0]
+
+    def stylize_batch(self, contents: Sequence[Image.Image], targets: StyleTargets, *,
+                      on_progress: ProgressFn | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
+        """Optimize several photos of the same output size together (one pass per step).
+
+        Each photo has its own content targets and its own L-BFGS history, so each
+        result equals the photo's own ``stylize`` up to floating-point rounding; a
+        batch only makes better use of a GPU.  A batch too large for the free memory
+        is split in halves.  Progress reports the batch's summed loss.
+        """
+        return self._stylize(list(contents), targets, on_progress, should_stop, None, 0)
+
+    def _stylize(self, contents: list[Image.Image], targets: StyleTargets,
+                 on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
+                 on_snapshot: _TensorSnapshotFn | None,
+                 snapshot_every: int) -> list[Image.Image]:
         s = self.settings
-        out_w, out_h = output_size(content.width, content.height, s.size)
+        sizes = {output_size(c.width, c.height, s.size) for c in contents}
+        if len(sizes) != 1:
+            raise ValueError(f"a batch needs photos of one output size, not {sorted(sizes)}")
+        out_w, out_h = sizes.pop()
         scales = pyramid(out_w, out_h, s)
         missing = {sc.style_side for sc in scales} - set(targets)
         if missing:
             raise ValueError(f"style targets missing for sides {sorted(missing)}")
-        generator = torch.Generator().manual_seed(s.seed)
+        limit = self.pass_pixels()
+        if len(contents) > 1 and len(contents) * out_w * out_h > limit:
+            half = len(contents) // 2
+            return [*self._stylize(contents[:half], targets, on_progress, should_stop, None, 0),
+                    *self._stylize(contents[half:], targets, on_progress, should_stop, None, 0)]
         start = time.perf_counter()
         x: torch.Tensor | None = None
         for k, scale in enumerate(scales):
-            content_k = pil_to_tensor(_resize(content, scale.width, scale.height)).to(self.device)
+            content_k = torch.cat([pil_to_tensor(_resize(c, scale.width, scale.height))
+                                   for c in contents]).to(self.device)
             if x is None:
-                x = (torch.rand(content_k.shape, generator=generator).to(self.device)
-                     if s.init == "noise" else content_k.clone())
+                x = self._initial(content_k)
             else:
                 x = F.interpolate(x, size=(scale.height, scale.width), mode="bicubic",
                                   align_corners=False).clamp_(0, 1)
-            x = self._optimize_scale(x, content_k, targets[scale.style_side], scale, k,
-                                     len(scales), start, on_progress, should_stop,
-                                     on_snapshot, snapshot_every)
-        assert x is not None
-        result = tensor_to_pil(x.detach().clamp(0, 1).cpu())
-        if s.preserve_color == "luminance":
-            result = _keep_colours(result, _resize(content, out_w, out_h))
-        return result
+            style_t = {name: targets[scale.style_side][name].to(self.device).unsqueeze(0)
+                       for name in self.style_layers}
+            layout = tiles.grid(scale.width, scale.height, limit, s.tile_overlap)
+            for t, tile in enumerate(layout):
 
-    def _optimize_scale(self, x: torch.Tensor, content: torch.Tensor,
-                        style: Mapping[str, torch.Tensor], scale: Scale, k: int, n: int,
-                        start: float, on_progress: ProgressFn | None,
-                        should_stop: Callable[[], bool] | None,
-                        on_snapshot: SnapshotFn | None = None,
-                        snapshot_every: int = 0) -> torch.Tensor:
+                def report(step: int, loss: torch.Tensor, picture: torch.Tensor,
+                           t: int = t, scale: Scale = scale, k: int = k,
+                           n_tiles: int = len(layout)) -> None:
+                    if on_progress is None and on_snapshot is None:
+                        return
+                    progress = Progress(k + 1, len(scales), t * scale.steps + step,
+                                        scale.steps * n_tiles, float(loss.detach()),
+                                        time.perf_counter() - start, scale.width,
+                                        scale.height, t + 1, n_tiles)
+                    if on_progress is not None:
+                        on_progress(progress)
+                    if on_snapshot is not None and (step == scale.steps or (
+                            snapshot_every and step % snapshot_every == 0)):
+                        on_snapshot(progress, picture)
+
+                if len(layout) == 1:
+                    x = self._optimize(x, content_k, style_t, scale.steps, should_stop,
+                                       lambda i, loss, part, r=report: r(i, loss, part))
+                    continue
+                result = self._optimize(
+                    tiles.crop(x, tile).clone(), tiles.crop(content_k, tile), style_t,
+                    scale.steps, should_stop,
+                    # A snapshot of a tiled scale is the whole canvas as it stands.
+                    lambda i, loss, part, r=report, x=x: r(i, loss, x))
+                tiles.paste(x, result, tile)
+        assert x is not None
+        pictures = [tensor_to_pil(item.clamp(0, 1).cpu()) for item in x.detach().split(1)]
+        if s.preserve_color == "luminance":
+            pictures = [_keep_colours(p, _resize(c, out_w, out_h))
+                        for p, c in zip(pictures, contents, strict=True)]
+        return pictures
+
+    def _initial(self, content: torch.Tensor) -> torch.Tensor:
+        if self.settings.init != "noise":
+            return content.clone()
+        # Every photo of a batch gets the noise it would get alone: a batch must not
+        # change a result.
+        noise = [torch.rand(content.shape[1:], generator=torch.Generator().manual_seed(
+            self.settings.seed)) for _ in range(content.shape[0])]
+        return torch.stack(noise).to(self.device)
+
+    def _optimize(self, x: torch.Tensor, content: torch.Tensor,
+                  style_t: Mapping[str, torch.Tensor], steps: int,
+                  should_stop: Callable[[], bool] | None,
+                  report: Callable[[int, torch.Tensor, torch.Tensor], None]) -> torch.Tensor:
+        """``steps`` optimizer steps of the pictures ``x`` (``B×3×H×W``) at one size."""
         s = self.settings
         with torch.no_grad():
             feats = self.net(content)
-            content_t = {name: feats[name].detach() for name in self.content_layers}
-        style_t = {name: style[name].to(self.device).unsqueeze(0) for name in self.style_layers}
+            content_t = {name: feats[name] for name in self.content_layers}
         del feats
 
         x = x.detach().requires_grad_(True)
-        optimizer: torch.optim.Optimizer
+        optimizer: BatchLBFGS | torch.optim.Adam
         if s.optimizer == "lbfgs":
-            # One function evaluation per step (max_iter=1); a short history keeps
-            # memory small at large scales.
-            optimizer = torch.optim.LBFGS([x], lr=s.learning_rate or 1.0, max_iter=1,
-                                          history_size=10, tolerance_change=0.0,
-                                          tolerance_grad=0.0)
+            # One function evaluation per step, a short history (memory at large scales).
+            optimizer = BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10)
         else:
             optimizer = torch.optim.Adam([x], lr=s.learning_rate or 0.02)
 
         def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
+            x.grad = None
             f = self.net(x)
-            loss = torch.zeros(x.shape[0], device=x.device)
+            loss = torch.zeros(x.shape[0], device=x.device)  # one loss per photo
             for name, w in self.content_layers.items():
                 loss = loss + (s.content_weight * w) * relative_error(f[name], content_t[name])
             for name, w in self.style_layers.items():
@@ -274,22 +345,14 @@ class Engine:
             total.backward()
             return total
 
-        for step in range(scale.steps):
+        for step in range(steps):
             if should_stop is not None and should_stop():
                 raise Cancelled("stopped on request")
             loss = optimizer.step(closure)
             if s.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
-            if on_progress is None and on_snapshot is None:
-                continue
-            progress = Progress(k + 1, n, step + 1, scale.steps, float(loss.detach()),
-                                time.perf_counter() - start, scale.width, scale.height)
-            if on_progress is not None:
-                on_progress(progress)
-            if on_snapshot is not None and (step + 1 == scale.steps or (
-                    snapshot_every and (step + 1) % snapshot_every == 0)):
-                on_snapshot(progress, tensor_to_pil(x.detach().clamp(0, 1).cpu()))
+            report(step + 1, loss, x)
         return x.detach()
 
 
