@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from pipeline.engine.optimize import Engine, ProgressFn
 from pipeline.errors import InputError
 from pipeline.images import LoadedImage, display_name, load_image, save_image
@@ -62,6 +64,12 @@ def render(engine: Engine, store: StyleTargetStore, preset: Preset, photo: Loade
     """Stylize an already loaded photo and write it to ``output`` atomically."""
     targets = store.get(engine, preset, engine.style_sides(photo.rgb.width, photo.rgb.height))
     result = engine.stylize(photo.rgb, targets, on_progress=on_progress, should_stop=should_stop)
+    return save_result(engine, photo, result, output, fmt=fmt)
+
+
+def save_result(engine: Engine, photo: LoadedImage, result: Image.Image, output: Path, *,
+                fmt: str) -> Rendered:
+    """Write a stylized picture atomically, with the photo's alpha channel where it had one."""
     save_image(result, output, format=fmt.upper(), quality=engine.settings.quality,
                alpha=photo.alpha)
     return Rendered(result.width, result.height, photo.info.width, photo.info.height)

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from PIL import Image
 
 from pipeline import records
 from pipeline.cache import ArtifactCache
-from pipeline.engine.optimize import MIN_SCALE_SIDE, Engine, Progress
+from pipeline.engine import memory
+from pipeline.engine.optimize import MIN_SCALE_SIDE, Engine, Progress, output_size
 from pipeline.engine.weights import weights_digest
 from pipeline.errors import (
     Cancelled,
@@ -43,9 +45,9 @@ from pipeline.errors import (
 )
 from pipeline.fsutil import TEMP_PREFIX, sweep_temp_files, translate_os_error
 from pipeline.hashing import digest_json, file_digest
-from pipeline.images import display_name, probe
+from pipeline.images import LoadedImage, display_name, probe
 from pipeline.manifest import Job, Manifest
-from pipeline.render import SUFFIXES, load_content, output_format, render
+from pipeline.render import SUFFIXES, load_content, output_format, save_result
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore
 
@@ -404,22 +406,69 @@ class Runner:
             # (held by the traceback's frames) are freed before the second one.
             if out_of_memory is not None:
                 result = self._retry_smaller(engine, task, out_of_memory, start)
-        except InputError as exc:
-            result = TaskResult(task, "failed", exc.category, exc.message)
-        except (torch.OutOfMemoryError, MemoryError):
-            result = TaskResult(task, "failed", "out_of_memory",
-                                f"{display_name(task.input)}: out of memory; try a smaller size")
-        except (DiskFullError, OutputNotWritableError, Cancelled):
-            raise
-        except StylizeError as exc:
-            result = TaskResult(task, "failed", exc.category, exc.message)
-        except Exception as exc:  # a bug or an unforeseen library error: this photo only
-            logger.exception("unexpected error while stylizing %s", display_name(task.input))
-            result = TaskResult(task, "failed", "internal",
-                                f"{display_name(task.input)}: {type(exc).__name__}: {exc}")
-        result.seconds = time.perf_counter() - start
+        except Exception as exc:
+            result = _failed(task, exc)
+        return self._finished(result, time.perf_counter() - start)
+
+    def _finished(self, result: TaskResult, seconds: float) -> TaskResult:
+        result.seconds = seconds
         self.on_event(TaskFinished(result))
         return result
+
+    def run_batch(self, engine: Engine, tasks: list[Task], index: int,
+                  total: int) -> list[TaskResult]:
+        """Photos of one output size optimized together; each still fails on its own.
+
+        A photo that cannot be loaded fails alone before the batch starts.  If the
+        batch runs out of memory, its photos are done one by one instead (each with
+        the single photo's retry).  A batch's time is shared equally by its photos.
+        """
+        start = time.perf_counter()
+        results: list[TaskResult] = []
+        loaded: list[_Loaded] = []
+        for i, task in enumerate(tasks):
+            self.on_event(TaskStarted(task, index + i, total))
+            try:
+                loaded.append(self._load(engine, task))
+            except Exception as exc:
+                results.append(self._finished(_failed(task, exc), 0.0))
+        # The header's size predicts the loaded one; a photo that differs goes alone.
+        sizes = [output_size(*item.photo.rgb.size, engine.settings.size) for item in loaded]
+        batch = [item for item, size in zip(loaded, sizes, strict=True) if size == sizes[0]]
+        alone = [item.task for item, size in zip(loaded, sizes, strict=True)
+                 if size != sizes[0]]
+        pictures: list[Image.Image] | None = None
+        if len(batch) > 1:
+            try:
+                pictures = self._stylize_batch(engine, batch)
+            except (torch.OutOfMemoryError, MemoryError):
+                pictures = None  # handled below, outside the except clause
+            except Exception as exc:
+                pictures = None
+                logger.warning("a batch of %d photos failed (%s); doing them one by one",
+                               len(batch), exc)
+        if pictures is None:
+            _free_memory(engine.device)
+            alone = [item.task for item in batch] + alone
+        else:
+            share = (time.perf_counter() - start) / len(batch)
+            for item, picture in zip(batch, pictures, strict=True):
+                try:
+                    result = self._write(engine, item, picture, share)
+                except Exception as exc:
+                    result = _failed(item.task, exc)
+                results.append(self._finished(result, share))
+        for task in alone:
+            results.append(self.run_task(engine, task, index + tasks.index(task), total))
+        return results
+
+    def _stylize_batch(self, engine: Engine, batch: list[_Loaded]) -> list[Image.Image]:
+        w, h = batch[0].photo.rgb.size
+        targets = self.store.get(engine, batch[0].task.preset, engine.style_sides(w, h))
+        last = batch[-1].task  # the progress view shows the latest photo started
+        return engine.stylize_batch([item.photo.rgb for item in batch], targets,
+                                    on_progress=lambda p: self.on_event(TaskStep(last, p)),
+                                    should_stop=self.should_stop)
 
     def _retry_smaller(self, engine: Engine, task: Task, where: str,
                        start: float) -> TaskResult:
@@ -452,27 +501,90 @@ class Runner:
         return TaskResult(task, "done", reason=f"{name}: out of memory{where} at size {size}; "
                                                f"written at size {smaller} instead")
 
-    def _render(self, engine: Engine, task: Task, start: float) -> TaskResult:
+    def _load(self, engine: Engine, task: Task) -> _Loaded:
         photo = load_content(task.input, engine, root=task.root,
                              follow_symlinks=task.follow_symlinks)
         # The photo may have changed since planning: then hash it again.
-        size, mtime = records.stat_identity(task.input)
+        stat = records.stat_identity(task.input)
         digest, key = task.input_digest, task.key
-        if (size, mtime) != task.input_stat or digest is None or key is None:
+        if stat != task.input_stat or digest is None or key is None:
             digest = file_digest(task.input)
             key = task_key(digest, task.preset, task.fmt)
-        render(engine, self.store, task.preset, photo, task.output, fmt=task.fmt,
-               on_progress=lambda p: self.on_event(TaskStep(task, p)),
-               should_stop=self.should_stop)
+        return _Loaded(task, photo, digest, key, stat)
+
+    def _render(self, engine: Engine, task: Task, start: float) -> TaskResult:
+        item = self._load(engine, task)
+        targets = self.store.get(engine, task.preset,
+                                 engine.style_sides(*item.photo.rgb.size))
+        picture = engine.stylize(item.photo.rgb, targets,
+                                 on_progress=lambda p: self.on_event(TaskStep(task, p)),
+                                 should_stop=self.should_stop)
+        return self._write(engine, item, picture, time.perf_counter() - start)
+
+    def _write(self, engine: Engine, item: _Loaded, picture: Image.Image,
+               seconds: float) -> TaskResult:
+        task = item.task
+        save_result(engine, item.photo, picture, task.output, fmt=task.fmt)
         out_size, out_mtime = records.stat_identity(task.output)
-        seconds = time.perf_counter() - start
         # The record is written last: it is what makes the task count as done.
         records.write_record(task.output, records.Record(
-            key=key, input=os.fsdecode(task.input), input_digest=digest, input_size=size,
-            input_mtime_ns=mtime, style=task.style, output_size=out_size,
-            output_mtime_ns=out_mtime, seconds=round(seconds, 3),
+            key=item.key, input=os.fsdecode(task.input), input_digest=item.digest,
+            input_size=item.stat[0], input_mtime_ns=item.stat[1], style=task.style,
+            output_size=out_size, output_mtime_ns=out_mtime, seconds=round(seconds, 3),
             finished=datetime.now(UTC).isoformat(timespec="seconds")))
         return TaskResult(task, "done")
+
+
+@dataclass
+class _Loaded:
+    """A photo read and hashed, ready to be stylized."""
+
+    task: Task
+    photo: LoadedImage
+    digest: str
+    key: str
+    stat: tuple[int, int]
+
+
+def _failed(task: Task, exc: Exception) -> TaskResult:
+    """The result of a photo whose processing raised ``exc``; stopping errors are re-raised."""
+    if isinstance(exc, (DiskFullError, OutputNotWritableError, Cancelled)):
+        raise exc
+    if isinstance(exc, InputError | StylizeError):
+        return TaskResult(task, "failed", exc.category, exc.message)
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return TaskResult(task, "failed", "out_of_memory",
+                          f"{display_name(task.input)}: out of memory; try a smaller size")
+    # A bug or an unforeseen library error: this photo only.
+    logger.error("unexpected error while stylizing %s", display_name(task.input),
+                 exc_info=exc)
+    return TaskResult(task, "failed", "internal",
+                      f"{display_name(task.input)}: {type(exc).__name__}: {exc}")
+
+
+def _batches(engine: Engine, tasks: list[Task]) -> list[list[Task]]:
+    """The tasks in the order to run them, as batches of photos of one output size.
+
+    On the CPU (batch size 1) every task is its own batch, in plan order.  Otherwise
+    photos are bucketed by the output size their header predicts, and each bucket is
+    cut into batches of the configured size or of what the GPU's free memory holds.
+    """
+    s = engine.settings
+    if s.batch_size == 1 or (s.batch_size == 0 and engine.device.type != "cuda"):
+        return [[t] for t in tasks]
+    buckets: dict[tuple[int, int] | None, list[Task]] = {}
+    for task in tasks:
+        size = _photo_size(task)
+        out = output_size(*size, s.size) if size is not None else None
+        buckets.setdefault(out, []).append(task)
+    batches: list[list[Task]] = []
+    for out, bucket in buckets.items():
+        if out is None:  # unreadable headers: each fails on its own
+            batches += [[t] for t in bucket]
+            continue
+        n = s.batch_size or memory.auto_batch_size(engine.device, engine.dtype, out[0] * out[1])
+        batches += [bucket[i:i + n] for i in range(0, len(bucket), n)]
+    return batches
 
 
 def _refresh_record(task: Task) -> None:
@@ -510,19 +622,23 @@ def run(plan_: Plan, *, cache: ArtifactCache | None, on_event: EventFn | None = 
     groups: dict[str, list[Task]] = {}
     for task in due:
         groups.setdefault(_group_key(task.preset), []).append(task)
-    ordered = [t for tasks in groups.values() for t in tasks]
     finished = 0
     try:
         for tasks in groups.values():
             sizes = [s for s in (_photo_size(t) for t in tasks) if s is not None]
             engine = runner.prepare(tasks[0].preset, sizes)
-            for task in tasks:
-                report.results.append(runner.run_task(engine, task, finished + 1, len(due)))
-                finished += 1
+            for batch in _batches(engine, tasks):
+                if len(batch) == 1:
+                    report.results.append(runner.run_task(engine, batch[0], finished + 1,
+                                                          len(due)))
+                else:
+                    report.results += runner.run_batch(engine, batch, finished + 1, len(due))
+                finished += len(batch)
     except (DiskFullError, OutputNotWritableError, Cancelled) as exc:
         report.stopped = exc
+        ran = {id(r.task) for r in report.results}
         report.results += [TaskResult(t, "not_run", exc.category, exc.message)
-                           for t in ordered[finished:]]
+                           for t in due if id(t) not in ran]
     finally:
         report.targets_computed = runner.store.counts.computed
         report.targets_cached = runner.store.counts.cached
