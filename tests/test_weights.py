@@ -109,3 +109,27 @@ def test_torchvision_weights_give_one_clear_error_when_unavailable() -> None:
 def test_missing_weights_file() -> None:
     with pytest.raises(WeightsError, match="not found"):
         W.load_weights("/nonexistent/vgg.pth")
+
+
+def test_the_float16_network_computes_scaled_activations() -> None:
+    """float16 activations are FP16_FEATURE_SCALE times the float32 ones (no overflow)."""
+    import torch
+
+    from pipeline.engine.vgg import FP16_FEATURE_SCALE, FeatureExtractor
+    from pipeline.engine.weights import load_network
+
+    cpu = torch.device("cpu")
+    layers = ["relu1_1", "relu3_1"]
+    f32, pre, _ = load_network("caffe", "max", cpu)
+    f16, pre16, _ = load_network("caffe", "max", cpu, torch.float16)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        ref = FeatureExtractor(f32, pre, layers)(x)
+        half = FeatureExtractor(f16, pre16, layers)(x)
+    assert FeatureExtractor(f16, pre16, layers).feature_scale == FP16_FEATURE_SCALE
+    for name in layers:
+        expected = ref[name] * FP16_FEATURE_SCALE
+        assert torch.allclose(half[name].float(), expected, rtol=0.02, atol=0.02 * float(
+            expected.abs().max())), name
+    # The float32 network is untouched by the float16 one's scaled biases.
+    assert FeatureExtractor(f32, pre, layers).feature_scale == 1.0

@@ -154,6 +154,7 @@ class Engine:
         self.net = FeatureExtractor(features, preprocess,
                                     [*self.content_layers, *self.style_layers])
         self.style_net = FeatureExtractor(features32, preprocess, self.style_layers)
+        self._loss_scale = 2.0**12  # float16 only (see _optimize)
 
     # -- style targets ------------------------------------------------------
 
@@ -266,8 +267,11 @@ class Engine:
             else:
                 x = F.interpolate(x, size=(scale.height, scale.width), mode="bicubic",
                                   align_corners=False).clamp_(0, 1)
+            # Targets are float32 Grams of the true activations; a float16 network's
+            # activations are scaled (see vgg.FP16_FEATURE_SCALE), its Grams by the square.
+            g_scale = self.net.feature_scale ** 2
             style_t = {name: targets[scale.style_side][name].to(self.device).unsqueeze(0)
-                       for name in self.style_layers}
+                       * g_scale for name in self.style_layers}
             layout = tiles.grid(scale.width, scale.height, limit, s.tile_overlap)
             for t, tile in enumerate(layout):
 
@@ -342,7 +346,21 @@ class Engine:
             if s.tv_weight:
                 loss = loss + s.tv_weight * total_variation(x)
             total = loss.sum()
-            total.backward()
+            if self.dtype != torch.float16:
+                total.backward()
+                return total
+            # float16 gradients of these losses are mostly below float16's smallest
+            # normal number: scale the loss up for the backward pass, and halve the
+            # scale whenever that overflows (as torch.amp.GradScaler does).
+            while True:
+                total.backward(torch.tensor(self._loss_scale, device=x.device),
+                               retain_graph=True)
+                assert x.grad is not None
+                if bool(torch.isfinite(x.grad).all()) or self._loss_scale <= 1.0:
+                    break
+                x.grad = None
+                self._loss_scale /= 2
+            x.grad.div_(self._loss_scale)
             return total
 
         for step in range(steps):

@@ -12,6 +12,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+#: The float16 network computes every activation times this factor.  Caffe-scale
+#: activations reach 2·10⁴ on ordinary photos, a third of float16's range.  ReLU and
+#: pooling commute with a positive factor, so scaling the input and every bias scales
+#: all activations exactly, and the losses (relative errors) do not change.
+FP16_FEATURE_SCALE = 1 / 16
+
 # Channels per conv layer in each of the five blocks; "M" closes a block with a pool.
 _CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -76,6 +82,9 @@ class FeatureExtractor(nn.Module):
         self.preprocess = preprocess
         self.capture = {LAYER_INDEX[name]: name for name in wanted}
         self.dtype = dtype or next(self.body.parameters()).dtype
+        # A float16 network's biases are scaled (see weights.FP16_FEATURE_SCALE), so its
+        # input is too, and so are all its activations: Grams by the square.
+        self.feature_scale = FP16_FEATURE_SCALE if self.dtype == torch.float16 else 1.0
         self.requires_grad_(False)
         self.eval()
 
@@ -83,7 +92,10 @@ class FeatureExtractor(nn.Module):
         # Preprocessing in float32 (means and scales are not bf16-exact), then the
         # network's own precision; the cast is differentiable, so the gradient
         # reaches the float32 image.
-        x = self.preprocess(image.float()).to(self.dtype)
+        x = self.preprocess(image.float())
+        if self.feature_scale != 1.0:
+            x = x * self.feature_scale
+        x = x.to(self.dtype)
         out: dict[str, torch.Tensor] = {}
         for i, module in enumerate(self.body):
             x = module(x)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.engine.vgg import CONV_LAYERS, LAYER_INDEX, build_features
+from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
 from pipeline.errors import WeightsError
 from pipeline.hashing import file_digest
 
@@ -220,6 +220,11 @@ def load_network(spec: str, pooling: str, device: torch.device,
                     f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
                 )
             features.requires_grad_(False).eval().to(device=device, dtype=dtype)
+            if dtype == torch.float16:
+                # See FP16_FEATURE_SCALE: with every bias scaled, every activation is.
+                for module in features:
+                    if isinstance(module, nn.Conv2d) and module.bias is not None:
+                        module.bias.mul_(FP16_FEATURE_SCALE)
             _networks[key] = (features, weights.preprocess_module().to(device), weights)
         return _networks[key]
 

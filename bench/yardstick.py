@@ -1,0 +1,78 @@
+"""A neutral yardstick for stylized pictures, shared by the benchmarks.
+
+Every picture is scored with the Caffe VGG-19 in float32, by two distances
+that no tool optimizes verbatim:
+
+* content distance = ‖F(out) − F(photo)‖² / ‖F(photo)‖² at relu4_2, the photo
+  resized to the picture's size;
+* style distance = the mean over relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1
+  of ‖G(out) − G(painting)‖² / ‖G(painting)‖², with G = F Fᵀ / (H W), the
+  painting resized to the picture's pixel count.
+
+Lower is better on both.  A result *dominates* another when it is at least as
+good on both.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from pipeline.engine.losses import gram, relative_error
+from pipeline.engine.vgg import FeatureExtractor
+from pipeline.engine.weights import load_network
+from pipeline.images import pil_to_tensor
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+
+
+def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["content"] <= b["content"] and a["style"] <= b["style"]
+
+
+class Yardstick:
+    def __init__(self, photo: Path | Image.Image, painting: Path | Image.Image,
+                 device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        features, preprocess, _ = load_network("caffe", "max", self.device)
+        self.net = FeatureExtractor(features, preprocess, [*STYLE_LAYERS, CONTENT_LAYER])
+        self.photo = (photo if isinstance(photo, Image.Image) else Image.open(photo)).convert("RGB")
+        self.painting = (painting if isinstance(painting, Image.Image)
+                         else Image.open(painting)).convert("RGB")
+        self._targets: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+    @torch.no_grad()
+    def _features(self, image: Image.Image) -> dict[str, torch.Tensor]:
+        return self.net(pil_to_tensor(image).to(self.device))
+
+    def score(self, picture: Image.Image | Path,
+              at: tuple[int, int] | None = None) -> dict[str, float]:
+        """Both distances of ``picture``, scored at its own size or resized to ``at``.
+
+        Scoring a low-resolution intermediate picture at the final size (``at``) is
+        what makes pictures of a multiscale run comparable with full-size ones.
+        """
+        if isinstance(picture, Path):
+            picture = Image.open(picture)
+        picture = picture.convert("RGB")
+        if at is not None and picture.size != at:
+            picture = picture.resize(at, Image.Resampling.BICUBIC)
+        size = picture.size
+        if size not in self._targets:
+            photo = self.photo.resize(size, Image.Resampling.LANCZOS)
+            scale = math.sqrt(size[0] * size[1] / (self.painting.width * self.painting.height))
+            painting = self.painting.resize((round(self.painting.width * scale),
+                                             round(self.painting.height * scale)),
+                                            Image.Resampling.LANCZOS)
+            self._targets[size] = (self._features(photo), self._features(painting))
+        fc, fs = self._targets[size]
+        fo = self._features(picture)
+        content = relative_error(fo[CONTENT_LAYER], fc[CONTENT_LAYER]).item()
+        style = sum(relative_error(gram(fo[n]), gram(fs[n])).item()
+                    for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+        return {"content": content, "style": style}
