@@ -8,7 +8,10 @@ stylize's early pictures come from its low-resolution scales; they are upsampled
 the final size before scoring, so every point is a full-size picture one could stop at.
 
 ``--pastiche-from docs/race/race.json`` reuses the pastiche points of an earlier run (its
-scores and times) instead of running pastiche's half hour again; the summary says so.
+scores and times) instead of running pastiche's half hour again; the summary says so. A shared
+machine is not equally fast every day, so it then also runs pastiche again for
+``--calibrate-steps`` (100) steps and compares the time to reach that step with the earlier
+run's: the earlier pastiche times are scaled by that ratio for the "calibrated" speedup.
 
 Writes: ``<out>/race.json`` (every point), ``<out>/race.png`` (both distances over time),
 ``<out>/race_images.jpg`` (photo, painting, pastiche, stylize side by side), and prints a summary.
@@ -165,6 +168,8 @@ def main() -> None:
                              "(default: the preset's)")
     parser.add_argument("--pastiche-from", type=Path, default=None,
                         help="reuse the pastiche points of an earlier race.json")
+    parser.add_argument("--calibrate-steps", type=int, default=100,
+                        help="with --pastiche-from: pastiche steps to run now for calibration")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,6 +195,15 @@ def main() -> None:
         results = {"pastiche": earlier["pastiche"]}
         results["pastiche"]["reused_from"] = str(args.pastiche_from)
         args.pastiche_steps = earlier["summary"]["pastiche_steps"]
+        now = run_pastiche(args.photo, args.style, args.calibrate_steps,
+                           work / "pastiche-now", args.seed)
+        then = next(p for p in results["pastiche"]["points"]
+                    if p["step"] >= args.calibrate_steps)
+        results["pastiche"]["calibration"] = {
+            "steps": args.calibrate_steps, "now_s": round(now["wall"], 1),
+            "then_s": round(then["time"], 1), "ratio": round(now["wall"] / then["time"], 3)}
+        print(f"calibration: pastiche {args.calibrate_steps} steps now {now['wall']:.1f} s, "
+              f"in the earlier run {then['time']:.1f} s", flush=True)
     else:
         results = {"pastiche": run_pastiche(args.photo, args.style, args.pastiche_steps,
                                             work / "pastiche", args.seed)}
@@ -219,6 +233,11 @@ def main() -> None:
         "pastiche_wall_s": round(results["pastiche"]["wall"], 1),
         "stylize_wall_s": round(results["stylize"]["wall"], 1),
         "speedup": round(results["pastiche"]["wall"] / results["stylize"]["wall"], 2),
+        "calibration": results["pastiche"].get("calibration"),
+        "speedup_calibrated": (round(results["pastiche"]["wall"]
+                                     * results["pastiche"]["calibration"]["ratio"]
+                                     / results["stylize"]["wall"], 2)
+                               if "calibration" in results["pastiche"] else None),
         "pastiche_final": {"content": p_final["content"], "style": p_final["style"]},
         "stylize_final": {"content": o_final["content"], "style": o_final["style"]},
         "stylize_dominates_pastiche_final": dominates(o_final, p_final),

@@ -155,6 +155,9 @@ def image(
     weights: Annotated[str | None, typer.Option(
         help="VGG-19 weights: caffe (bundled), torchvision, or a file.")] = None,
     quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality (1-100).")] = None,
+    tile_pixels: Annotated[int | None, typer.Option(
+        help="Largest picture optimized in one pass, in pixels; larger scales are tiled "
+        "(0: from free memory).")] = None,
     cache_dir: CacheDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
@@ -177,7 +180,7 @@ def image(
             size=size, steps=_steps(steps), style_weight=style_weight,
             content_weight=content_weight, tv_weight=tv_weight, preserve_color=preserve_color,
             optimizer=optimizer, init=init, device=device, precision=precision, seed=seed,
-            weights=weights, quality=quality))
+            weights=weights, quality=quality, tile_pixels=tile_pixels))
         if output is None:
             output = Path(f"{content.stem}-{preset.name}.jpg")
         fmt = format_of_path(output)
