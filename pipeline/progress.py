@@ -125,8 +125,9 @@ class RunDisplay:
     def _step(self, event: TaskStep) -> None:
         p = event.progress
         if self._bar is not None and self._photo is not None:
+            tile = f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else ""
             self._bar.update(self._photo, completed=p.step, total=p.steps,
-                             detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height} "
+                             detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height}{tile} "
                                     f"loss {p.loss:.3g}")
         elif self.verbose and p.step == p.steps:
             self._line(f"  {escape(_name(event.task.input))} \\[{_markup(event.task.style)}] scale "

@@ -118,11 +118,12 @@ def test_the_float16_network_computes_scaled_activations() -> None:
     from pipeline.engine.vgg import FP16_FEATURE_SCALE, FeatureExtractor
     from pipeline.engine.weights import load_network
 
-    cpu = torch.device("cpu")
+    # float16 convolutions run on the CPU only in recent torch; a GPU has them always.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     layers = ["relu1_1", "relu3_1"]
-    f32, pre, _ = load_network("caffe", "max", cpu)
-    f16, pre16, _ = load_network("caffe", "max", cpu, torch.float16)
-    x = torch.rand(1, 3, 24, 24)
+    f32, pre, _ = load_network("caffe", "max", device)
+    f16, pre16, _ = load_network("caffe", "max", device, torch.float16)
+    x = torch.rand(1, 3, 24, 24, device=device)
     with torch.no_grad():
         ref = FeatureExtractor(f32, pre, layers)(x)
         half = FeatureExtractor(f16, pre16, layers)(x)

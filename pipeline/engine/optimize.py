@@ -62,6 +62,8 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 SnapshotFn = Callable[[Progress, Image.Image], None]
 _TensorSnapshotFn = Callable[[Progress, torch.Tensor], None]
+#: (tile, tiles, step, loss, picture) -> None: one optimizer step done, within a scale.
+_ReportFn = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -272,40 +274,47 @@ class Engine:
             g_scale = self.net.feature_scale ** 2
             style_t = {name: targets[scale.style_side][name].to(self.device).unsqueeze(0)
                        * g_scale for name in self.style_layers}
-            layout = tiles.grid(scale.width, scale.height, limit, s.tile_overlap)
-            for t, tile in enumerate(layout):
 
-                def report(step: int, loss: torch.Tensor, picture: torch.Tensor,
-                           t: int = t, scale: Scale = scale, k: int = k,
-                           n_tiles: int = len(layout)) -> None:
-                    if on_progress is None and on_snapshot is None:
-                        return
-                    progress = Progress(k + 1, len(scales), t * scale.steps + step,
-                                        scale.steps * n_tiles, float(loss.detach()),
-                                        time.perf_counter() - start, scale.width,
-                                        scale.height, t + 1, n_tiles)
-                    if on_progress is not None:
-                        on_progress(progress)
-                    if on_snapshot is not None and (step == scale.steps or (
-                            snapshot_every and step % snapshot_every == 0)):
-                        on_snapshot(progress, picture)
+            def report(tile: int, n_tiles: int, step: int, loss: torch.Tensor,
+                       picture: torch.Tensor, k: int = k, scale: Scale = scale) -> None:
+                if on_progress is None and on_snapshot is None:
+                    return
+                progress = Progress(k + 1, len(scales), (tile - 1) * scale.steps + step,
+                                    scale.steps * n_tiles, float(loss.detach()),
+                                    time.perf_counter() - start, scale.width, scale.height,
+                                    tile, n_tiles)
+                if on_progress is not None:
+                    on_progress(progress)
+                if on_snapshot is not None and (step == scale.steps or (
+                        snapshot_every and step % snapshot_every == 0)):
+                    on_snapshot(progress, picture)
 
-                if len(layout) == 1:
-                    x = self._optimize(x, content_k, style_t, scale.steps, should_stop,
-                                       lambda i, loss, part, r=report: r(i, loss, part))
-                    continue
-                result = self._optimize(
-                    tiles.crop(x, tile).clone(), tiles.crop(content_k, tile), style_t,
-                    scale.steps, should_stop,
-                    # A snapshot of a tiled scale is the whole canvas as it stands.
-                    lambda i, loss, part, r=report, x=x: r(i, loss, x))
-                tiles.paste(x, result, tile)
+            x = self._optimize_scale(x, content_k, style_t, scale.steps, limit, should_stop,
+                                     report)
         assert x is not None
         pictures = [tensor_to_pil(item.clamp(0, 1).cpu()) for item in x.detach().split(1)]
         if s.preserve_color == "luminance":
             pictures = [_keep_colours(p, _resize(c, out_w, out_h))
                         for p, c in zip(pictures, contents, strict=True)]
         return pictures
+
+    def _optimize_scale(self, x: torch.Tensor, content: torch.Tensor,
+                        style_t: Mapping[str, torch.Tensor], steps: int, limit: int,
+                        should_stop: Callable[[], bool] | None,
+                        report: _ReportFn) -> torch.Tensor:
+        """One scale: in one pass if it fits in ``limit`` pixels, else tile by tile."""
+        layout = tiles.grid(x.shape[-1], x.shape[-2], limit, self.settings.tile_overlap)
+        if len(layout) == 1:
+            return self._optimize(x, content, style_t, steps, should_stop,
+                                  lambda i, loss, part: report(1, 1, i, loss, part))
+        for t, tile in enumerate(layout, start=1):
+            result = self._optimize(
+                tiles.crop(x, tile).clone(), tiles.crop(content, tile), style_t, steps,
+                should_stop,
+                # A snapshot of a tiled scale is the whole canvas as it stands.
+                lambda i, loss, part, t=t: report(t, len(layout), i, loss, x))
+            tiles.paste(x, result, tile)
+        return x
 
     def _initial(self, content: torch.Tensor) -> torch.Tensor:
         if self.settings.init != "noise":
