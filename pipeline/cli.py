@@ -91,6 +91,28 @@ def _steps(value: str | None) -> list[int] | None:
         raise UsageError(f"--steps takes comma-separated integers, got {value!r}") from None
 
 
+def _settings_from_set(items: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs, each value read as YAML (so lists and maps work too)."""
+    import yaml
+
+    from pipeline.settings import SETTING_NAMES
+
+    patch: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        if key not in SETTING_NAMES:
+            raise UsageError(f"--set: unknown setting {key!r}; see `stylize styles show NAME` "
+                             "for every setting")
+        try:
+            patch[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {key}: cannot read {raw!r}") from None
+    return patch
+
+
 def _patch(**values: Any) -> dict[str, Any]:
     """The knobs given on the command line (None means 'not given')."""
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}
@@ -160,6 +182,9 @@ def image(
     tile_pixels: Annotated[int | None, typer.Option(
         help="Largest picture optimized in one pass, in pixels; larger scales are tiled "
         "(0: from free memory).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other setting, KEY=VALUE (repeatable), e.g. --set min_side=96 "
+        "--set 'style_layers={relu1_1: 1, relu2_1: 2}'.", show_default=False)] = None,
     cache_dir: CacheDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
@@ -178,7 +203,8 @@ def image(
             raise UsageError(f"photo not found: {content}")
         registry = Registry.discover()
         preset = registry.resolve(style)
-        preset = preset.with_overrides(_patch(
+        # The named options win over --set for the same knob.
+        preset = preset.with_overrides(_settings_from_set(set_) | _patch(
             size=size, steps=_steps(steps), style_weight=style_weight,
             content_weight=content_weight, tv_weight=tv_weight, preserve_color=preserve_color,
             optimizer=optimizer, init=init, device=device, precision=precision, seed=seed,

@@ -90,7 +90,7 @@ class Settings(BaseModel):
     )
     batch_size: int = Field(
         0, ge=0, description="photos of one size optimized together; 0: as many as the "
-        "GPU's free memory holds (up to 16), always 1 on the CPU",
+        "GPU's free memory holds (up to 64), always 1 on the CPU",
     )
     # -- input and output files
     format: Literal["jpeg", "png", "webp", "same"] = Field("jpeg", description="output format")

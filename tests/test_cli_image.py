@@ -43,6 +43,17 @@ def test_image_with_a_painting_path_and_overrides(photo: Path, fast_preset_dir: 
     assert err == ""  # quiet means quiet
 
 
+def test_set_reaches_every_knob_and_named_options_win(photo: Path, fast_preset_dir: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "r.png"
+    code, _, err = _invoke("image", str(photo), "--style", "fast", "-o", str(out), "-q",
+                           "--set", "size=200", "--size", "40", "--set", "min_side=24",
+                           "--set", "style_layers={relu1_1: 1, relu2_1: 2}",
+                           "--set", "pooling=avg", styles=fast_preset_dir)
+    assert code == 0, err
+    assert Image.open(out).size == (40, 27)  # --size beat --set size=200
+
+
 @pytest.mark.parametrize("args,message,code", [
     (["image", "{missing}", "--style", "fast"], "photo not found", 2),
     (["image", "{photo}", "--style", "stary-night"], "unknown style 'stary-night'; known:", 2),
@@ -54,6 +65,14 @@ def test_image_with_a_painting_path_and_overrides(photo: Path, fast_preset_dir: 
     (["image", "{photo}", "--style", "fast", "--device", "cuda"], "no CUDA device", 2),
     (["image", "{photo}", "--style", "fast", "-o", "{photo}"], "would overwrite the photo", 2),
     (["image", "{junk}", "--style", "fast", "-o", "{tmp}/o.jpg"], "junk.jpg", 1),
+    (["image", "{photo}", "--style", "fast", "--set", "stlye_weight=3"],
+     "unknown setting 'stlye_weight'", 2),
+    (["image", "{photo}", "--style", "fast", "--set", "min_side"], "--set takes KEY=VALUE", 2),
+    (["image", "{photo}", "--style", "fast", "--set", "min_side=4"], "min_side", 2),
+    # A knob without an option of its own takes effect through --set: this photo is
+    # larger than the limit it sets, so it is refused before any work.
+    (["image", "{photo}", "--style", "fast", "--set", "max_pixels=100", "-o", "{tmp}/o.jpg"],
+     "too large", 1),
 ])
 def test_errors_are_one_line_without_traceback(args: list[str], message: str, code: int,
                                                photo: Path, fast_preset_dir: Path,

@@ -113,3 +113,34 @@ def test_plugin_presets_from_an_installed_distribution(tmp_path: Path) -> None:
         sys.modules.pop("fancy_styles", None)
         importlib.invalidate_caches()
     assert "fancy" not in S.Registry.discover().names()
+
+
+def test_several_paintings_are_blended_by_weight(tmp_path: Path) -> None:
+    """A preset of two paintings: its Gram targets are the weighted mean of each one's."""
+    import torch
+    from conftest import REPO
+
+    from pipeline.engine.optimize import Engine
+    from pipeline.settings import Settings
+    from pipeline.styles import load_preset
+    from pipeline.targets import _load_style_images
+
+    folder = tmp_path / "duo"
+    folder.mkdir()
+    Image.open(REPO / "styles" / "starry-night" / "starry_night.jpg").resize((80, 64)).save(
+        folder / "a.png")
+    Image.open(REPO / "styles" / "the-scream" / "the_scream.jpg").resize((64, 80)).save(
+        folder / "b.png")
+    (folder / "preset.yaml").write_text(
+        "images:\n  - a.png\n  - {path: b.png, weight: 3}\nsettings: {device: cpu, "
+        "precision: fp32}\n")
+    preset = load_preset(folder)
+    assert [i.weight for i in preset.images] == [1.0, 3.0]
+    engine = Engine(Settings(device="cpu", precision="fp32"))
+    paintings = _load_style_images(preset)
+    blended = engine.compute_style_targets(paintings, [64])[64]
+    alone = [engine.compute_style_targets([(img, 1.0)], [64])[64] for img, _ in paintings]
+    for name, gram in blended.items():
+        expected = 0.25 * alone[0][name] + 0.75 * alone[1][name]
+        assert torch.allclose(gram, expected, rtol=1e-4, atol=1e-3), name
+        assert not torch.allclose(gram, alone[0][name], rtol=0.05)
