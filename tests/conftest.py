@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n auto` runs one worker per core: each keeps to one thread (and so do the
+    # `stylize` processes some tests start), or the workers' OpenMP threads fight for cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_STYLE = REPO / "styles" / "starry-night" / "starry_night.jpg"
 PHOTOS = REPO / "examples" / "photos"

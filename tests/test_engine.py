@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -221,7 +222,8 @@ def test_in_float64_a_batch_is_exactly_one_by_one(painting: Image.Image,
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**FAST))
     targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(96, 64))
-    engine.net = engine.net.double()
+    # A copy: the network's modules are shared with every engine of this process.
+    engine.net = copy.deepcopy(engine.net).double()
     engine.net.dtype = torch.float64
     to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
     pictures: list[torch.Tensor] = []

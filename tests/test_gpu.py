@@ -6,6 +6,7 @@ machine they were last run on).
 
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -80,7 +81,8 @@ def test_in_float64_a_gpu_batch_is_one_by_one(painting: Image.Image,
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**{**GPU, "size": 96, "precision": "fp32"}))
     targets = _targets(engine, painting, 96, 64)
-    engine.net = engine.net.double()
+    # A copy: the network's modules are shared with every engine of this process.
+    engine.net = copy.deepcopy(engine.net).double()
     engine.net.dtype = torch.float64
     to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
     pictures: list[torch.Tensor] = []

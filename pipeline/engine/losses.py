@@ -35,7 +35,13 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     f = features.reshape(b, c, h * w)
     if f.dtype == torch.float16:
         f = f.float()
-    return torch.bmm(f, f.transpose(1, 2)).float() / (h * w)
+    if f.device.type == "cpu":
+        # On the CPU a batched product of these shapes (C×HW by HW×C, HW up to 10⁶) is
+        # 2.4× slower than plain 2-D products, forward and backward (bf16, 64×512²).
+        g = torch.stack([torch.mm(item, item.t()) for item in f])
+    else:
+        g = torch.bmm(f, f.transpose(1, 2))
+    return g.float() / (h * w)
 
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
