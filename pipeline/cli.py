@@ -194,7 +194,8 @@ def image(
     with _errors():
         from pipeline.cache import ArtifactCache
         from pipeline.engine.optimize import Engine
-        from pipeline.render import format_of_path, load_content, render
+        from pipeline.render import format_of_path, load_content
+        from pipeline.scheduler import check_writable
         from pipeline.styles import Registry
         from pipeline.targets import StyleTargetStore
 
@@ -217,16 +218,61 @@ def image(
         # realpath, unlike Path.resolve, never raises on a symbolic link loop.
         if os.path.realpath(output) == os.path.realpath(content):
             raise UsageError("the output would overwrite the photo; choose another --output")
+        # Before any work: a result that cannot be written is not worth computing.
+        check_writable(output.parent)
         engine = Engine(preset.settings)
+        # Loaded before the progress bar starts, so that a bad photo is one line.
         photo = load_content(content, engine)
         store = StyleTargetStore(ArtifactCache(cache_dir))
         with _photo_progress(not quiet) as on_progress:
-            result = render(engine, store, preset, photo, output, fmt=fmt,
-                            on_progress=on_progress)
+            engine, result, note = _render_or_retry(engine, photo, content, preset, output,
+                                                    fmt, store, on_progress)
+        if note and not quiet:
+            err.print(f"note: {note}", highlight=False)
         if not quiet:
             err.print(f"wrote {output} ({result.width}×{result.height}, style {preset.name}, "
                       f"{engine.device.type} {str(engine.dtype).removeprefix('torch.')})",
                       highlight=False)
+
+
+def _render_or_retry(engine: Any, photo: Any, content: Path, preset: Any, output: Path,
+                     fmt: str, store: Any, on_progress: Any) -> tuple[Any, Any, str | None]:
+    """Render; after running out of memory, once more at a smaller size (as `run` does).
+
+    Each retry happens outside the ``except`` clause, so that the failed attempt's
+    tensors, held by the traceback, are freed first.
+    """
+    import torch
+
+    from pipeline.engine.optimize import MIN_SCALE_SIDE, Engine
+    from pipeline.errors import OutOfMemoryError
+    from pipeline.images import display_name
+    from pipeline.render import load_content, render
+    from pipeline.scheduler import OOM_RETRY_SCALE, free_memory
+
+    size = preset.settings.size
+    for attempt, settings_size in enumerate((size, int(size * OOM_RETRY_SCALE))):
+        if settings_size < MIN_SCALE_SIDE:
+            break
+        if attempt:  # a fresh engine, and the photo loaded again at the smaller size
+            engine = Engine(preset.with_overrides({"size": settings_size}).settings)
+            photo = load_content(content, engine)
+        try:
+            result = render(engine, store, preset.with_overrides({"size": settings_size}),
+                            photo, output, fmt=fmt, on_progress=on_progress)
+        except (torch.OutOfMemoryError, MemoryError):
+            result = None
+        if result is not None:
+            note = (f"out of memory at size {size}; written at size {settings_size} instead"
+                    if attempt else None)
+            return engine, result, note
+        device = engine.device
+        del photo, engine
+        free_memory(device)
+    raise OutOfMemoryError(f"{display_name(content)}: out of memory at size {size}"
+                           + (f" and at size {int(size * OOM_RETRY_SCALE)}"
+                              if int(size * OOM_RETRY_SCALE) >= MIN_SCALE_SIDE else "")
+                           + "; try a smaller --size")
 
 
 @styles_app.command("list")

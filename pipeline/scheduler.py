@@ -350,7 +350,7 @@ def _group_key(preset: Preset) -> str:
 OOM_RETRY_SCALE = 0.5
 
 
-def _free_memory(device: torch.device) -> None:
+def free_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -448,7 +448,7 @@ class Runner:
                 logger.warning("a batch of %d photos failed (%s); doing them one by one",
                                len(batch), exc)
         if pictures is None:
-            _free_memory(engine.device)
+            free_memory(engine.device)
             alone = [item.task for item in batch] + alone
         else:
             share = (time.perf_counter() - start) / len(batch)
@@ -481,7 +481,7 @@ class Runner:
         name = display_name(task.input)
         size = task.preset.settings.size
         smaller = int(size * OOM_RETRY_SCALE)
-        _free_memory(engine.device)
+        free_memory(engine.device)
         if smaller < MIN_SCALE_SIDE:
             raise OutOfMemoryError(f"{name}: out of memory{where} at size {size}; "
                                    "try a smaller size")
@@ -495,7 +495,7 @@ class Runner:
         else:
             failed = False
         if failed:  # outside the except clause, for the same reason as in run_task
-            _free_memory(engine.device)
+            free_memory(engine.device)
             raise OutOfMemoryError(f"{name}: out of memory{where} at size {size} and at "
                                    f"size {smaller}; try a smaller size")
         return TaskResult(task, "done", reason=f"{name}: out of memory{where} at size {size}; "

@@ -40,7 +40,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -241,7 +241,11 @@ class _Stylizer:
         self._current = (job, path)
         try:
             for i, preset in enumerate(job.styles, 1):
-                task = make_task(job, path, preset, root=job.inbox)
+                # Never through a link out of the inbox, whatever the job's follow_symlinks
+                # says: anyone who can drop a file there could otherwise make the tool read
+                # (and copy, stylized, into the output) any file it can read.
+                task = replace(make_task(job, path, preset, root=job.inbox),
+                               follow_symlinks=False)
                 if task.status == "skipped":
                     outcome.skipped.append(preset.name)
                     outcome.outputs.append(task.output)
@@ -665,7 +669,7 @@ class InboxWatcher:
         try:
             load_image(path, max_pixels=min(p.settings.max_pixels for p in job.styles),
                        max_long_side=settings.size, root=job.inbox,
-                       follow_symlinks=job.follow_symlinks)
+                       follow_symlinks=False)  # see _Stylizer: never out of an inbox
         except InputError as exc:
             if not os.path.lexists(path):
                 self._forget(path)

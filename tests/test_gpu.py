@@ -7,6 +7,7 @@ machine they were last run on).
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import pytest
 import torch

@@ -300,6 +300,26 @@ def test_broken_files_go_to_failed_and_the_next_photo_is_done(styles: Path, tmp_
     assert not rec.of("started", "corrupt.png") and not rec.of("started", "text.jpg")
 
 
+def test_a_link_out_of_the_inbox_is_refused_even_with_follow_symlinks(
+        styles: Path, tmp_path: Path, observer: str) -> None:
+    """follow_symlinks opts a job's input folder in, never its inbox (issue: bad input)."""
+    job = make_job(tmp_path, settings={**TINY, "follow_symlinks": "true"})
+    inbox = job.inbox
+    assert inbox is not None and job.follow_symlinks
+    secret = tmp_path / "elsewhere" / "private.png"
+    secret.parent.mkdir()
+    secret.write_bytes(png_bytes(5))
+    with watching(job, options(observer)) as rec:
+        (inbox / "link.png").symlink_to(secret)
+        time.sleep(0.1)
+        (inbox / "good.png").write_bytes(png_bytes(6))
+        rec.wait(lambda: bool(rec.of("failed", "link.png")) and bool(rec.of("done", "good.png")))
+    assert outputs(job) == ["good.png.fast.jpg"]
+    error = json.loads((inbox / "failed" / "link.png.error.json").read_text())
+    assert error["category"] == "outside_input"
+    assert secret.read_bytes() == png_bytes(5)  # the target is untouched
+
+
 def test_an_exception_while_processing_one_photo_does_not_stop_the_watcher(
         styles: Path, tmp_path: Path, observer: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.scheduler import Runner

@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
+from pipeline.images import ALLOWED_FORMATS
+
+HEIF_DECODER = "HEIF" in ALLOWED_FORMATS
+
 RED = (220, 20, 20)
 BLUE = (20, 20, 220)
 
@@ -248,6 +252,11 @@ def thin(path: Path) -> None:
     Image.new("RGB", (1, 5000), RED).save(path)
 
 
+def pcx_as_jpg(path: Path) -> None:
+    """A real picture in a format Pillow reads but the tool does not accept (PCX)."""
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(path, format="PCX")
+
+
 def heic(path: Path) -> None:
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
 
@@ -322,7 +331,10 @@ BAD: tuple[Case, ...] = (
     Case("huge-header.png", png_huge_header, "too_large"),
     Case("huge-header.jpg", jpeg_huge_header, "too_large"),
     Case("thin.png", thin, "too_small"),
-    Case("iphone.heic", heic, "unsupported"),
+    # A HEIC header with no picture behind it: refused with an install hint where no HEIF
+    # decoder is installed, and as a broken picture where pillow-heif is.
+    Case("iphone.heic", heic, "not_an_image" if HEIF_DECODER else "unsupported"),
+    Case("pcx-named.jpg", pcx_as_jpg, "not_an_image"),
     Case("pipe.jpg", fifo, "not_a_file"),
     Case("folder.jpg", folder, "not_a_file"),
     Case("dangling.jpg", dangling, "unreadable"),

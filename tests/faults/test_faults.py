@@ -230,8 +230,10 @@ def test_output_folder_that_cannot_be_made_is_refused_before_any_work(
     res = cli("image", tmp_path / "photos" / "photo-00.jpg", "-s", "tiny", "-q",
               "-o", tmp_path / "blocker" / "result.png", env={"STYLIZE_STYLES_PATH": str(styles)})
     assert res.code == 73, res.err
-    assert res.err == (f"error: cannot write {tmp_path / 'blocker' / 'result.png'}: a file is "
-                       "in the way of a folder on its path\n")
+    # Checked before any work, as for `run`: no network built, no style target computed.
+    assert res.err == (f"error: output folder {tmp_path / 'blocker'} is not writable (a file "
+                       "is in the way of a folder on its path); nothing was processed\n")
+    assert not list(Path(os.environ["STYLIZE_CACHE_DIR"]).rglob("*.safetensors"))
 
 
 @pytest.mark.timeout(180)
@@ -392,6 +394,28 @@ def test_out_of_memory_twice_is_refused_and_the_rest_continues(
     assert rows["a.png"]["status"] == rows["c.jpg"]["status"] == "done"
     assert not (tmp_path / "out" / "big.png.tiny.png").exists()
     assert not temp_files(tmp_path / "out")
+
+
+def test_image_out_of_memory_is_retried_at_half_the_size_then_refused(
+        tmp_path: Path, styles: Path, oom_for_big: dict[str, object]) -> None:
+    """`stylize image` handles running out of memory as `run` does, in one line."""
+    photo = tmp_path / "big.png"
+    inputs.scene(60, 45, 1).save(photo)
+    out = tmp_path / "result" / "big.png"
+    env = {"STYLIZE_STYLES_PATH": str(styles)}
+    res = cli("image", photo, "--style", "tiny", "-o", out, "--size", "48", env=env)
+    assert res.code == 0, res.err
+    assert "note: out of memory at size 48; written at size 24 instead" in res.err
+    with Image.open(out) as img:
+        assert img.size == (24, 18)
+    out.unlink()
+    oom_for_big["calls"] = []
+    oom_for_big["times"] = 2
+    res = cli("image", photo, "--style", "tiny", "-o", out, "--size", "48", env=env)
+    assert res.code == 1
+    assert res.err.strip() == ("error: big.png: out of memory at size 48 and at size 24; "
+                               "try a smaller --size")
+    assert not out.exists() and not temp_files(out.parent)
 
 
 # --------------------------------------------------------------------------------------
