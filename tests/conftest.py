@@ -66,3 +66,32 @@ def fast_preset_dir(tmp_path: Path) -> Path:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def batch_and_singles_in_float64(engine: object, photos: list[Image.Image], targets: object,
+                                 monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """The float64 pictures of ``photos`` stylized as one batch, then one by one.
+
+    Runs the engine's network in float64 (on a copy: the modules are shared with every
+    engine of the process), so that rounding cannot hide whether photos interact.
+    """
+    import copy
+
+    import torch
+
+    import pipeline.engine.optimize as optimize
+
+    engine.net = copy.deepcopy(engine.net).double()  # type: ignore[attr-defined]
+    engine.net.dtype = torch.float64  # type: ignore[attr-defined]
+    to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
+    pictures: list[torch.Tensor] = []
+    monkeypatch.setattr(optimize, "pil_to_tensor", lambda im: to_tensor(im).double())
+    monkeypatch.setattr(optimize, "tensor_to_pil",
+                        lambda x: pictures.append(x.clone()) or to_pil(x.float()))
+    engine.stylize_batch(photos, targets)  # type: ignore[attr-defined]
+    together = list(pictures)
+    alone = []
+    for photo in photos:
+        engine.stylize(photo, targets)  # type: ignore[attr-defined]
+        alone.append(pictures[-1])
+    return together, alone

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, PHOTOS, SHARED_STYLE, gradient_photo
+from conftest import FAST, PHOTOS, SHARED_STYLE, batch_and_singles_in_float64, gradient_photo
 from PIL import Image
 
 from pipeline.engine.losses import gram, relative_error, total_variation
@@ -218,22 +216,10 @@ def test_a_batch_needs_one_output_size(painting: Image.Image) -> None:
 def test_in_float64_a_batch_is_exactly_one_by_one(painting: Image.Image,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The fp32 differences above are rounding only: in float64 they vanish entirely."""
-    import pipeline.engine.optimize as optimize
-
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**FAST))
     targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(96, 64))
-    # A copy: the network's modules are shared with every engine of this process.
-    engine.net = copy.deepcopy(engine.net).double()
-    engine.net.dtype = torch.float64
-    to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
-    pictures: list[torch.Tensor] = []
-    monkeypatch.setattr(optimize, "pil_to_tensor", lambda im: to_tensor(im).double())
-    monkeypatch.setattr(optimize, "tensor_to_pil",
-                        lambda x: pictures.append(x.clone()) or to_pil(x.float()))
-    engine.stylize_batch(photos, targets)
-    together = list(pictures)
+    together, alone = batch_and_singles_in_float64(engine, photos, targets, monkeypatch)
     assert len(together) == 3 and together[0].dtype == torch.float64
-    for i, photo in enumerate(photos):
-        engine.stylize(photo, targets)
-        assert torch.equal(pictures[-1], together[i]), i
+    for i in range(3):
+        assert torch.equal(alone[i], together[i]), i

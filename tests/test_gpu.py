@@ -6,12 +6,10 @@ machine they were last run on).
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_STYLE, gradient_photo
+from conftest import SHARED_STYLE, batch_and_singles_in_float64, gradient_photo
 from PIL import Image
 
 from pipeline.engine.losses import gram, relative_error
@@ -77,24 +75,12 @@ def test_a_gpu_batch_is_as_good_as_one_by_one(painting: Image.Image, precision: 
 
 def test_in_float64_a_gpu_batch_is_one_by_one(painting: Image.Image,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.engine.optimize as optimize
-
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**{**GPU, "size": 96, "precision": "fp32"}))
     targets = _targets(engine, painting, 96, 64)
-    # A copy: the network's modules are shared with every engine of this process.
-    engine.net = copy.deepcopy(engine.net).double()
-    engine.net.dtype = torch.float64
-    to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
-    pictures: list[torch.Tensor] = []
-    monkeypatch.setattr(optimize, "pil_to_tensor", lambda im: to_tensor(im).double())
-    monkeypatch.setattr(optimize, "tensor_to_pil",
-                        lambda x: pictures.append(x.clone()) or to_pil(x.float()))
-    engine.stylize_batch(photos, targets)
-    together = list(pictures)
-    for i, photo in enumerate(photos):
-        engine.stylize(photo, targets)
-        assert torch.allclose(pictures[-1], together[i], atol=1e-6), i
+    together, alone = batch_and_singles_in_float64(engine, photos, targets, monkeypatch)
+    for i in range(3):
+        assert torch.allclose(alone[i], together[i], atol=1e-6), i
 
 
 def test_tiles_on_the_gpu(painting: Image.Image) -> None:
