@@ -562,7 +562,8 @@ def _failed(task: Task, exc: Exception) -> TaskResult:
                       f"{display_name(task.input)}: {type(exc).__name__}: {exc}")
 
 
-def _batches(engine: Engine, tasks: list[Task]) -> list[list[Task]]:
+def _batches(engine: Engine, tasks: list[Task],
+             sizes: list[tuple[int, int] | None] | None = None) -> list[list[Task]]:
     """The tasks in the order to run them, as batches of photos of one output size.
 
     On the CPU (batch size 1) every task is its own batch, in plan order.  Otherwise
@@ -573,8 +574,8 @@ def _batches(engine: Engine, tasks: list[Task]) -> list[list[Task]]:
     if s.batch_size == 1 or (s.batch_size == 0 and engine.device.type != "cuda"):
         return [[t] for t in tasks]
     buckets: dict[tuple[int, int] | None, list[Task]] = {}
-    for task in tasks:
-        size = _photo_size(task)
+    for i, task in enumerate(tasks):
+        size = sizes[i] if sizes is not None else _photo_size(task)
         out = output_size(*size, s.size) if size is not None else None
         buckets.setdefault(out, []).append(task)
     batches: list[list[Task]] = []
@@ -625,9 +626,9 @@ def run(plan_: Plan, *, cache: ArtifactCache | None, on_event: EventFn | None = 
     finished = 0
     try:
         for tasks in groups.values():
-            sizes = [s for s in (_photo_size(t) for t in tasks) if s is not None]
-            engine = runner.prepare(tasks[0].preset, sizes)
-            for batch in _batches(engine, tasks):
+            sizes = [_photo_size(t) for t in tasks]  # headers only, read once
+            engine = runner.prepare(tasks[0].preset, [s for s in sizes if s is not None])
+            for batch in _batches(engine, tasks, sizes):
                 if len(batch) == 1:
                     report.results.append(runner.run_task(engine, batch[0], finished + 1,
                                                           len(due)))
