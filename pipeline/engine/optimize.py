@@ -308,11 +308,13 @@ class Engine:
             return self._optimize(x, content, style_t, steps, should_stop,
                                   lambda i, loss, part: report(1, 1, i, loss, part))
         for t, tile in enumerate(layout, start=1):
-            result = self._optimize(
-                tiles.crop(x, tile).clone(), tiles.crop(content, tile), style_t, steps,
-                should_stop,
+
+            def on_step(i: int, loss: torch.Tensor, part: torch.Tensor, t: int = t) -> None:
                 # A snapshot of a tiled scale is the whole canvas as it stands.
-                lambda i, loss, part, t=t: report(t, len(layout), i, loss, x))
+                report(t, len(layout), i, loss, x)
+
+            result = self._optimize(tiles.crop(x, tile).clone(), tiles.crop(content, tile),
+                                    style_t, steps, should_stop, on_step)
             tiles.paste(x, result, tile)
         return x
 

@@ -44,6 +44,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class CaffePreprocess(nn.Module):
     """RGB in [0, 1] -> BGR in 0..255 minus the Caffe mean."""
 
+    mean: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
@@ -54,6 +56,9 @@ class CaffePreprocess(nn.Module):
 
 class ImageNetPreprocess(nn.Module):
     """RGB in [0, 1] -> (x - mean) / std with torchvision's ImageNet statistics."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
