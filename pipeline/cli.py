@@ -193,8 +193,7 @@ def image(
     _setup_logging(verbose)
     with _errors():
         from pipeline.cache import ArtifactCache
-        from pipeline.engine.optimize import Engine
-        from pipeline.render import format_of_path, load_content
+        from pipeline.render import format_of_path
         from pipeline.scheduler import check_writable
         from pipeline.styles import Registry
         from pipeline.targets import StyleTargetStore
@@ -220,14 +219,10 @@ def image(
             raise UsageError("the output would overwrite the photo; choose another --output")
         # Before any work: a result that cannot be written is not worth computing.
         check_writable(output.parent)
-        engine = Engine(preset.settings)
-        # Loaded before the progress bar starts, so that a bad photo is one line.
-        photo = load_content(content, engine)
         store = StyleTargetStore(ArtifactCache(cache_dir))
-        with _photo_progress(not quiet) as on_progress:
-            engine, result, note = _render_or_retry(engine, photo, content, preset, output,
-                                                    fmt, store, on_progress)
-        if note and not quiet:
+        engine, result, note = _render_or_retry(content, preset, output, fmt, store,
+                                                progress=not quiet)
+        if note:  # even with --quiet: the result is smaller than asked for
             err.print(f"note: {note}", highlight=False)
         if not quiet:
             err.print(f"wrote {output} ({result.width}×{result.height}, style {preset.name}, "
@@ -235,12 +230,13 @@ def image(
                       highlight=False)
 
 
-def _render_or_retry(engine: Any, photo: Any, content: Path, preset: Any, output: Path,
-                     fmt: str, store: Any, on_progress: Any) -> tuple[Any, Any, str | None]:
+def _render_or_retry(content: Path, preset: Any, output: Path, fmt: str, store: Any, *,
+                     progress: bool) -> tuple[Any, Any, str | None]:
     """Render; after running out of memory, once more at a smaller size (as `run` does).
 
-    Each retry happens outside the ``except`` clause, so that the failed attempt's
-    tensors, held by the traceback, are freed first.
+    The retry happens outside the ``except`` clause, so that the failed attempt's
+    tensors, held by the traceback, are freed first; the first engine and photo are
+    made here, so that no caller's variable keeps them alive during the retry.
     """
     import torch
 
@@ -250,25 +246,32 @@ def _render_or_retry(engine: Any, photo: Any, content: Path, preset: Any, output
     from pipeline.render import load_content, render
     from pipeline.scheduler import OOM_RETRY_SCALE, free_memory
 
+    engine: Any = Engine(preset.settings)
+    device = engine.device
+    # Loaded before the progress bar starts, so that a bad photo is one line.
+    photo: Any = load_content(content, engine)
     size = preset.settings.size
-    for attempt, settings_size in enumerate((size, int(size * OOM_RETRY_SCALE))):
-        if settings_size < MIN_SCALE_SIDE:
-            break
-        if attempt:  # a fresh engine, and the photo loaded again at the smaller size
-            engine = Engine(preset.with_overrides({"size": settings_size}).settings)
-            photo = load_content(content, engine)
-        try:
-            result = render(engine, store, preset.with_overrides({"size": settings_size}),
-                            photo, output, fmt=fmt, on_progress=on_progress)
-        except (torch.OutOfMemoryError, MemoryError):
-            result = None
-        if result is not None:
-            note = (f"out of memory at size {size}; written at size {settings_size} instead"
-                    if attempt else None)
-            return engine, result, note
-        device = engine.device
-        del photo, engine
-        free_memory(device)
+    with _photo_progress(progress) as on_progress:
+        for attempt, settings_size in enumerate((size, int(size * OOM_RETRY_SCALE))):
+            if settings_size < MIN_SCALE_SIDE:
+                break
+            sized = preset.with_overrides({"size": settings_size})
+            try:
+                if attempt:  # a fresh engine, and the photo loaded again at the smaller size
+                    # Inside the try, as in the batch runner: building the network can run
+                    # out of memory too, on a GPU that another process shares.
+                    engine = Engine(sized.settings)
+                    photo = load_content(content, engine)
+                result = render(engine, store, sized, photo, output, fmt=fmt,
+                                on_progress=on_progress)
+            except (torch.OutOfMemoryError, MemoryError):
+                result = None
+            if result is not None:
+                note = (f"out of memory at size {size}; written at size {settings_size} "
+                        "instead" if attempt else None)
+                return engine, result, note
+            engine = photo = None
+            free_memory(device)
     raise OutOfMemoryError(f"{display_name(content)}: out of memory at size {size}"
                            + (f" and at size {int(size * OOM_RETRY_SCALE)}"
                               if int(size * OOM_RETRY_SCALE) >= MIN_SCALE_SIDE else "")

@@ -433,6 +433,18 @@ def test_png_with_bad_header_crc(tmp_path: Path) -> None:
     assert caught.value.message.startswith("header.png: ")
 
 
+@pytest.mark.parametrize("fmt", ["PCX", "TGA"])
+def test_a_format_outside_the_list_is_refused_even_though_pillow_reads_it(
+        tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / "picture.jpg"
+    Image.new("RGB", (32, 24), RED).save(path, format=fmt)
+    with Image.open(path) as img:  # unrestricted, Pillow would decode it
+        assert img.format == fmt
+    for call in (functools.partial(load_image, path), functools.partial(probe, path)):
+        err = expect_error("not_an_image", call, path)
+        assert "not an image in a supported format" in err.message
+
+
 def test_heic_without_decoder(tmp_path: Path) -> None:
     if "HEIF" in images.ALLOWED_FORMATS:
         pytest.skip("pillow-heif is installed here")

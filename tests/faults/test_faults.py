@@ -216,7 +216,15 @@ def test_image_disk_full_leaves_nothing(tmp_path: Path, styles: Path,
 
 
 def test_output_folder_that_cannot_be_made_is_refused_before_any_work(
-        tmp_path: Path, styles: Path) -> None:
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[int] = []
+    real_init = Engine.__init__
+
+    def spy(self: Engine, *args: object, **kwargs: object) -> None:
+        built.append(1)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "__init__", spy)
     _photos(tmp_path / "photos", 2)
     (tmp_path / "blocker").write_text("a file where the output folder should go")
     manifest = write_manifest(tmp_path / "jobs.yaml", [_job("blocked", "blocker/out")])
@@ -234,6 +242,7 @@ def test_output_folder_that_cannot_be_made_is_refused_before_any_work(
     assert res.err == (f"error: output folder {tmp_path / 'blocker'} is not writable (a file "
                        "is in the way of a folder on its path); nothing was processed\n")
     assert not list(Path(os.environ["STYLIZE_CACHE_DIR"]).rglob("*.safetensors"))
+    assert not built, "no network is built for a result that cannot be written"
 
 
 @pytest.mark.timeout(180)
@@ -396,16 +405,21 @@ def test_out_of_memory_twice_is_refused_and_the_rest_continues(
     assert not temp_files(tmp_path / "out")
 
 
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError, MemoryError])
 def test_image_out_of_memory_is_retried_at_half_the_size_then_refused(
-        tmp_path: Path, styles: Path, oom_for_big: dict[str, object]) -> None:
+        tmp_path: Path, styles: Path, oom_for_big: dict[str, object], error: type) -> None:
     """`stylize image` handles running out of memory as `run` does, in one line."""
+    oom_for_big["error"] = error
     photo = tmp_path / "big.png"
     inputs.scene(60, 45, 1).save(photo)
     out = tmp_path / "result" / "big.png"
     env = {"STYLIZE_STYLES_PATH": str(styles)}
-    res = cli("image", photo, "--style", "tiny", "-o", out, "--size", "48", env=env)
+    # --quiet hides the progress, not the news that the result is smaller than asked for.
+    res = cli("image", photo, "--style", "tiny", "-o", out, "--size", "48", "-q", env=env)
     assert res.code == 0, res.err
-    assert "note: out of memory at size 48; written at size 24 instead" in res.err
+    assert res.err == "note: out of memory at size 48; written at size 24 instead\n"
+    # Loaded again for the smaller size, with a fresh engine.
+    assert oom_for_big["calls"] == [((48, 36), 48), ((24, 18), 24)]
     with Image.open(out) as img:
         assert img.size == (24, 18)
     out.unlink()
@@ -415,6 +429,29 @@ def test_image_out_of_memory_is_retried_at_half_the_size_then_refused(
     assert res.code == 1
     assert res.err.strip() == ("error: big.png: out of memory at size 48 and at size 24; "
                                "try a smaller --size")
+    assert not out.exists() and not temp_files(out.parent)
+
+
+def test_image_out_of_memory_while_building_the_second_engine_is_one_line(
+        tmp_path: Path, styles: Path, oom_for_big: dict[str, object],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry's network can run out of memory too (a GPU shared with another process)."""
+    real_init = Engine.__init__
+
+    def init(self: Engine, settings: object, *args: object, **kwargs: object) -> None:
+        if settings.size == 24:  # type: ignore[attr-defined]
+            raise torch.OutOfMemoryError("out of memory (injected by the test)")
+        real_init(self, settings, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "__init__", init)
+    photo = tmp_path / "big.png"
+    inputs.scene(60, 45, 1).save(photo)
+    out = tmp_path / "result" / "big.png"
+    res = cli("image", photo, "--style", "tiny", "-o", out, "--size", "48", "-q",
+              env={"STYLIZE_STYLES_PATH": str(styles)})
+    assert res.code == 1
+    assert res.err == ("error: big.png: out of memory at size 48 and at size 24; "
+                       "try a smaller --size\n")
     assert not out.exists() and not temp_files(out.parent)
 
 
