@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,24 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
     """Every test gets its own cache folder and no user style folders."""
     monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("STYLIZE_STYLES_PATH", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """torch on one thread for a module of tiny-image tests.
+
+    Tiny images gain nothing from threads, and on a busy machine OpenMP threads that spin
+    against other processes make each step many times slower.  The `stylize` child
+    processes of the fault tests use one thread too (faults/helpers.CHILD_ENV).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def gradient_photo(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:

@@ -7,7 +7,6 @@ the same code path runs on the CPU.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,9 @@ from pipeline.manifest import load_manifest
 from pipeline.scheduler import TaskStarted, _batches, plan, run
 from pipeline.settings import Settings
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny images gain nothing from threads (see test_scheduler).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _project(root: Path, batch_size: int) -> Path:

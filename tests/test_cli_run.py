@@ -14,11 +14,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import gradient_photo
 from typer.testing import CliRunner
 
@@ -27,20 +25,13 @@ from pipeline.cli import app
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.locking import lock_path_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()
 
 DEFAULTS = "{size: 48, min_side: 24, steps: [4, 2], precision: fp32, device: cpu, seed: 3}"
 ANSI = "\x1b["
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # See test_scheduler: threads only slow 48 px images down on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _project(root: Path, photos: dict[str, int | str], jobs: str | None = None,

@@ -11,12 +11,10 @@ import logging
 import os
 import shutil
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import gradient_photo
 
 from pipeline import records
@@ -25,20 +23,12 @@ from pipeline.fsutil import TEMP_PREFIX
 from pipeline.manifest import load_manifest
 from pipeline.scheduler import Plan, Report, plan, run
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 
 #: Builtin presets at test size: deterministic and quick on a CPU.
 DEFAULTS = "{size: 48, min_side: 24, steps: [4, 2], precision: fp32, device: cpu, seed: 1}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny images gain nothing from threads, and on a busy machine OpenMP threads that spin
-    # against other processes make each step many times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _manifest_text(main_extra: str = "") -> str:
