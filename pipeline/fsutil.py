@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import DiskFullError, OutputNotWritableError
+from pipeline.naming import TEMP_PREFIX
 
-#: Temporary files start with this, so they are hidden and easy to sweep.
-TEMP_PREFIX = ".stylize-tmp-"
+__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write_bytes", "fsync_dir", "sweep_temp_files",
+           "translate_os_error"]
 
 
 def fsync_dir(folder: Path) -> None:

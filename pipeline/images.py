@@ -63,6 +63,7 @@ from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageErro
 
 from pipeline.errors import InputError, UsageError
 from pipeline.fsutil import atomic_path
+from pipeline.naming import display_name
 
 if TYPE_CHECKING:
     import torch
@@ -165,31 +166,6 @@ class LoadedImage:
 
 # --------------------------------------------------------------------------------------
 # Names in messages
-
-
-def safe_text(text: str) -> str:
-    """Text (a path, a message) that can appear in one line of UTF-8 output.
-
-    Undecodable bytes (surrogate escapes from ``os.fsdecode``) come out as ``\\xNN``
-    and control characters as escapes, so a hostile or merely odd file name can
-    neither break the encoding of a log line nor split it in two.
-    """
-    try:
-        # Recover the original bytes, then show whatever is not UTF-8 as \xNN.
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        # Lone surrogates that did not come from surrogateescape.
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
-
-
-def display_name(path: Path | str) -> str:
-    """The file's name (not its folder) as it can safely appear in a one-line message."""
-    text = os.fsdecode(path)
-    return safe_text(os.path.basename(text.rstrip("/" + os.sep)) or text)
 
 
 def _fail(path: Path, category: str, what: str) -> InputError:

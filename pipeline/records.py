@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.fsutil import atomic_write_bytes
+from pipeline.naming import RECORD_DIR, json_bytes
 
-RECORD_DIR = ".stylize"
+__all__ = ["RECORD_DIR", "Record", "output_matches", "read_record", "record_path",
+           "stat_identity", "write_record"]
+
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,7 @@ def read_record(output: Path) -> Record | None:
 
 
 def write_record(output: Path, record: Record) -> None:
-    # A file name with bytes that are not UTF-8 holds lone surrogates (os.fsdecode);
-    # backslashreplace writes them as JSON \udcXX escapes, which json.loads turns
-    # back into the same str: the record stays valid UTF-8 and round-trips.
-    data = json.dumps(asdict(record), ensure_ascii=False, indent=1).encode(
-        "utf-8", "backslashreplace")
-    atomic_write_bytes(record_path(output), data)
+    atomic_write_bytes(record_path(output), json_bytes(asdict(record)))
 
 
 def output_matches(output: Path, record: Record) -> bool:

@@ -12,35 +12,15 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from pipeline.engine.layers import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES, VGG19_CFG
+
+__all__ = ["CONV_LAYERS", "LAYER_INDEX", "LAYER_NAMES", "FeatureExtractor", "build_features"]
+
 #: The float16 network computes every activation times this factor.  Caffe-scale
 #: activations reach 2·10⁴ on ordinary photos, a third of float16's range.  ReLU and
 #: pooling commute with a positive factor, so scaling the input and every bias scales
 #: all activations exactly, and the losses (relative errors) do not change.
 FP16_FEATURE_SCALE = 1 / 16
-
-# Channels per conv layer in each of the five blocks; "M" closes a block with a pool.
-_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-                         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-
-
-def _layer_names() -> tuple[str, ...]:
-    names: list[str] = []
-    block, conv = 1, 1
-    for item in _CFG:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 1
-        else:
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-            conv += 1
-    return tuple(names)
-
-
-#: Names of the 37 modules of ``features``, by torchvision index.
-LAYER_NAMES: tuple[str, ...] = _layer_names()
-LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
-CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
-
 
 def build_features(pooling: str = "max") -> nn.Sequential:
     """An untrained VGG-19 feature stack; ``pooling="avg"`` swaps max for average pooling.
@@ -50,7 +30,7 @@ def build_features(pooling: str = "max") -> nn.Sequential:
     """
     layers: list[nn.Module] = []
     in_ch = 3
-    for item in _CFG:
+    for item in VGG19_CFG:
         if item == "M":
             layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
         else:
