@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 from pipeline.engine import memory
+from pipeline.engine.geometry import output_size
 from pipeline.engine.losses import gram, relative_error, total_variation
-from pipeline.engine.optimize import Engine, output_size
+from pipeline.engine.optimize import Engine
 from pipeline.styles import Registry
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pipeline.engine.optimize import Engine, output_size, pyramid
+from pipeline.engine.geometry import output_size, pyramid
+from pipeline.engine.optimize import Engine
 from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 from pipeline.styles import Registry

@@ -42,7 +42,8 @@ def worker(size: int, steps: str | None, tile_pixels: int, keep: Path | None) ->
     from PIL import Image
 
     from pipeline.engine import tiles
-    from pipeline.engine.optimize import Engine, Progress, output_size, pyramid
+    from pipeline.engine.geometry import output_size, pyramid
+    from pipeline.engine.optimize import Engine, Progress
     from pipeline.styles import Registry
 
     t0 = time.perf_counter()

@@ -5,14 +5,22 @@ destination folder, flushed to disk, then renamed over the final name with
 ``os.replace`` (atomic on POSIX within one file system).  A crash therefore
 leaves either the old file, the new file, or a temporary file that the next run
 sweeps away; never a half-written file under a final name.
+
+The temporary file is created private (``mkstemp`` makes it 0600), then given the
+mode any new file of the process would get (``0o666 & ~umask``: 0644 under the
+usual umask 022, 0640 under 027) before the rename, so an output is readable by
+whoever the user's umask says, from the moment it appears under its name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +28,51 @@ from pathlib import Path
 from pipeline.errors import DiskFullError, OutputNotWritableError
 from pipeline.naming import TEMP_PREFIX
 
-__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write_bytes", "fsync_dir", "sweep_temp_files",
-           "translate_os_error"]
+__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write_bytes", "current_umask", "fsync_dir",
+           "new_file_mode", "set_mtime", "sweep_temp_files", "translate_os_error"]
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    ``os.umask`` can only be read by setting it, and the umask is process-wide: a
+    file another thread creates between setting and restoring it would get the
+    wrong mode.  Linux shows the umask in ``/proc/self/status`` (since 4.7), which
+    reads it without touching it; elsewhere the swap happens under a lock, which at
+    least keeps this module's own writers from racing each other.
+    """
+    with (contextlib.suppress(OSError, ValueError, IndexError),
+          open("/proc/self/status", encoding="ascii", errors="replace") as fh):
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _umask_lock:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permission bits an ordinary new file gets under the current umask."""
+    return 0o666 & ~current_umask()
+
+
+def _utime(path: Path, mtime_ns: int) -> None:
+    os.utime(path, ns=(os.stat(path).st_atime_ns, mtime_ns))
+
+
+def set_mtime(path: Path, mtime_ns: int) -> None:
+    """Give ``path`` the modification time ``mtime_ns`` (e.g. its photo's), keeping its
+    access time."""
+    try:
+        _utime(path, mtime_ns)
+    except OSError as exc:
+        err = translate_os_error(exc, Path(path))
+        if err is exc:
+            raise
+        raise err from exc
 
 
 def fsync_dir(folder: Path) -> None:
@@ -44,12 +95,13 @@ def translate_os_error(exc: OSError, path: Path) -> Exception:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, *, mtime_ns: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; on success it replaces ``final``.
 
     The caller writes the whole file to the yielded path (any writer that takes
     a path).  If the body raises, the temporary file is removed and ``final``
-    is untouched.
+    is untouched.  The file gets the umask's mode (see the module docstring) and,
+    with ``mtime_ns``, that modification time, both before it takes its name.
     """
     final = Path(final)
     folder = final.parent
@@ -63,12 +115,17 @@ def atomic_path(final: Path) -> Iterator[Path]:
                    if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
             err = OutputNotWritableError(f"cannot write {final}: {why}")
         raise err from exc
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
+        # Held until the file has its final name: a sweeper in another process (a watcher
+        # starting up, another run) sees a live write and leaves the file alone.  The
+        # kernel drops the lock when this process dies, so a killed writer's file is free.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.fchmod(fd, new_file_mode())
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        os.fsync(fd)  # the same file, whichever descriptor wrote it
+        if mtime_ns is not None:
+            _utime(tmp, mtime_ns)
         os.replace(tmp, final)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -78,20 +135,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        os.close(fd)
     fsync_dir(folder)
 
 
-def atomic_write_bytes(final: Path, data: bytes) -> None:
-    """Write ``data`` to ``final`` atomically and durably."""
-    with atomic_path(final) as tmp:
+def atomic_write_bytes(final: Path, data: bytes, *, mtime_ns: int | None = None) -> None:
+    """Write ``data`` to ``final`` atomically and durably (see :func:`atomic_path`)."""
+    with atomic_path(final, mtime_ns=mtime_ns) as tmp:
         tmp.write_bytes(data)
 
 
 def sweep_temp_files(folder: Path, *, older_than_s: float = 0.0, recursive: bool = False) -> int:
     """Delete leftover temporary files of earlier, interrupted writes; return how many.
 
-    ``older_than_s`` protects files another live process is writing right now
-    (callers that hold the run lock can pass 0).
+    A temporary file that a live process is still writing is never touched: its writer
+    holds a lock on it (see :func:`atomic_path`).  ``older_than_s`` spares young files
+    too, for writers of earlier versions that took no lock.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -101,9 +161,23 @@ def sweep_temp_files(folder: Path, *, older_than_s: float = 0.0, recursive: bool
     removed = 0
     for path in folder.glob(pattern):
         try:
-            if path.is_file() and now - path.stat().st_mtime >= older_than_s:
+            if now - path.lstat().st_mtime >= older_than_s and _abandoned(path):
                 path.unlink()
                 removed += 1
         except OSError:
             continue
     return removed
+
+
+def _abandoned(path: Path) -> bool:
+    """A regular temp file whose writer is gone (nobody holds its lock)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # a live writer
+    finally:
+        os.close(fd)
+    return True

@@ -35,16 +35,10 @@ from PIL import Image
 from pipeline import records
 from pipeline.errors import StylizeError, UsageError
 from pipeline.fsutil import atomic_write_bytes, sweep_temp_files
-from pipeline.images import (
-    LoadedImage,
-    check_path,
-    display_name,
-    load_image,
-    safe_text,
-    save_image,
-)
+from pipeline.images import LoadedImage, check_path, load_image, save_image
 from pipeline.manifest import Job, Manifest
-from pipeline.scheduler import Task, plan
+from pipeline.naming import display_name, safe_text
+from pipeline.planning import Task, plan, select_jobs
 
 THUMBS_DIR = "thumbs"
 INDEX_NAME = "index.html"
@@ -191,7 +185,7 @@ class _Thumbnailer:
             return
         sweep_temp_files(self.folder, older_than_s=600)
         for entry in self.folder.iterdir():
-            if _THUMB_NAME.match(entry.name) and entry.name not in self.used:
+            if _THUMB_NAME.fullmatch(entry.name) and entry.name not in self.used:
                 try:
                     entry.unlink()
                     self.result.thumbs_removed += 1
@@ -227,7 +221,7 @@ def build_gallery(manifest: Manifest, out_dir: Path, *, jobs: list[str] | None =
     if thumb_size < 16:
         raise UsageError("the thumbnail size must be at least 16 pixels")
     out_dir = Path(out_dir).resolve()  # links are relative to where the page really is
-    selected = [manifest.job(n) for n in jobs] if jobs else list(manifest.jobs)
+    selected = select_jobs(manifest, jobs)
     _check_out_dir(out_dir, selected)
     the_plan = plan(manifest, jobs=[j.name for j in selected])
     result = GalleryResult(out_dir / INDEX_NAME)

@@ -7,16 +7,20 @@ never on dict order, process, or memory layout.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    # Imported where tensors are hashed: planning a run (file and JSON digests) needs no torch.
+    import torch
 
 __all__ = ["digest_json", "digest_tensors", "file_digest"]
 
@@ -33,10 +37,25 @@ _memo: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
-    resolved = path.resolve()
+def _not_regular(path: str, mode: int) -> OSError:
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+    return OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", path)
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+
+
+def _stat_key(path: Path) -> tuple[tuple[str, int, int, int], int]:
+    """The memo key of ``path`` and its mode.
+
+    ``os.path.realpath``, not ``Path.resolve``: on Python 3.11 the latter raises
+    ``RuntimeError`` on a link loop, where ``os.stat`` then raises a plain ``OSError``.
+    """
+    resolved = os.path.realpath(path)
     st = os.stat(resolved)
-    return (str(resolved), st.st_size, st.st_mtime_ns, st.st_ino)
+    return (resolved, st.st_size, st.st_mtime_ns, st.st_ino), st.st_mode
 
 
 def file_digest(path: Path) -> str:
@@ -44,9 +63,13 @@ def file_digest(path: Path) -> str:
 
     The result is remembered for this process, keyed on the resolved path and the file's
     size, mtime (ns) and inode, so asking again about an unchanged file costs one ``stat``.
-    Raises ``OSError`` (e.g. ``FileNotFoundError``) if the file cannot be read.
+    Raises ``OSError`` (e.g. ``FileNotFoundError``) if the file cannot be read, and for
+    anything but a regular file: a FIFO would block ``open`` forever and a device such
+    as ``/dev/zero`` never ends, so neither is ever read.
     """
-    key = _stat_key(Path(path))
+    key, mode = _stat_key(Path(path))
+    if not stat.S_ISREG(mode):
+        raise _not_regular(key[0], mode)
     with _memo_lock:
         cached = _memo.get(key)
         if cached is not None:
@@ -56,7 +79,12 @@ def file_digest(path: Path) -> str:
     # Hash outside the lock: two threads hashing the same new file at once only waste work,
     # while holding the lock would serialise every caller behind one large file.
     hasher = hashlib.sha256()
-    with open(key[0], "rb") as fh:
+    # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open returns at once
+    # (regular files ignore the flag) and the fstat below refuses it.
+    with open(key[0], "rb", opener=_nonblocking) as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(key[0], mode)
         while block := fh.read(_BLOCK):
             hasher.update(block)
     digest = hasher.hexdigest()
@@ -65,7 +93,7 @@ def file_digest(path: Path) -> str:
     # storing the digest under that old key would pin a digest of mixed content.  Re-stat and
     # only remember the result when nothing moved.
     try:
-        unchanged = _stat_key(Path(key[0])) == key
+        unchanged = _stat_key(Path(key[0]))[0] == key
     except OSError:
         unchanged = False
     if unchanged:
@@ -116,6 +144,8 @@ def digest_json(obj: Any) -> str:
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    import torch
+
     # Viewing as uint8 works for every dtype, including bfloat16 and float8 that numpy cannot
     # represent; reshape(-1) first because a 0-d tensor cannot change element size in place.
     flat = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)

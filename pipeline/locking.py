@@ -1,4 +1,4 @@
-"""One run per manifest at a time, enforced by a kernel file lock.
+"""One writer per output folder (and per inbox) at a time, enforced by a kernel file lock.
 
 The lock is ``flock(LOCK_EX | LOCK_NB)`` on a small file.  The kernel drops it when the
 holder's file is closed, which includes the holder being killed (even with SIGKILL), so there
@@ -10,8 +10,8 @@ child made with ``fork()`` (without ``exec``) shares it and keeps the lock alive
 parent dies.  The descriptor is opened close-on-exec, so subprocesses started with ``exec``
 do not inherit it.
 
-This module deliberately does not import torch, so the CLI can take the lock and fail fast
-before paying for the heavy imports.
+This module does not import torch, so the CLI can take the lock and fail fast before paying
+for the heavy imports.
 """
 
 from __future__ import annotations
@@ -19,41 +19,44 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import re
 import socket
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from pipeline.errors import LockedError
 from pipeline.fsutil import translate_os_error
+from pipeline.naming import RECORD_DIR
 
-__all__ = ["RunLock", "lock_path_for"]
+__all__ = ["OUTPUT_LOCK_NAME", "RunLock", "output_lock_path", "output_locks"]
 
-#: Characters kept from the manifest's stem in the lock file name; the rest become "_".
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_STEM_CHARS = 64
+#: The lock file of an output folder, inside its record folder.
+OUTPUT_LOCK_NAME = ".run.lock"
 
 
-def lock_path_for(manifest: Path, cache_dir: Path | None = None) -> Path:
-    """Return the lock file for ``manifest``: ``<cache>/locks/<sha16>-<stem>.lock``.
+def output_lock_path(output: Path) -> Path:
+    """The lock that a run holds on an output folder while it writes there.
 
-    The hash of the resolved path makes one manifest always map to one lock (however it was
-    named on the command line) and two manifests never block each other; the stem is there
-    so a person listing the folder can tell which lock is which.
+    The lock belongs to the outputs, not to the manifest or the cache: two runs that
+    would write the same results (one manifest with two --cache-dir, or two manifests
+    sharing an output folder) exclude each other, and runs of unrelated jobs do not.
     """
-    if cache_dir is None:
-        # Imported here so importing this module stays free of torch (see module docstring).
-        from pipeline.cache import default_cache_dir
+    return Path(output) / RECORD_DIR / OUTPUT_LOCK_NAME
 
-        cache_dir = default_cache_dir()
-    resolved = Path(manifest).expanduser().resolve()
-    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
-    stem = _UNSAFE_NAME_CHARS.sub("_", resolved.stem)[:_MAX_STEM_CHARS] or "manifest"
-    return Path(cache_dir) / "locks" / f"{digest}-{stem}.lock"
+
+@contextlib.contextmanager
+def output_locks(folders: Iterable[Path], what: str) -> Iterator[list[RunLock]]:
+    """Hold the lock of every output folder (in a fixed order) for the ``with`` block."""
+    with contextlib.ExitStack() as stack:
+        locks = []
+        for folder in sorted(set(folders)):
+            lock = RunLock(output_lock_path(folder), what=f"{what} (output {folder})")
+            stack.enter_context(lock)
+            locks.append(lock)
+        yield locks
 
 
 class RunLock:

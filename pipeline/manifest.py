@@ -16,11 +16,15 @@ Schema (unknown keys are rejected everywhere)::
         size: 768                 # any knob of pipeline.settings.Settings overrides
 
 Relative paths are resolved against the manifest's folder.  Errors name the
-file, the line and the field path, one per line.
+file, the line and the field path, one per line.  The file is read through
+:mod:`pipeline.yamlio`: a regular file of at most 1 MiB, with aliases and nesting
+bounded, so no path or text given as a manifest can block, spin or exhaust memory.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +33,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline import yamlio
 from pipeline.errors import ConfigError, UsageError
 from pipeline.settings import Settings, SettingsPatch
 from pipeline.styles import Preset, Registry
 from pipeline.validation import Loc, error_items, field_path
 
-_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Used with fullmatch: ``$`` would also match before a trailing newline.
+_JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -56,7 +62,7 @@ class JobModel(SettingsPatch):  # type: ignore[misc, valid-type]
     @field_validator("name")
     @classmethod
     def _name_ok(cls, value: str) -> str:
-        if not _JOB_NAME.match(value):
+        if not _JOB_NAME.fullmatch(value):
             raise ValueError("use letters, digits, '-' and '_' (it names files and folders)")
         return value
 
@@ -154,14 +160,34 @@ class _Problems:
 # -- loading ------------------------------------------------------------------
 
 
+def _real(path: Path) -> Path:
+    """``path`` with its symbolic links followed, as far as they lead.
+
+    Not ``Path.resolve``: on Python 3.11 it raises ``RuntimeError`` on a link loop, which
+    reached the user as a traceback.  A loop is reported by :func:`_link_loop` instead.
+    """
+    return Path(os.path.realpath(path))
+
+
+def _link_loop(path: Path) -> bool:
+    """True when following the links of ``path`` never ends (ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def _split_glob(base: Path, text: str) -> tuple[Path, str | None]:
-    """``photos/**/*.jpg`` -> (``base/photos``, ``**/*.jpg``); a plain folder -> (folder, None)."""
+    """``photos/**/*.jpg`` -> (``base/photos``, ``**/*.jpg``); a plain folder -> (folder, None).
+
+    The folder is returned as written (joined to ``base``), not yet resolved.
+    """
     parts = Path(text).parts
     for i, part in enumerate(parts):
         if _GLOB_CHARS.search(part):
-            return (base / Path(*parts[:i])).resolve() if i else base.resolve(), str(
-                Path(*parts[i:]))
-    return (base / text).resolve(), None
+            return (base / Path(*parts[:i])) if i else base, str(Path(*parts[i:]))
+    return base / text, None
 
 
 def load_manifest(path: Path, *, registry: Registry | None = None,
@@ -169,24 +195,17 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
     """Read, validate and resolve a manifest; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bounded: a regular file of at most 1 MiB, aliases and nesting limited (yamlio).
+        node = yamlio.compose(path, "manifest")
     except FileNotFoundError:
         raise UsageError(f"manifest not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
     duplicates: list[Loc] = []
     lines = _line_map(node, duplicates=duplicates) if node is not None else {}
     problems = _Problems(path, lines)
     for dup in duplicates:
         problems.add(dup, "duplicate key (YAML would silently keep only the last one)")
+    # After the line map: building the data applies merge keys to the nodes in place.
+    raw = yamlio.construct(node, path)
     try:
         model = ManifestModel.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
@@ -195,7 +214,7 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
         problems.raise_if_any()
         raise  # unreachable: raise_if_any raised
 
-    base = path.resolve().parent
+    base = _real(path).parent
     extra_dirs = [base / p for p in model.styles_path]
     if registry is None:
         registry = Registry.discover(extra_dirs)
@@ -226,9 +245,19 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
                                                   "(outputs are named after the style)")
                 continue
             presets.append(preset)
-        input_dir, pattern = _split_glob(base, jm.input)
-        output_dir = (base / jm.output).resolve()
-        if not input_dir.exists():
+        given_input, pattern = _split_glob(base, jm.input)
+        input_dir, output_dir = _real(given_input), _real(base / jm.output)
+        inbox_dir = _real(base / jm.inbox) if jm.inbox else None
+        looped = False
+        for field, given in (("input", given_input), ("output", base / jm.output),
+                             ("inbox", base / jm.inbox if jm.inbox else None)):
+            if given is not None and _link_loop(given):
+                problems.add(loc + (field,), f"symbolic link loop: {given} (a link on the way "
+                                             "leads back to itself)")
+                looped = True
+        if looped:
+            pass  # the folders cannot be compared; the loop is the problem to fix first
+        elif not input_dir.exists():
             problems.add(loc + ("input",), f"input folder not found: {input_dir}")
         elif not input_dir.is_dir():
             problems.add(loc + ("input",), f"not a folder: {input_dir}")
@@ -247,7 +276,7 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
                                                 "them different output folders")
                 break
         jobs.append(Job(jm.name, i, input_dir, pattern, jm.recursive, tuple(presets),
-                        output_dir, (base / jm.inbox).resolve() if jm.inbox else None,
+                        output_dir, inbox_dir,
                         jm.after, jm.follow_symlinks))
     problems.raise_if_any()
-    return Manifest(path.resolve(), tuple(jobs), registry)
+    return Manifest(_real(path), tuple(jobs), registry)

@@ -5,15 +5,20 @@ written (atomically) *after* the output itself, so a record never vouches for a
 file that is not fully there.  It holds the task key (input content hash +
 resolved settings + style images + weights), and the input's size and mtime so
 that a rerun can trust the stored content hash instead of re-reading every
-photo of a large collection.
+photo of a large collection.  ``made`` says how the picture was made (the fully
+resolved settings, the preset and its paintings' digests, the weights' digest,
+the tool's version, device, precision and the size used), which is what
+``stylize explain`` turns back into a command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.fsutil import atomic_write_bytes
 from pipeline.naming import RECORD_DIR, json_bytes
@@ -21,6 +26,9 @@ from pipeline.naming import RECORD_DIR, json_bytes
 __all__ = ["RECORD_DIR", "Record", "output_matches", "read_record", "record_path",
            "stat_identity", "write_record"]
 
+
+#: A record is a few kilobytes; anything larger under that name is not one of ours.
+MAX_RECORD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Record:
     output_mtime_ns: int
     seconds: float
     finished: str
+    made: dict[str, Any] | None = None  # absent in records of earlier versions
 
 
 def record_path(output: Path) -> Path:
@@ -44,10 +53,22 @@ def record_path(output: Path) -> Path:
 def read_record(output: Path) -> Record | None:
     """The output's record, or None if missing, unreadable or from another version."""
     try:
-        data = json.loads(record_path(output).read_text(encoding="utf-8"))
+        data = json.loads(_read_small(record_path(output)).decode("utf-8"))
         return Record(**data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def _read_small(path: Path) -> bytes:
+    """A regular file's bytes, never blocking on a FIFO and never more than a record holds."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
+            raise ValueError(f"{path} is not a record")
+        return os.read(fd, MAX_RECORD_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def write_record(output: Path, record: Record) -> None:

@@ -1,75 +1,257 @@
-"""One photo, start to finish: load, fetch style targets, optimize, write atomically.
+"""One photo (or one batch of same-size photos), start to finish, where the engine is.
 
-Shared by ``stylize image``, the batch scheduler and the watched inbox, so a
-photo is stylized the same way whichever way it arrives.
+Decode the photo's bytes, get the style targets, optimize, encode the result:
+every executor calls :func:`render` and :func:`render_batch`, so a photo is
+stylized the same way whether it comes from ``stylize image``, ``run`` or
+``watch``, in this process or on a cluster worker.  The out-of-memory policy is
+written once, here: a photo that runs out of memory is tried once more at half
+the size with a fresh engine, and the result says so.
+
+Nothing here touches the job's files: bytes come in, bytes go out.  Writing the
+output and its record is the driver's (:mod:`pipeline.runner`).
 """
 
 from __future__ import annotations
 
+import gc
+import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
+import torch
 from PIL import Image
 
-from pipeline.engine.optimize import Engine, ProgressFn
-from pipeline.errors import InputError
-from pipeline.images import LoadedImage, display_name, load_image, save_image
+from pipeline.engine.geometry import MIN_SCALE_SIDE
+from pipeline.engine.optimize import Engine, ProgressFn, StyleTargets
+from pipeline.errors import Cancelled, InputError, OutOfMemoryError, StylizeError
+from pipeline.executors.base import Finished, Work
+from pipeline.hashing import digest_json
+from pipeline.images import LoadedImage, decode_photo, encode_image, output_metadata
+from pipeline.settings import Settings
 from pipeline.styles import Preset
-from pipeline.targets import StyleTargetStore
 
-#: File suffix written for each ``format`` setting.
-SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
-_FORMAT_OF_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
+logger = logging.getLogger(__name__)
 
+#: After running out of memory, a photo is tried once more at this fraction of the size.
+OOM_RETRY_SCALE = 0.5
 
-def output_format(setting: str, input_path: Path) -> str:
-    """The format to write: the setting, or for ``same`` the input's when writable."""
-    if setting != "same":
-        return setting
-    return _FORMAT_OF_SUFFIX.get(input_path.suffix.lower(), "png")
-
-
-def format_of_path(path: Path) -> str | None:
-    return _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+#: ``targets(engine, preset, sides)``: the style targets of these sides, from wherever
+#: this executor keeps them (a cache-backed store, or what the driver shipped).
+TargetSource = Callable[[Engine, Preset, list[int]], StyleTargets]
+#: ``on_progress(work_id, progress)``.
+WorkProgressFn = Callable[[int, object], None]
 
 
-@dataclass(frozen=True)
-class Rendered:
-    width: int
-    height: int
-    input_width: int
-    input_height: int
+class Workshop:
+    """Engines built once per settings, and where style targets come from."""
+
+    def __init__(self, targets: TargetSource, worker: str = "") -> None:
+        self.targets = targets
+        self.worker = worker
+        self._engines: dict[str, Engine] = {}
+        # The last photo decoded: the next style of the same photo (a watched photo, a
+        # photo of a batch run in several styles) needs the same pixels.
+        self._decoded: tuple[tuple[str, int, int], LoadedImage] | None = None
+
+    def engine(self, settings: Settings) -> Engine:
+        key = digest_json(settings.model_dump())
+        if key not in self._engines:
+            self._engines[key] = Engine(settings)
+        return self._engines[key]
+
+    def decode(self, work: Work, engine: Engine) -> LoadedImage:
+        """The photo at no more than the output size, refused with its name if unusable."""
+        s = engine.settings
+        key = (work.digest, s.max_pixels, s.size)
+        if work.digest and self._decoded is not None and self._decoded[0] == key:
+            photo = self._decoded[1]
+        else:
+            # Decoding above the output size would only cost memory: JPEGs are even
+            # decoded at a reduced size directly (draft mode).
+            photo = decode_photo(work.photo, work.name, max_pixels=s.max_pixels,
+                                 max_long_side=s.size)
+            self._decoded = (key, photo)
+        try:
+            # Refuse now, with the file's name, a shape that has no usable scale at
+            # this size (1×5000 at size 64 is 1×64): too_small, never a traceback.
+            engine.style_sides(photo.rgb.width, photo.rgb.height)
+        except InputError as exc:
+            raise InputError(f"{work.name}: {exc.message}", category=exc.category) from None
+        return photo
+
+    def forget_engines(self) -> None:
+        """Let go of every engine and picture (after running out of memory), so a retry
+        starts afresh."""
+        self._engines.clear()
+        self._decoded = None
 
 
-def load_content(path: Path, engine: Engine, *, root: Path | None = None,
-                 follow_symlinks: bool = False) -> LoadedImage:
+def free_memory(device: torch.device | None = None) -> None:
+    gc.collect()
+    if (device is None or device.type == "cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def encode(work: Work, engine: Engine, photo: LoadedImage, picture: Image.Image,
+           seconds: float) -> Finished:
+    """The finished picture as the bytes of its file, with the photo's metadata and alpha."""
     s = engine.settings
-    # Decoding above the output size would only cost memory: JPEGs are even
-    # decoded at a reduced size directly (draft mode).
-    photo = load_image(path, max_pixels=s.max_pixels, max_long_side=s.size, root=root,
-                       follow_symlinks=follow_symlinks)
+    meta = output_metadata(photo, policy=s.metadata, software=work.software,
+                           size=picture.size)
+    data = encode_image(picture, work.fmt, quality=s.quality, alpha=photo.alpha, metadata=meta)
+    return Finished(work.id, data, picture.width, picture.height, size=s.size, seconds=seconds,
+                    metadata_notes=tuple(photo.metadata_notes) + tuple(meta.notes),
+                    details={"device": str(engine.device),
+                             "precision": str(engine.dtype).removeprefix("torch.")})
+
+
+def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn | None,
+             should_stop: Callable[[], bool] | None, start: float) -> Finished:
+    engine = shop.engine(preset.settings)
+    photo = shop.decode(work, engine)
+    targets = shop.targets(engine, preset, engine.style_sides(*photo.rgb.size))
+    picture = engine.stylize(photo.rgb, targets, on_progress=on_progress,
+                             should_stop=should_stop)
+    return encode(work, engine, photo, picture, time.perf_counter() - start)
+
+
+def render(shop: Workshop, work: Work, *, on_progress: ProgressFn | None = None,
+           should_stop: Callable[[], bool] | None = None) -> Finished:
+    """Stylize one photo; a failure of this photo is returned, setup errors are raised."""
+    start = time.perf_counter()
     try:
-        # Refuse now, with the file's name, a shape that has no usable scale at
-        # this size (1×5000 at size 64 is 1×64): too_small, never a traceback.
-        engine.style_sides(photo.rgb.width, photo.rgb.height)
-    except InputError as exc:
-        raise InputError(f"{display_name(path)}: {exc.message}", category=exc.category) from None
-    return photo
+        where: str | None = None  # set when the first attempt ran out of memory
+        try:
+            return _attempt(shop, work, work.preset, on_progress, should_stop, start)
+        except torch.OutOfMemoryError:
+            where = f" on {shop.engine(work.preset.settings).device}"
+        except MemoryError:
+            where = ""
+        # Retried outside the except clause, so that the failed attempt's tensors
+        # (held by the traceback's frames) are freed before the second one.
+        return _retry_smaller(shop, work, where, on_progress, should_stop, start)
+    except Exception as exc:
+        return failed(work, exc, time.perf_counter() - start, shop.worker)
 
 
-def render(engine: Engine, store: StyleTargetStore, preset: Preset, photo: LoadedImage,
-           output: Path, *, fmt: str, on_progress: ProgressFn | None = None,
-           should_stop: Callable[[], bool] | None = None) -> Rendered:
-    """Stylize an already loaded photo and write it to ``output`` atomically."""
-    targets = store.get(engine, preset, engine.style_sides(photo.rgb.width, photo.rgb.height))
-    result = engine.stylize(photo.rgb, targets, on_progress=on_progress, should_stop=should_stop)
-    return save_result(engine, photo, result, output, fmt=fmt)
+def _retry_smaller(shop: Workshop, work: Work, where: str, on_progress: ProgressFn | None,
+                   should_stop: Callable[[], bool] | None, start: float) -> Finished:
+    """One more try at a smaller size, with a fresh engine; the photo is decoded again.
+
+    The record then holds the smaller size's key, so a later run tries the full
+    size again.  Raises ``OutOfMemoryError`` when that cannot be tried or fails too.
+    """
+    size = work.preset.settings.size
+    smaller = int(size * OOM_RETRY_SCALE)
+    shop.forget_engines()
+    free_memory()
+    if smaller < MIN_SCALE_SIDE:
+        raise OutOfMemoryError(f"{work.name}: out of memory{where} at size {size}; "
+                               "try a smaller size")
+    logger.info("%s: out of memory%s at size %d; trying once more at size %d",
+                work.name, where, size, smaller)
+    small = work.preset.with_overrides({"size": smaller})
+    try:
+        result = _attempt(shop, work, small, on_progress, should_stop, start)
+    except (torch.OutOfMemoryError, MemoryError):
+        result = None
+    if result is None:  # outside the except clause, for the same reason as in render
+        shop.forget_engines()
+        free_memory()
+        raise OutOfMemoryError(f"{work.name}: out of memory{where} at size {size} and at "
+                               f"size {smaller}; try a smaller size")
+    note = f"{work.name}: out of memory{where} at size {size}; written at size {smaller} instead"
+    return replace(result, note=note)
 
 
-def save_result(engine: Engine, photo: LoadedImage, result: Image.Image, output: Path, *,
-                fmt: str) -> Rendered:
-    """Write a stylized picture atomically, with the photo's alpha channel where it had one."""
-    save_image(result, output, format=fmt.upper(), quality=engine.settings.quality,
-               alpha=photo.alpha)
-    return Rendered(result.width, result.height, photo.info.width, photo.info.height)
+def failed(work: Work, exc: Exception, seconds: float, worker: str = "") -> Finished:
+    """The result of a photo whose processing raised ``exc``; setup and stop errors re-raised."""
+    if isinstance(exc, InputError | OutOfMemoryError):
+        return Finished(work.id, category=exc.category, message=exc.message, seconds=seconds,
+                        worker=worker)
+    if isinstance(exc, StylizeError | Cancelled):
+        raise exc  # the weights, a style image, the configuration, a stop: not this photo's
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return Finished(work.id, category="out_of_memory", seconds=seconds, worker=worker,
+                        message=f"{work.name}: out of memory; try a smaller size")
+    # A bug or an unforeseen library error: this photo only.
+    logger.error("unexpected error while stylizing %s", work.name, exc_info=exc)
+    return Finished(work.id, category="internal", seconds=seconds, worker=worker,
+                    message=f"{work.name}: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _Decoded:
+    work: Work
+    photo: LoadedImage
+
+
+def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgressFn,
+                 should_stop: Callable[[], bool] | None = None) -> list[Finished]:
+    """Photos of one preset and output size optimized together; each still fails alone.
+
+    A photo that cannot be decoded fails before the batch starts, and one whose
+    decoded size differs from the others' goes alone.  If the batch runs out of
+    memory (or fails otherwise), its photos are done one by one, each with the
+    single photo's retry.  A batch's time is shared equally by its photos.
+    """
+    if len(works) == 1:
+        return [render(shop, works[0], on_progress=_progress_of(works[0], on_progress),
+                       should_stop=should_stop)]
+    start = time.perf_counter()
+    engine = shop.engine(works[0].preset.settings)
+    results: list[Finished] = []
+    decoded: list[_Decoded] = []
+    for work in works:
+        try:
+            decoded.append(_Decoded(work, shop.decode(work, engine)))
+        except Exception as exc:
+            results.append(failed(work, exc, 0.0, shop.worker))
+    size = decoded[0].photo.rgb.size if decoded else None
+    batch = [d for d in decoded if d.photo.rgb.size == size]
+    alone = [d.work for d in decoded if d.photo.rgb.size != size]
+    pictures = _stylize_together(shop, engine, batch, on_progress, should_stop)
+    if pictures is None:
+        alone = [d.work for d in batch] + alone
+    else:
+        share = (time.perf_counter() - start) / len(batch)
+        for item, picture in zip(batch, pictures, strict=True):
+            try:
+                results.append(encode(item.work, engine, item.photo, picture, share))
+            except Exception as exc:
+                results.append(failed(item.work, exc, share, shop.worker))
+    for work in alone:
+        results.append(render(shop, work, on_progress=_progress_of(work, on_progress),
+                              should_stop=should_stop))
+    return results
+
+
+def _progress_of(work: Work, on_progress: WorkProgressFn) -> ProgressFn:
+    return lambda p: on_progress(work.id, p)
+
+
+def _stylize_together(shop: Workshop, engine: Engine, batch: list[_Decoded],
+                      on_progress: WorkProgressFn,
+                      should_stop: Callable[[], bool] | None) -> list[Image.Image] | None:
+    """The batch's pictures, or None when it should be done one photo at a time."""
+    if len(batch) < 2:
+        return None
+    targets = shop.targets(engine, batch[0].work.preset,
+                           engine.style_sides(*batch[0].photo.rgb.size))
+    last = batch[-1].work.id  # the progress view shows the latest photo started
+    pictures: list[Image.Image] | None = None
+    try:
+        pictures = engine.stylize_batch([d.photo.rgb for d in batch], targets,
+                                        on_progress=lambda p: on_progress(last, p),
+                                        should_stop=should_stop)
+    except (torch.OutOfMemoryError, MemoryError):
+        pass  # memory is freed below, outside the except clause
+    except (StylizeError, Cancelled):
+        raise
+    except Exception as exc:
+        logger.warning("a batch of %d photos failed (%s); doing them one by one",
+                       len(batch), exc)
+    if pictures is None:
+        free_memory(engine.device)
+    return pictures

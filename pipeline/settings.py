@@ -68,18 +68,20 @@ class Settings(BaseModel):
         description="'luminance': transfer style to brightness only, keep the photo's colours",
     )
     # -- the optimizer
-    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="lbfgs or adam")
     learning_rate: float | None = Field(
         None, gt=0, description="step size; default 1.0 for L-BFGS, 0.02 for Adam"
     )
-    init: Literal["content", "noise"] = Field("content", description="starting image")
+    init: Literal["content", "noise"] = Field(
+        "content", description="start from the photo (content) or from noise")
     seed: int = Field(0, ge=0, description="random seed (noise init); CPU runs are reproducible")
     # -- the network and the hardware
-    weights: str = Field("caffe", description="'caffe' (bundled), 'torchvision', or a file path")
-    pooling: Literal["max", "avg"] = "max"
+    weights: str = Field(
+        "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")
+    pooling: Literal["max", "avg"] = Field("max", description="max or avg pooling in the network")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 where the hardware has it, else fp32"
+        "auto", description="network precision; auto: bf16 where the hardware has it, else fp32"
     )
     tile_pixels: int = Field(
         0, ge=0, description="largest picture optimized in one pass, in pixels; larger "
@@ -93,8 +95,16 @@ class Settings(BaseModel):
         "GPU's free memory holds (up to 64), always 1 on the CPU",
     )
     # -- input and output files
-    format: Literal["jpeg", "png", "webp", "same"] = Field("jpeg", description="output format")
+    format: Literal["jpeg", "png", "webp", "tiff", "same"] = Field(
+        "jpeg", description="output format"
+    )
     quality: int = Field(92, ge=1, le=100, description="JPEG/WebP quality")
+    metadata: Literal["keep", "no-location", "strip"] = Field(
+        "keep",
+        description="the photo's EXIF/XMP/IPTC in each output: keep (dates, camera, GPS, "
+        "updated to the output), no-location (all but GPS), or strip (none); an sRGB "
+        "profile is always embedded",
+    )
     max_pixels: int = Field(
         80_000_000, ge=1, description="inputs with more pixels than this are refused"
     )
@@ -104,7 +114,7 @@ class Settings(BaseModel):
     @field_validator("device")
     @classmethod
     def _device_ok(cls, value: str) -> str:
-        if not _DEVICE.match(value):
+        if not _DEVICE.fullmatch(value):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return value
 

@@ -37,17 +37,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError, UsageError
+from pipeline import yamlio
+from pipeline.errors import ConfigError, InputError, UsageError
+from pipeline.images import check_path
+from pipeline.naming import display_name, safe_text
 from pipeline.settings import Settings, SettingsPatch
 from pipeline.validation import format_validation_error
 
 ENTRY_POINT_GROUP = "stylize.styles"
 STYLES_PATH_ENV = "STYLIZE_STYLES_PATH"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# Used with fullmatch: ``$`` would also match before a trailing newline.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 class StyleImageSpec(BaseModel):
@@ -88,6 +91,23 @@ class Preset:
                       self.source, self.path, self.overrides)
 
 
+def check_style_image(path: Path, shown: str | Path | None = None) -> Path:
+    """The resolved path of a painting, refused unless it is a regular file we can read.
+
+    The same checks as a photo's (:func:`pipeline.images.check_path`), done before
+    anything is opened: a FIFO, a device such as ``/dev/zero``, a folder, an empty or
+    unreadable file or a link loop is refused here, when the manifest or the preset is
+    read, instead of blocking or spinning later while the run lock is held.  Its pixel
+    count is checked when it is decoded, as a photo's is.
+    """
+    try:
+        return check_path(Path(path))
+    except InputError as exc:
+        what = exc.message.removeprefix(f"{display_name(path)}: ")
+        raise UsageError(f"style image {safe_text(shown if shown is not None else path)}: "
+                         f"{what}") from None
+
+
 def load_preset(path: Path, *, name: str | None = None, source: str = "user",
                 base: Settings | None = None) -> Preset:
     """Load and validate one preset file (``x.yaml`` or a folder with ``preset.yaml``)."""
@@ -95,11 +115,10 @@ def load_preset(path: Path, *, name: str | None = None, source: str = "user",
     yaml_path = path / "preset.yaml" if path.is_dir() else path
     name = name or (path.name if path.is_dir() else path.stem)
     try:
-        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{yaml_path}: cannot read preset ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{yaml_path}: not valid YAML ({exc})") from exc
+        # Bounded like a manifest: a regular file, at most 1 MiB, aliases limited.
+        raw = yamlio.load(yaml_path, "preset")
+    except FileNotFoundError:
+        raise ConfigError(f"{yaml_path}: cannot read the preset (not found)") from None
     try:
         model = PresetFile.model_validate(raw if raw is not None else {})
         settings = (base or Settings()).merged(model.settings)
@@ -109,18 +128,22 @@ def load_preset(path: Path, *, name: str | None = None, source: str = "user",
     images = []
     for item in model.images:
         spec = StyleImageSpec(path=item) if isinstance(item, str) else item
-        image_path = (yaml_path.parent / spec.path).resolve()
-        if not image_path.is_file():
+        image_path = yaml_path.parent / spec.path
+        if not os.path.lexists(image_path):
             raise ConfigError(f"{yaml_path}: style image not found: {spec.path}")
-        images.append(StyleImage(image_path, spec.weight))
+        try:
+            resolved = check_style_image(image_path, spec.path)
+        except UsageError as exc:
+            raise ConfigError(f"{yaml_path}: {exc.message}") from None
+        images.append(StyleImage(resolved, spec.weight))
     return Preset(name, model.description.strip(), tuple(images), settings, source, yaml_path)
 
 
 def image_preset(path: Path, base: Settings | None = None) -> Preset:
     """An ad-hoc preset for a painting given by path instead of a preset name."""
-    path = Path(path).resolve()
-    return Preset(path.stem, f"style image {path.name}", (StyleImage(path, 1.0),),
-                  base or Settings(), "image", path)
+    resolved = check_style_image(path)
+    return Preset(resolved.stem, f"style image {resolved.name}", (StyleImage(resolved, 1.0),),
+                  base or Settings(), "image", resolved)
 
 
 def _candidates(folder: Path) -> Iterable[tuple[str, Path]]:
@@ -191,7 +214,7 @@ class Registry:
                 self.problems.append(f"{source}: cannot load: {folder.name[1:-1]}")
                 continue
             for name, path in _candidates(folder):
-                if not _NAME.match(name):
+                if not _NAME.fullmatch(name):
                     self.problems.append(f"{path}: preset names use a-z, 0-9, '-' and '_'")
                     continue
                 try:
@@ -228,7 +251,9 @@ class Registry:
             candidate = relative_to / candidate
         looks_like_path = os.sep in name_or_path or candidate.suffix.lower() in (
             IMAGE_SUFFIXES | {".yaml", ".yml"})
-        if looks_like_path and candidate.exists():
+        # lexists: a broken link or a link loop is explained by check_style_image,
+        # not reported as missing.
+        if looks_like_path and os.path.lexists(candidate):
             if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_dir():
                 return load_preset(candidate)
             return image_preset(candidate)

@@ -114,3 +114,15 @@ def batch_and_singles_in_float64(engine: object, photos: list[Image.Image], targ
         engine.stylize(photo, targets)  # type: ignore[attr-defined]
         alone.append(pictures[-1])
     return together, alone
+
+
+def run_local(plan: object, cache: object, **kwargs: object) -> object:
+    """Run a plan in this process (the in-process executor), as `stylize run` does."""
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.runner import run
+
+    executor = LocalExecutor(cache)  # type: ignore[arg-type]
+    try:
+        return run(plan, executor, **kwargs)  # type: ignore[arg-type]
+    finally:
+        executor.close()

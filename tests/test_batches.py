@@ -7,19 +7,22 @@ the same code path runs on the CPU.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import gradient_photo
+from conftest import gradient_photo, run_local
 from PIL import Image
 
 from pipeline import records
 from pipeline.cache import ArtifactCache
 from pipeline.engine.optimize import Engine
+from pipeline.executors.local import LocalExecutor
 from pipeline.manifest import load_manifest
-from pipeline.scheduler import TaskStarted, _batches, plan, run
+from pipeline.planning import plan
+from pipeline.runner import TaskStarted, header_sizes, make_batches
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
@@ -46,15 +49,15 @@ def _project(root: Path, batch_size: int) -> Path:
 def test_batches_bucket_by_output_size_and_keep_the_batch_size(tmp_path: Path) -> None:
     manifest = load_manifest(_project(tmp_path, 3))
     tasks = plan(manifest).due
-    engine = Engine(tasks[0].preset.settings)
-    batches = _batches(engine, tasks)
+    executor = LocalExecutor(None)
+    batches = make_batches(tasks, header_sizes(tasks), executor.batch_size)
     names = [[t.input.name for t in b] for b in batches]
     assert sorted(n for b in names for n in b) == sorted(t.input.name for t in tasks)
     assert ["same-0.png", "same-1.png", "same-2.png"] in names
     assert ["same-3.png"] in names and ["portrait.png"] in names and ["broken.png"] in names
     # On the CPU the automatic choice is one photo at a time, in plan order.
-    auto = Engine(tasks[0].preset.settings.merged({"batch_size": 0}))
-    assert [b for b in _batches(auto, tasks)] == [[t] for t in tasks]
+    auto = [replace(t, preset=t.preset.with_overrides({"batch_size": 0})) for t in tasks]
+    assert make_batches(auto, header_sizes(auto), executor.batch_size) == [[t] for t in auto]
 
 
 def test_a_batched_run_matches_a_one_by_one_run(tmp_path: Path) -> None:
@@ -63,7 +66,7 @@ def test_a_batched_run_matches_a_one_by_one_run(tmp_path: Path) -> None:
     started: list[str] = []
     for root, size in ((batched, 3), (single, 1)):
         manifest = load_manifest(_project(root, size))
-        reports[size] = run(plan(manifest), cache=ArtifactCache(tmp_path / "cache"),
+        reports[size] = run_local(plan(manifest), ArtifactCache(tmp_path / "cache"),
                             on_event=lambda e, size=size: started.append(e.task.input.name)
                             if isinstance(e, TaskStarted) and size == 3 else None)
     for report in reports.values():
@@ -89,7 +92,7 @@ def test_a_batched_run_matches_a_one_by_one_run(tmp_path: Path) -> None:
         rec = records.read_record(twin)
         assert rec is not None and rec.key == records.read_record(single / "out" / name).key  # type: ignore[union-attr]
     # Done is done: the batched outputs count as current for a rerun of either setting.
-    again = run(plan(load_manifest(batched / "jobs.yaml")), cache=ArtifactCache(tmp_path / "c2"))
+    again = run_local(plan(load_manifest(batched / "jobs.yaml")), ArtifactCache(tmp_path / "c2"))
     assert again.count("skipped") == 5 and again.count("done") == 0
 
 
@@ -99,8 +102,8 @@ def test_a_batch_that_runs_out_of_memory_is_done_one_by_one(
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
     monkeypatch.setattr(Engine, "stylize_batch", no_memory)
-    report = run(plan(load_manifest(_project(tmp_path, 4))),
-                 cache=ArtifactCache(tmp_path / "cache"))
+    report = run_local(plan(load_manifest(_project(tmp_path, 4))),
+                       ArtifactCache(tmp_path / "cache"))
     assert report.count("done") == 5 and report.count("failed") == 1
     assert len(list((tmp_path / "out").glob("*.jpg"))) == 5
 

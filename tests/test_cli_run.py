@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from pipeline import records
 from pipeline.cli import app
 from pipeline.fsutil import TEMP_PREFIX
-from pipeline.locking import lock_path_for
+from pipeline.locking import OUTPUT_LOCK_NAME, RunLock, output_lock_path
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()
@@ -77,8 +77,9 @@ def _summary(data: dict) -> tuple[int, int, int, int]:  # type: ignore[type-arg]
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
+    """Every file a run wrote (the run lock, rewritten by each run, left out)."""
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.name != OUTPUT_LOCK_NAME}
 
 
 def _sha256(folder: Path) -> dict[str, str]:
@@ -189,7 +190,7 @@ def test_every_photo_failing_exits_4(tmp_path: Path) -> None:
     assert _summary(data) == (0, 0, 2, 4)
     assert {t["category"] for t in data["tasks"]} <= {"not_an_image", "truncated", "unreadable"}
     assert all(t["reason"] for t in data["tasks"])
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert not _mtimes(tmp_path / "out")  # no output, no record
 
 
 def test_nothing_to_do_exits_0(tmp_path: Path) -> None:
@@ -203,15 +204,18 @@ def test_nothing_to_do_exits_0(tmp_path: Path) -> None:
 
 
 def test_second_run_exits_75_and_a_killed_run_leaves_no_stale_lock(tmp_path: Path) -> None:
+    """The lock belongs to the outputs: a run writing the same outputs waits its turn (75),
+    whatever its cache folder; a run of an unrelated job goes ahead."""
     _project(tmp_path, {"a.jpg": 1}, textwrap.dedent("""\
           - {name: slow, input: photos, styles: [udnie], output: out/slow, steps: [1000000]}
           - {name: quick, input: empty, styles: [udnie], output: out/quick}
     """))
     (tmp_path / "empty").mkdir()
-    lock = lock_path_for(tmp_path / "jobs.yaml", Path(os.environ["STYLIZE_CACHE_DIR"]))
+    lock = output_lock_path(tmp_path / "out" / "slow")
     log = tmp_path / "first.log"
     with open(log, "w") as fh:
-        first = _start("run", "jobs.yaml", cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT)
+        first = _start("run", "jobs.yaml", "--job", "slow", cwd=tmp_path, stdout=fh,
+                       stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:  # until the first run holds the lock
@@ -224,24 +228,25 @@ def test_second_run_exits_75_and_a_killed_run_leaves_no_stale_lock(tmp_path: Pat
                 pass
             time.sleep(0.1)
 
-        start = time.monotonic()
-        second = _stylize("run", "jobs.yaml", "--job", "quick", cwd=tmp_path, timeout=60)
-        assert second.returncode == 75, second.stderr
-        assert time.monotonic() - start < 60
-        assert second.stdout == ""
-        (line,) = second.stderr.splitlines()  # one line, no traceback
-        assert line.startswith("error: another stylize run is using jobs.yaml")
-        assert f"held by pid {first.pid}" in line and line.endswith("try again later")
+        for extra in ([], ["--cache-dir", str(tmp_path / "another-cache")]):
+            start = time.monotonic()
+            second = _stylize("run", "jobs.yaml", *extra, cwd=tmp_path, timeout=60)
+            assert second.returncode == 75, second.stderr
+            assert time.monotonic() - start < 60
+            assert second.stdout == ""
+            (line,) = second.stderr.splitlines()  # one line, no traceback
+            assert line.startswith("error: another stylize run is using jobs.yaml")
+            assert f"held by pid {first.pid}" in line and line.endswith("try again later")
+        unrelated = _stylize("run", "jobs.yaml", "--job", "quick", cwd=tmp_path, timeout=60)
+        assert unrelated.returncode == 0, unrelated.stderr
         assert first.poll() is None  # the first one is not disturbed
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL
     assert json.loads(lock.read_text())["pid"] == first.pid  # the dead holder's note stays...
-
-    third = _stylize("run", "jobs.yaml", "--job", "quick", cwd=tmp_path, timeout=60)
-    assert third.returncode == 0, third.stderr  # ...but the kernel dropped the lock itself
-    assert third.stdout.splitlines()[0] == "0 to do, 0 already done"
+    with RunLock(lock):  # ...but the kernel dropped the lock itself
+        pass
     assert lock.read_text() == ""  # released cleanly: an empty lock file means free
 
 
@@ -265,12 +270,13 @@ def test_sigterm_stops_between_two_steps_with_130_and_keeps_nothing_partial(
             run.kill()
             run.wait()
     assert run.returncode == 130, stderr
-    assert stderr.splitlines()[-1] == "error: stopped on request" and "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == ("stopped by SIGTERM; nothing partial was written, and "
+                                       "the next run does the rest") and "Traceback" not in stderr
     assert stdout.splitlines()[-1].startswith("summary: 0 done, 0 skipped, 0 failed, 2 not run")
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"]["exit_code"] == 130 and report["summary"]["not_run"] == 2
     assert {t["category"] for t in report["tasks"]} == {"cancelled"}
-    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing partial, no temp
+    assert not _mtimes(tmp_path / "out")  # nothing partial, no temp, no record
 
 
 # -- kill -9 in the middle of a batch --------------------------------------------------------

@@ -8,8 +8,9 @@ import torch
 from conftest import FAST, PHOTOS, SHARED_STYLE, batch_and_singles_in_float64, gradient_photo
 from PIL import Image
 
+from pipeline.engine.geometry import output_size, pyramid
 from pipeline.engine.losses import gram, relative_error, total_variation
-from pipeline.engine.optimize import Engine, Progress, output_size, pyramid
+from pipeline.engine.optimize import Engine, Progress
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.errors import Cancelled, InputError
 from pipeline.images import pil_to_tensor

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,58 @@ def test_file_digest_memo_avoids_reread(tmp_path: Path, monkeypatch: pytest.Monk
 def test_file_digest_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         file_digest(tmp_path / "nope.bin")
+
+
+@pytest.mark.timeout(5)
+def test_file_digest_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # no writer: a blocking open waits forever
+    with pytest.raises(OSError, match="not a regular file"):
+        file_digest(fifo)
+
+
+@pytest.mark.timeout(5)
+def test_file_digest_refuses_a_device_that_never_ends() -> None:
+    # Reading /dev/zero to its end spun at 100 % CPU forever, deaf to the first SIGTERM.
+    with pytest.raises(OSError, match="not a regular file"):
+        file_digest(Path("/dev/zero"))
+
+
+def test_file_digest_refuses_a_folder_and_a_link_loop(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        file_digest(tmp_path)
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):  # not RuntimeError
+        file_digest(loop)
+
+
+@pytest.mark.timeout(5)
+def test_file_digest_refuses_a_file_swapped_for_a_fifo_after_its_stat(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    regular = tmp_path / "a.jpg"
+    regular.write_bytes(b"photo")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    real_stat_key = hashing._stat_key
+
+    def stale(path: Path) -> tuple[tuple[str, int, int, int], int]:
+        # The stat saw a regular file; by the open, a FIFO stands at that path.
+        (_, *rest), mode = real_stat_key(regular)
+        return (str(fifo), *rest), mode
+
+    monkeypatch.setattr(hashing, "_stat_key", stale)
+    with pytest.raises(OSError, match="not a regular file"):
+        file_digest(regular)
+
+
+def test_hashing_imports_no_torch() -> None:
+    """Planning (file and settings digests) must not pay for importing torch."""
+    code = ("import sys, pipeline.hashing as h; h.digest_json({'a': 1}); "
+            "h.file_digest(h.__file__); assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # -- digest_json ---------------------------------------------------------------------------

@@ -20,18 +20,22 @@ import torch
 from PIL import Image, ImageCms, ImageFile, JpegImagePlugin
 
 from pipeline import images
-from pipeline.errors import DiskFullError, InputError
+from pipeline.errors import DiskFullError, InputError, UsageError
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.images import (
     ImageInfo,
     check_path,
+    decode_photo,
     display_name,
+    encode_image,
     load_image,
     pil_to_tensor,
     probe,
+    read_photo,
     save_image,
     tensor_to_pil,
 )
+from pipeline.images.paths import open_regular
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -483,7 +487,7 @@ def test_fifo_swapped_in_after_the_check_does_not_block(tmp_path: Path) -> None:
     os.mkfifo(path)
     # Simulates the race the second check exists for: the stat said "file", then a
     # FIFO took its place before the open.
-    with pytest.raises(InputError) as caught, images._open_regular(path, path):
+    with pytest.raises(InputError) as caught, open_regular(path, path):
         pass
     assert caught.value.category == "not_a_file"
 
@@ -525,7 +529,7 @@ def test_permission_mapping_even_as_root(tmp_path: Path, monkeypatch: pytest.Mon
     # the one call that answers "may I read this?".
     path = tmp_path / "secret.png"
     Image.new("RGB", (4, 4)).save(path)
-    monkeypatch.setattr(images.os, "access", lambda *_args, **_kwargs: False)
+    monkeypatch.setattr(os, "access", lambda *_args, **_kwargs: False)
     expect_error("permission", lambda: check_path(path), path)
 
 
@@ -603,6 +607,95 @@ def test_probe_reads_the_header_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
         info = probe(path)
         assert (info.width, info.height) == (30, 40)
     assert loads == []
+
+
+# --------------------------------------------------------------------------------------
+# Bytes in, bytes out
+
+
+def test_load_image_is_read_photo_then_decode_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.images import decode as decode_module
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (12, 8), RED).save(path)
+    calls: list[tuple[str, object]] = []
+    real_read, real_decode = decode_module.read_photo, decode_module.decode_photo
+
+    def read_spy(p: Path, **kwargs: object) -> bytes:
+        calls.append(("read", p))
+        return real_read(p, **kwargs)  # type: ignore[arg-type]
+
+    def decode_spy(data: bytes, name: str, **kwargs: object) -> object:
+        calls.append(("decode", name))
+        return real_decode(data, name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode_module, "read_photo", read_spy)
+    monkeypatch.setattr(decode_module, "decode_photo", decode_spy)
+    loaded = load_image(path, max_long_side=6)
+    assert calls == [("read", path), ("decode", "photo.png")]
+    assert loaded.rgb.size == (6, 4)
+
+
+def test_decode_photo_matches_load_image(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    noisy(64, 48).save(path, quality=90, exif=exif.tobytes())
+    from_disk = load_image(path, max_long_side=32)
+    from_bytes = decode_photo(read_photo(path), path.name, max_long_side=32)
+    assert from_bytes.info == from_disk.info
+    assert np.array_equal(np.asarray(from_bytes.rgb), np.asarray(from_disk.rgb))
+    assert from_bytes.rgb.size == (24, 32)
+
+
+def test_decode_photo_refuses_with_the_given_name() -> None:
+    err = expect_error("not_an_image", lambda: decode_photo(b"", "empty.jpg"), Path("empty.jpg"))
+    assert "empty" in err.message
+    err = expect_error("not_an_image", lambda: decode_photo(b"notes\n", "a.png"), Path("a.png"))
+    assert "text" in err.message
+    with pytest.raises(ValueError):
+        decode_photo(b"x", "a.png", max_long_side=0)
+    if "HEIF" not in images.ALLOWED_FORMATS:
+        expect_error("unsupported", lambda: decode_photo(b"x" * 64, "IMG_1.HEIC"),
+                     Path("IMG_1.HEIC"))
+
+
+def test_read_photo_checks_like_check_path_and_bounds_the_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.png"
+    noisy(32, 32).save(path)
+    data = path.read_bytes()
+    assert read_photo(path) == data
+    assert read_photo(path, max_bytes=len(data)) == data, "exactly the limit is fine"
+    err = expect_error("too_large", lambda: read_photo(path, max_bytes=len(data) - 1), path)
+    assert "limit" in err.message
+    folder = tmp_path / "x.jpg"
+    folder.mkdir()
+    expect_error("not_a_file", lambda: read_photo(folder), folder)
+    expect_error("unreadable", lambda: read_photo(tmp_path / "gone.jpg"), tmp_path / "gone.jpg")
+
+    # A file that grows after its size was taken is stopped at the limit while read.
+    real_fstat = os.fstat
+
+    def small_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, *st[1:6], 1, *st[7:]))
+
+    monkeypatch.setattr(os, "fstat", small_fstat)
+    err = expect_error("too_large", lambda: read_photo(path, max_bytes=100), path)
+    assert "grew" in err.message
+
+
+def test_encode_image_matches_save_image(tmp_path: Path) -> None:
+    img = noisy(20, 10)
+    for fmt, suffix in (("jpeg", ".jpg"), ("png", ".png"), ("webp", ".webp"), ("tiff", ".tif")):
+        save_image(img, tmp_path / f"out{suffix}", quality=80)
+        assert encode_image(img, fmt, quality=80) == (tmp_path / f"out{suffix}").read_bytes()
+    with pytest.raises(UsageError):
+        encode_image(img, "gif")
 
 
 # --------------------------------------------------------------------------------------

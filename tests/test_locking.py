@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import LockedError
-from pipeline.locking import RunLock, lock_path_for
+from pipeline.locking import RunLock, output_lock_path, output_locks
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -179,45 +179,17 @@ def test_different_locks_do_not_block_each_other(tmp_path: Path) -> None:
         pass
 
 
-# -- lock_path_for -------------------------------------------------------------------------
+# -- output locks ----------------------------------------------------------------------------
 
 
-def test_lock_path_for_lives_in_cache_locks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache_dir = tmp_path / "cache"
-    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(cache_dir))
-    manifest = tmp_path / "my batch.yaml"
-    path = lock_path_for(manifest)
-    assert path.parent == cache_dir / "locks"
-    digest, _, rest = path.name.partition("-")
-    assert len(digest) == 16
-    int(digest, 16)
-    assert rest == "my_batch.lock"
-
-
-def test_lock_path_for_same_manifest_same_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "sub").mkdir()
-    manifest = tmp_path / "batch.yaml"
-    monkeypatch.chdir(tmp_path / "sub")
-    assert lock_path_for(Path("../batch.yaml")) == lock_path_for(manifest)
-
-
-def test_lock_path_for_different_manifests_differ(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STYLIZE_CACHE_DIR", str(tmp_path / "cache"))
-    # Same stem in two folders: the hash keeps them apart.
-    a = lock_path_for(tmp_path / "x" / "batch.yaml")
-    b = lock_path_for(tmp_path / "y" / "batch.yaml")
-    assert a != b
-    with RunLock(a), RunLock(b):
-        pass
-
-
-def test_lock_path_for_explicit_cache_dir(tmp_path: Path) -> None:
-    path = lock_path_for(tmp_path / "batch.yaml", cache_dir=tmp_path / "c")
-    assert path.parent == tmp_path / "c" / "locks"
+def test_the_lock_of_an_output_folder_lives_with_its_records(tmp_path: Path) -> None:
+    path = output_lock_path(tmp_path / "out")
+    assert path == tmp_path / "out" / ".stylize" / ".run.lock"
+    with output_locks([tmp_path / "a", tmp_path / "b", tmp_path / "a"], "jobs.yaml") as held:
+        assert [lock.path for lock in held] == [output_lock_path(tmp_path / "a"),
+                                                output_lock_path(tmp_path / "b")]
+        with pytest.raises(LockedError, match=r"using other.yaml \(output .*/b\)"), \
+                output_locks([tmp_path / "b"], "other.yaml"):
+            pass
+    with output_locks([tmp_path / "b"], "again"):
+        pass  # all released

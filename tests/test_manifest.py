@@ -7,8 +7,11 @@ folder, no lock, no cache entry.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +19,11 @@ import pytest
 from conftest import gradient_photo
 from typer.testing import CliRunner
 
+from pipeline import yamlio
 from pipeline.cli import app
 from pipeline.errors import ConfigError, UsageError
 from pipeline.manifest import load_manifest
-from pipeline.scheduler import discover_inputs, plan
+from pipeline.planning import discover_inputs, plan
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -459,3 +463,201 @@ def test_run_with_an_unknown_job_is_a_usage_error(tmp_path: Path) -> None:
     code, _, stderr = _run_cli("run", str(path), "--job", "b", "--dry-run")
     assert code == 2 and "no job named 'b'" in stderr and "jobs: a" in stderr
     assert not (root / "out").exists()
+
+
+# -- hostile manifests: every read bounded, every refusal one line (issue 11) -------------
+
+
+def _one_problem(path: Path) -> str:
+    """The one line a refused manifest gives (its only problem, or its message)."""
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    lines = info.value.problems[1:] or [info.value.message]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_manifest_that_is_not_a_regular_file_is_refused_without_reading(
+        tmp_path: Path, kind: str) -> None:
+    # /dev/zero is in the subprocess test below and in tests/faults/test_unbounded.py, both
+    # with a memory cap: read in this process by a regression, it would take the machine.
+    path = tmp_path / "jobs.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: a blocking open would wait forever
+    else:
+        path.mkdir()
+    started = time.monotonic()
+    line = _one_problem(path)
+    assert time.monotonic() - started < 1
+    expected = "is a folder" if kind == "folder" else "is not a regular file (a pipe, socket"
+    assert line.startswith(f"{path}: {expected}"), line
+
+
+def test_manifest_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    with path.open("w") as fh:
+        fh.write("jobs: []\n")
+        fh.write("#" * yamlio.MAX_YAML_BYTES + "\n")
+    assert _one_problem(path) == (f"{path}: too large for a manifest "
+                                  f"({path.stat().st_size / 2**20:.1f} MiB; the limit is 1 MiB)")
+
+
+def test_manifest_at_the_size_limit_is_read(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = root / "jobs.yaml"
+    head = "jobs:\n  - {name: a, input: photos, styles: [udnie], output: out}\n"
+    path.write_text(head + "#" * (yamlio.MAX_YAML_BYTES - len(head) - 1) + "\n")
+    assert path.stat().st_size == yamlio.MAX_YAML_BYTES
+    assert [j.name for j in load_manifest(path).jobs] == ["a"]
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    rows = ["x0: &x0 [" + ", ".join(["lol"] * width) + "]"]
+    rows += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * width) + "]"
+             for i in range(1, levels)]
+    return "\n".join(rows) + f"\njobs: *x{levels - 1}\n"
+
+
+@pytest.mark.timeout(10)
+def test_alias_bomb_is_refused_in_a_fraction_of_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(_alias_bomb())  # 9**9 nodes once expanded; it took 53 s and 6.4 GB
+    started = time.monotonic()
+    line = _one_problem(path)
+    assert time.monotonic() - started < 1
+    assert line.startswith(f"{path}:6: more than {yamlio.MAX_YAML_NODES} values with "
+                           "aliases expanded"), line
+
+
+@pytest.mark.parametrize("text,needle,message", [
+    ("a: &a [1, *a]\njobs: *a\n", "a: &a", "the alias *a refers to a node that contains it"),
+    ("jobs: " + "[" * 40 + "]" * 40 + "\n", "jobs", "nested more than 32 levels deep"),
+    ("a: &a " + "[" * 20 + "1" + "]" * 20 + "\njobs: " + "[" * 20 + "*a" + "]" * 20 + "\n",
+     "jobs:", "nested more than 32 levels deep (aliases expanded)"),
+    ("jobs:\n  - name: a\n    when: 2024-13-45\n", None, "not valid YAML: month must be in"),
+    ("jobs:\n  - name: a\n    size: " + "9" * 5000 + "\n", None,
+     "not valid YAML: Exceeds the limit (4300 digits)"),
+    ("jobs: *nowhere\n", "jobs", "not valid YAML: found undefined alias"),
+])
+def test_yaml_past_a_bound_is_one_line(tmp_path: Path, text: str, needle: str | None,
+                                       message: str) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(text)
+    where = f"{path}:{_line(path, needle)}" if needle else str(path)
+    line = _one_problem(path)
+    assert line.startswith(f"{where}: {message}"), line
+
+
+def test_anchors_and_merge_keys_within_the_bounds_still_work(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    # Unknown top-level keys are refused, so the anchor is on the first job.
+    path = _write(root, """
+        jobs:
+          - &first {name: a, input: photos, styles: [udnie], output: out/a, size: 40}
+          - {<<: *first, name: b, output: out/b, size: 32}
+    """)
+    jobs = load_manifest(path).jobs
+    assert [(j.name, j.styles[0].settings.size) for j in jobs] == [("a", 40), ("b", 32)]
+
+
+def test_job_name_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - {name: "a\\n", input: photos, styles: [udnie], output: out}
+    """)
+    assert _one_problem(path).startswith(f"{path}:2: jobs[0].name: use letters, digits")
+
+
+@pytest.mark.parametrize("field", ["input", "output", "inbox", "glob"])
+def test_symlink_loop_as_a_folder_is_one_line_naming_the_field(tmp_path: Path,
+                                                               field: str) -> None:
+    root = _project(tmp_path)
+    (root / "loop").symlink_to(root / "loop2")
+    (root / "loop2").symlink_to(root / "loop")
+    folders = {"input": "photos", "output": "out", "inbox": "inbox"}
+    folders["input" if field == "glob" else field] = "loop/*.jpg" if field == "glob" else "loop"
+    path = _write(root, f"""
+        jobs:
+          - name: a
+            input: {folders["input"]}
+            styles: [udnie]
+            output: {folders["output"]}
+            inbox: {folders["inbox"]}
+    """)
+    shown = "input" if field == "glob" else field
+    line = _one_problem(path)
+    assert line.startswith(f"{path}:{_line(path, shown + ':')}: jobs[0].{shown}: symbolic link "
+                           f"loop: {root / 'loop'}"), line
+
+
+def test_run_with_a_symlink_loop_as_output_is_status_2_and_one_line(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "out").symlink_to(root / "out")
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out}
+    """)
+    code, stdout, stderr = _run_cli("run", str(path), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2, stderr
+    assert "Traceback" not in stderr and "RuntimeError" not in stderr
+    assert "jobs[0].output: symbolic link loop" in stderr, stderr
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "device", "loop", "empty"])
+def test_style_image_that_is_not_a_usable_file_is_refused_with_its_line(
+        tmp_path: Path, kind: str) -> None:
+    root = _project(tmp_path)
+    painting = root / "paintings" / "odd.jpg"
+    if kind == "fifo":
+        os.mkfifo(painting)
+        expected = "is not a regular file (a pipe, socket or device)"
+    elif kind == "device":
+        painting = Path("/dev/zero")
+        expected = "is not a regular file (a pipe, socket or device)"
+    elif kind == "loop":
+        painting.symlink_to(painting)
+        expected = "symbolic link loop"
+    else:
+        painting.touch()
+        expected = "file is empty"
+    path = _write(root, f"""
+        jobs:
+          - name: a
+            input: photos
+            styles: [udnie, {painting}]
+            output: out
+    """)
+    line = _one_problem(path)
+    assert line.startswith(f"{path}:{_line(path, 'styles')}: jobs[0].styles[1]: style image "
+                           f"{painting}: {expected}"), line
+
+
+def test_refusing_a_hostile_manifest_needs_no_torch(tmp_path: Path) -> None:
+    """The checks run before torch is imported: a bad manifest fails in a fraction of a second."""
+    root = _project(tmp_path)
+    path = _write(root, """
+        jobs:
+          - {name: a, input: photos, styles: [/dev/zero], output: out}
+    """)
+    code = textwrap.dedent(f"""
+        import resource, sys
+        # Were /dev/zero read into memory, this ends it at 2 GB instead of taking the machine.
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        from pipeline.errors import ConfigError
+        from pipeline.manifest import load_manifest
+        for manifest in ({str(path)!r}, "/dev/zero"):
+            try:
+                load_manifest(manifest)
+            except ConfigError as exc:
+                print(exc.problems[-1] if exc.problems else exc.message)
+        assert "torch" not in sys.modules, "torch was imported"
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "styles[0]: style image /dev/zero: is not a regular file" in done.stdout
+    assert "/dev/zero: is not a regular file" in done.stdout.splitlines()[1]

@@ -9,18 +9,17 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline.engine.optimize import Progress
-from pipeline.progress import RunDisplay
-from pipeline.scheduler import (
-    Plan,
+from pipeline.planning import Plan, Task
+from pipeline.runner import (
     Report,
     TargetsReady,
-    Task,
     TaskFinished,
     TaskResult,
     TaskStarted,
     TaskStep,
 )
 from pipeline.styles import Registry
+from pipeline.ui.run_view import RunDisplay
 
 
 def _tasks(tmp_path: Path) -> list[Task]:

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from conftest import gradient_photo, run_local
 
 from pipeline import records
 from pipeline.cache import ArtifactCache
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.manifest import load_manifest
-from pipeline.scheduler import Plan, Report, plan, run
+from pipeline.planning import Plan, plan
+from pipeline.runner import Report
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 
@@ -62,7 +63,7 @@ class Project:
         return plan(load_manifest(self.manifest))
 
     def run(self) -> Report:
-        return run(self.plan(), cache=ArtifactCache(self.cache))
+        return run_local(self.plan(), ArtifactCache(self.cache))
 
     def outputs(self) -> dict[str, int]:
         """Every output file (relative path) and its mtime in ns; records left out."""
@@ -166,7 +167,7 @@ def test_rerun_does_nothing(done: Project) -> None:
     assert len(before) == 3
     the_plan = done.plan()
     assert set(_statuses(the_plan).values()) == {"skipped"}
-    report = run(the_plan, cache=ArtifactCache(done.cache))
+    report = run_local(the_plan, ArtifactCache(done.cache))
     assert report.count("skipped") == 3 and report.count("done") == 0
     assert (report.targets_computed, report.exit_code) == (0, 0)
     assert done.outputs() == before
@@ -178,7 +179,7 @@ def test_changed_photo_makes_only_its_task_due(done: Project) -> None:
     the_plan = done.plan()
     assert _statuses(the_plan) == {"main:a.jpg": "skipped", "main:b.png": "due",
                                    "other:c.png": "skipped"}
-    report = run(the_plan, cache=ArtifactCache(done.cache))
+    report = run_local(the_plan, ArtifactCache(done.cache))
     assert report.count("done") == 1 and report.exit_code == 0
     # Same size as before: its style targets come from the cache.
     assert (report.targets_computed, report.targets_cached) == (0, 1)
@@ -202,7 +203,7 @@ def test_touching_a_photo_does_not_make_it_due(done: Project) -> None:
     stale = {t.input.name for t in the_plan.tasks if t.stale_stat}
     assert stale == {"a.jpg", "c.png"}
     before = done.outputs()
-    report = run(the_plan, cache=ArtifactCache(done.cache))
+    report = run_local(the_plan, ArtifactCache(done.cache))
     assert report.count("skipped") == 3 and done.outputs() == before
     # The run stored the new size and mtime, so the next one trusts the record again
     # instead of hashing the photo on every run.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -144,3 +145,73 @@ def test_several_paintings_are_blended_by_weight(tmp_path: Path) -> None:
         expected = 0.25 * alone[0][name] + 0.75 * alone[1][name]
         assert torch.allclose(gram, expected, rtol=1e-4, atol=1e-3), name
         assert not torch.allclose(gram, alone[0][name], rtol=0.05)
+
+
+# -- presets and paintings that never end, and names that are not one line (issue 11) -----
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "device", "loop", "empty"])
+def test_preset_image_that_is_not_a_usable_file_is_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    preset = _write_preset(tmp_path, "odd", "images: [odd.png]\n")
+    image = preset / "odd.png"
+    if kind == "fifo":
+        os.mkfifo(image)
+        expected = "is not a regular file (a pipe, socket or device)"
+    elif kind == "device":
+        image.symlink_to("/dev/zero")
+        expected = "is not a regular file (a pipe, socket or device)"
+    elif kind == "loop":
+        image.symlink_to(image)  # Path.resolve raised RuntimeError on this
+        expected = "symbolic link loop"
+    else:
+        image.touch()
+        expected = "file is empty"
+    _write_preset(tmp_path, "good", "images: [p.png]\n")
+    monkeypatch.setenv(S.STYLES_PATH_ENV, str(tmp_path))
+    registry = S.Registry.discover()
+    assert "good" in registry.names() and "odd" not in registry.names()
+    head = f"{preset / 'preset.yaml'}: style image odd.png: {expected}"
+    assert any(p.startswith(head) for p in registry.problems), registry.problems
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_painting_given_by_path_that_never_ends_is_refused(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        painting = tmp_path / "pipe.jpg"
+        os.mkfifo(painting)
+    else:
+        painting = Path("/dev/zero")
+    with pytest.raises(UsageError, match=f"^style image {painting}: is not a regular file"):
+        S.Registry.discover().resolve(str(painting))
+
+
+@pytest.mark.timeout(10)
+def test_preset_yaml_is_read_within_the_same_bounds_as_a_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = ["x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    rows += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    _write_preset(tmp_path, "bomb", "\n".join(rows) + "\nimages: *x8\n")
+    _write_preset(tmp_path, "big", "images: [p.png]\n" + "#" * (1 << 20) + "\n")
+    fifo = tmp_path / "piped.yaml"
+    os.mkfifo(fifo)
+    monkeypatch.setenv(S.STYLES_PATH_ENV, str(tmp_path))
+    registry = S.Registry.discover()
+    assert not {"bomb", "big"} & set(registry.names())
+    text = "\n".join(registry.problems)
+    assert f"{tmp_path / 'bomb' / 'preset.yaml'}:6: more than 100000 values" in text, text
+    assert f"{tmp_path / 'big' / 'preset.yaml'}: too large for a preset" in text, text
+    # Given by path, a FIFO is refused at once instead of blocking in open.
+    with pytest.raises(UsageError, match="piped.yaml: is not a regular file"):
+        S.Registry.discover().resolve(str(fifo))
+
+
+def test_preset_name_ending_in_a_newline_is_refused(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_preset(tmp_path, "bad\n", "images: [p.png]\n")
+    monkeypatch.setenv(S.STYLES_PATH_ENV, str(tmp_path))
+    registry = S.Registry.discover()
+    assert "bad\n" not in registry.names()
+    assert any("preset names use a-z" in p for p in registry.problems), registry.problems

@@ -25,12 +25,14 @@ import pytest
 from conftest import gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import watch as watch_mod
 from pipeline.cli import app
 from pipeline.errors import LockedError
 from pipeline.locking import RunLock
 from pipeline.manifest import Job, load_manifest
+from pipeline.planning import INBOX_OUTPUT_DIR
 from pipeline.watch import InboxWatcher, Outcome, WatchEvent, WatchOptions, classify_name
+from pipeline.watch import inbox as inbox_mod
+from pipeline.watch.tracker import Tracker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,7 +122,12 @@ def watching(job: Job, opts: WatchOptions, process: Callable[[Job, Path], Outcom
 
 
 def outputs(job: Job) -> list[str]:
-    return sorted(p.name for p in job.output.glob("*") if not p.name.startswith("."))
+    return sorted(p.name for p in results(job).glob("*") if not p.name.startswith("."))
+
+
+def results(job: Job) -> Path:
+    """Where an inbox's results go: a folder of their own inside the job's output."""
+    return job.output / INBOX_OUTPUT_DIR
 
 
 def copy_stub(calls: Counter[str]) -> Callable[[Job, Path], Outcome]:
@@ -128,8 +135,8 @@ def copy_stub(calls: Counter[str]) -> Callable[[Job, Path], Outcome]:
 
     def process(job: Job, path: Path) -> Outcome:
         calls[path.name] += 1
-        job.output.mkdir(parents=True, exist_ok=True)
-        out = job.output / f"{path.name}.copy"
+        results(job).mkdir(parents=True, exist_ok=True)
+        out = results(job) / f"{path.name}.copy"
         shutil.copyfile(path, out)
         return Outcome(True, [out])
 
@@ -145,7 +152,7 @@ def copy_stub(calls: Counter[str]) -> Callable[[Job, Path], Outcome]:
     ("a.jpg.tmp", "temporary"), (".syncthing.a.jpg.tmp", "litter"),
     ("~syncthing~a.jpg.tmp", "temporary"), (".DS_Store", "litter"), ("Thumbs.db", "litter"),
     ("._a.jpg", "litter"), ("a.jpg~", "litter"), (".#a.jpg", "litter"), ("@eaDir", "litter"),
-    ("done", "litter"), ("notes.txt", "other"),
+    ("done", "other"), ("notes.txt", "other"),
 ])
 def test_names_are_classified(name: str, kind: str) -> None:
     assert classify_name(name) == kind
@@ -227,7 +234,7 @@ def test_touch_does_not_reprocess_but_new_content_does_once(styles: Path, tmp_pa
     with watching(job, options(observer)) as rec:
         (inbox / "a.png").write_bytes(png_bytes(1))
         rec.wait_done("a.png")
-        first = (job.output / "a.png.fast.jpg").read_bytes()
+        first = (results(job) / "a.png.fast.jpg").read_bytes()
         os.utime(inbox / "done" / "a.png")  # a touch of the processed file
         (inbox / "done" / "a.png").chmod(0o600)  # and an attribute change
         time.sleep(3 * SETTLE)
@@ -236,7 +243,7 @@ def test_touch_does_not_reprocess_but_new_content_does_once(styles: Path, tmp_pa
         rec.wait(lambda: len(rec.of("done", "a.png")) == 2)
         time.sleep(2 * SETTLE)
     assert len(rec.of("started", "a.png")) == 2
-    assert (job.output / "a.png.fast.jpg").read_bytes() != first
+    assert (results(job) / "a.png.fast.jpg").read_bytes() != first
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a-1.png", "a.png"]
 
 
@@ -247,7 +254,7 @@ def test_a_done_photo_left_in_the_inbox_is_not_redone(styles: Path, tmp_path: Pa
     job = make_job(tmp_path)
     inbox = job.inbox
     assert inbox is not None
-    real_move = watch_mod.move_aside
+    real_move = inbox_mod.move_aside
     moves: list[Path] = []
 
     def move_once_fails(path: Path, folder: Path) -> Path:
@@ -256,7 +263,7 @@ def test_a_done_photo_left_in_the_inbox_is_not_redone(styles: Path, tmp_path: Pa
             raise PermissionError(13, "Permission denied")
         return real_move(path, folder)
 
-    monkeypatch.setattr(watch_mod, "move_aside", move_once_fails)
+    monkeypatch.setattr(inbox_mod, "move_aside", move_once_fails)
     (inbox / "a.png").write_bytes(png_bytes(1))
     with watching(job, options(observer)) as rec:
         rec.wait_done("a.png")
@@ -322,19 +329,19 @@ def test_a_link_out_of_the_inbox_is_refused_even_with_follow_symlinks(
 
 def test_an_exception_while_processing_one_photo_does_not_stop_the_watcher(
         styles: Path, tmp_path: Path, observer: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.scheduler import Runner
+    from pipeline import render
 
     job = make_job(tmp_path)
     inbox = job.inbox
     assert inbox is not None
-    real = Runner.run_task
+    real = render._attempt
 
-    def run_task(self: Runner, engine: object, task: object, *a: object) -> object:
-        if task.input.name == "boom.png":  # type: ignore[attr-defined]
+    def attempt(shop: object, work: render.Work, *a: object) -> object:
+        if work.name == "boom.png":
             raise RuntimeError("injected failure")
-        return real(self, engine, task, *a)  # type: ignore[arg-type]
+        return real(shop, work, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Runner, "run_task", run_task)
+    monkeypatch.setattr(render, "_attempt", attempt)
     with watching(job, options(observer)) as rec:
         (inbox / "boom.png").write_bytes(png_bytes(1))
         rec.wait(lambda: bool(rec.of("failed", "boom.png")))
@@ -376,7 +383,7 @@ def test_lost_events_are_found_by_the_periodic_rescan(styles: Path, tmp_path: Pa
     job = make_job(tmp_path)
     inbox = job.inbox
     assert inbox is not None
-    monkeypatch.setattr(InboxWatcher, "hint", lambda self, box, path: None)  # every event lost
+    monkeypatch.setattr(Tracker, "hint", lambda self, box, path: None)  # every event lost
     calls: Counter[str] = Counter()
     with watching(job, options(observer, rescan=0.5), process=copy_stub(calls)) as rec:
         time.sleep(0.2)
@@ -509,6 +516,100 @@ def test_sigterm_mid_photo_keeps_nothing_partial_and_a_restart_finishes(
     second = _Proc(manifest, observer, tmp_path / "second.log")
     second.wait_for(lambda ev: _count("done")(ev) == 2)
     assert second.terminate() == 0
-    assert sorted(p.name for p in out.glob("*.jpg")) == ["a.png.fast.jpg", "b.png.fast.jpg"]
+    assert sorted(p.name for p in (out / INBOX_OUTPUT_DIR).glob("*.jpg")) == [
+        "a.png.fast.jpg", "b.png.fast.jpg"]
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.png", "b.png"]
     assert [e["event"] for e in second.events].count("started") == 2
+
+
+# -- names that attack a terminal, and decoding once ------------------------------------------
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\rforged\nline\x9b31m.png"
+
+
+def test_a_hostile_file_name_reaches_no_output_raw(styles: Path, tmp_path: Path) -> None:
+    """ESC sequences, CR, LF and a C1 CSI in a name: escaped in plain lines, live, and log."""
+    from rich.console import Console
+
+    from pipeline.ui.watch_view import JsonLog, WatchDisplay, fan_out
+
+    job = make_job(tmp_path)
+    assert job.inbox is not None
+    plain, live, log = io.StringIO(), io.StringIO(), io.StringIO()
+    plain_view = WatchDisplay(Console(file=plain, width=200), verbose=True)
+    live_view = WatchDisplay(Console(file=live, width=200, force_terminal=True))
+    rec = Recorder()
+    watcher = InboxWatcher([job], options=options("native"), process=copy_stub(Counter()),
+                           on_event=fan_out(rec, plain_view.on_event, live_view.on_event,
+                                            JsonLog(log).on_event))
+    (job.inbox / HOSTILE).write_bytes(png_bytes(3))
+    (job.inbox / "broken\x1b[1A.png").write_bytes(b"not an image")
+    watcher.start()
+    try:
+        with live_view.live(lambda: watcher.status):
+            rec.wait(lambda: len(rec.of("done")) == 2)
+            frame = live_view._render()  # what the live view would draw now
+            live_view.console.print(frame)
+    finally:
+        watcher.stop()
+    for text in (plain.getvalue(), log.getvalue(), str(rec.events)):
+        assert "\x1b" not in text and "\r" not in text and "\x9b" not in text and "\x07" not in text
+        assert "\\x1b" in text or "\\\\x1b" in text  # shown, as an escape
+    # Rich's own cursor moves are fine on a terminal; the name's bytes are not among them.
+    assert "owned\x07" not in live.getvalue() and "\x1b]0;" not in live.getvalue()
+    assert "forged\nline" not in live.getvalue() and "\x9b31m" not in live.getvalue()
+    lines = plain.getvalue().splitlines()
+    assert not any(line.startswith("line") or line.startswith("forged") for line in lines)
+    for line in log.getvalue().splitlines():
+        json.loads(line)  # one event per line, never split by a name
+
+
+def test_a_watched_photo_is_decoded_once(styles: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two styles, one decode: there is no separate completeness check."""
+    from pipeline import render
+
+    (tmp_path / "user-styles" / "fast2").mkdir()
+    for name in ("paint.png", "preset.yaml"):
+        (styles / "fast2" / name).write_bytes((styles / "fast" / name).read_bytes())
+    path = write_manifest(tmp_path)
+    path.write_text(path.read_text().replace("styles: [fast]", "styles: [fast, fast2]"))
+    job = load_manifest(path).jobs[0]
+    assert job.inbox is not None
+    decoded: list[str] = []
+    real = render.decode_photo
+
+    def counting(data: bytes, name: str, **kwargs: object) -> object:
+        decoded.append(name)
+        return real(data, name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "decode_photo", counting)
+    with watching(job, options("native")) as rec:
+        (job.inbox / "once.png").write_bytes(png_bytes(4))
+        rec.wait_done("once.png", timeout=60)
+    assert decoded == ["once.png"]
+    assert outputs(job) == ["once.png.fast.jpg", "once.png.fast2.jpg"]
+
+
+def test_a_restarted_watcher_sweeps_what_a_killed_one_left_but_not_a_live_write(
+        styles: Path, tmp_path: Path) -> None:
+    """Temporary files of a killed writer go; one that a live process writes stays."""
+    import fcntl
+
+    from pipeline.naming import TEMP_PREFIX
+
+    job = make_job(tmp_path)
+    records_dir = results(job) / ".stylize"
+    records_dir.mkdir(parents=True)
+    dead = [results(job) / f"{TEMP_PREFIX}dead.jpg", records_dir / f"{TEMP_PREFIX}dead.json"]
+    for path in dead:
+        path.write_bytes(b"half a file")
+    live = results(job) / f"{TEMP_PREFIX}live.jpg"
+    with open(live, "wb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # as a writer in another process holds it
+        fh.write(b"being written")
+        fh.flush()
+        with watching(job, options("native"), process=copy_stub(Counter())):
+            pass
+        assert live.exists()
+    assert not any(p.exists() for p in dead)

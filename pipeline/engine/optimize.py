@@ -24,20 +24,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.engine import memory, tiles
+from pipeline.engine import geometry, memory, tiles
 from pipeline.engine.device import resolve_device, resolve_precision
+from pipeline.engine.geometry import (
+    MIN_SCALE_SIDE,
+    Scale,
+    output_size,
+    pyramid,
+)
 from pipeline.engine.lbfgs import BatchLBFGS
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
-from pipeline.errors import Cancelled, InputError
+from pipeline.errors import Cancelled
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.settings import Settings
-
-#: Smallest side any scale may have: conv5_1 sits behind four 2× poolings.
-MIN_SCALE_SIDE = 16
-#: Style target sizes are rounded to this, so photos of nearly the same shape share them.
-STYLE_SIDE_QUANTUM = 32
 
 StyleTargets = dict[int, dict[str, torch.Tensor]]
 """Style Gram targets: style side in pixels -> layer name -> ``C×C`` float32 Gram."""
@@ -64,58 +65,6 @@ SnapshotFn = Callable[[Progress, Image.Image], None]
 _TensorSnapshotFn = Callable[[Progress, torch.Tensor], None]
 #: (tile, tiles, step, loss, picture) -> None: one optimizer step done, within a scale.
 _ReportFn = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
-
-
-@dataclass(frozen=True)
-class Scale:
-    width: int
-    height: int
-    steps: int
-    style_side: int
-
-
-def output_size(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """The output's size: long side ``long_side``, aspect ratio kept (rounded)."""
-    if width >= height:
-        return long_side, max(1, round(height * long_side / width))
-    return max(1, round(width * long_side / height)), long_side
-
-
-def style_side(width: int, height: int, style_scale: float) -> int:
-    """Side of the square whose area the style image is resized to, for one scale."""
-    side = math.sqrt(width * height) * style_scale
-    return max(STYLE_SIDE_QUANTUM, round(side / STYLE_SIDE_QUANTUM) * STYLE_SIDE_QUANTUM)
-
-
-def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
-    """Scales from short side ``min_side`` up to exactly ``width``×``height``.
-
-    Short sides grow geometrically, by at most ``scale_ratio`` per scale.  The
-    step counts come from ``settings.steps`` (coarsest first, last one repeated).
-    """
-    short = min(width, height)
-    if short < MIN_SCALE_SIDE:
-        raise InputError(
-            f"image is {width}×{height} at the requested size; both sides must be at least "
-            f"{MIN_SCALE_SIDE} px (use a larger --size)",
-            category="too_small",
-        )
-    if short <= settings.min_side:
-        n = 1
-    else:
-        n = 1 + math.ceil(math.log(short / settings.min_side) / math.log(settings.scale_ratio)
-                          - 1e-9)
-    scales: list[Scale] = []
-    for k in range(n):
-        if k == n - 1:
-            w, h = width, height
-        else:
-            factor = (settings.min_side / short) ** (1 - k / (n - 1))
-            w = max(MIN_SCALE_SIDE, round(width * factor))
-            h = max(MIN_SCALE_SIDE, round(height * factor))
-        steps = settings.steps[min(k, len(settings.steps) - 1)]
-        scales.append(Scale(w, h, steps, style_side(w, h, settings.style_scale)))
-    return scales
 
 
 def _normalized(weights: Mapping[str, float]) -> dict[str, float]:
@@ -172,8 +121,7 @@ class Engine:
 
     def style_sides(self, width: int, height: int) -> list[int]:
         """The style target sizes a photo of this size needs (after resizing to ``size``)."""
-        out_w, out_h = output_size(width, height, self.settings.size)
-        return sorted({s.style_side for s in pyramid(out_w, out_h, self.settings)})
+        return geometry.style_sides(width, height, self.settings)
 
     @torch.no_grad()
     def compute_style_targets(self, styles: Sequence[tuple[Image.Image, float]],

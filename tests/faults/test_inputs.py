@@ -20,7 +20,8 @@ from PIL import Image, JpegImagePlugin
 from faults import inputs
 from faults.helpers import cli, digests, temp_files, write_manifest
 from pipeline.images import display_name
-from pipeline.render import SUFFIXES, output_format
+from pipeline.naming import OUTPUT_SUFFIXES as SUFFIXES
+from pipeline.naming import output_format
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,7 +103,8 @@ def check_output(name: str, out: Path) -> None:
     size, check = EXPECT.get(name, ((48, 32), _opaque))  # NAMES are 36x24 photos
     with Image.open(out) as img:
         img.load()  # a truncated file fails here
-        expected_format = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[out.suffix]
+        formats = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF"}
+        expected_format = formats[out.suffix]
         assert img.format == expected_format
         assert img.size == size, f"{name}: {img.size}"
         check(img)
@@ -185,7 +187,7 @@ def test_run_stylizes_the_odd_refuses_the_bad_and_reports_each(batch: Path,
     assert summary["failed"] == len(inputs.BAD) + 2
     assert summary["exit_code"] == 3
     # Records are valid UTF-8 JSON that name the input exactly, odd bytes included.
-    for record in (out / ".stylize").iterdir():
+    for record in (out / ".stylize").glob("*.json"):
         data = json.loads(record.read_bytes().decode("utf-8"))
         assert Path(data["input"]).exists()
     assert not temp_files(tmp_path / "out")

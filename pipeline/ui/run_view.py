@@ -7,7 +7,6 @@ Cron mails and log files get one line per finished photo (and, with
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,74 +23,47 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.images import safe_text
-from pipeline.scheduler import (
-    Event,
-    Plan,
-    Report,
-    TargetsReady,
-    TaskFinished,
-    TaskStarted,
-    TaskStep,
-)
+from pipeline.naming import safe_text
+from pipeline.planning import Plan
+from pipeline.runner import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
+from pipeline.ui.console import View, markup, shown, shown_path
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": "yellow"}
 
 
-def _name(path: os.PathLike[str]) -> str:
-    """A path for people: relative to the current folder when inside it, valid UTF-8."""
-    text = os.fsdecode(path)
-    try:
-        rel = os.path.relpath(text)
-        if not rel.startswith(".."):
-            text = rel
-    except ValueError:
-        pass
-    return safe_text(text)
+class RunDisplay(View):
+    """How ``stylize run`` looks; ``on_event`` takes the runner's events."""
 
-
-def _markup(text: str) -> str:
-    """Any text (a name, a reason) made safe to embed in a Rich markup line."""
-    return escape(safe_text(text))
-
-
-class RunDisplay:
     def __init__(self, console: Console, *, quiet: bool = False, verbose: bool = False) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.verbose = verbose
-        self.live_view = console.is_terminal and not quiet
+        super().__init__(console, quiet=quiet, verbose=verbose)
         self._bar: Progress | None = None
         self._overall: TaskID | None = None
         self._photo: TaskID | None = None
-
-    def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
 
     # -- plan -----------------------------------------------------------------
 
     def print_plan(self, plan: Plan) -> None:
         table = Table("status", "job", "input", "style", "output", box=None)
         for t in plan.tasks:
-            table.add_row(t.status, t.job, escape(_name(t.input)), escape(t.style),
-                          escape(_name(t.output)))
+            table.add_row(t.status, t.job, shown(t.input), escape(t.style),
+                          shown(t.output))
         if not self.console.is_terminal:
             # Tab-separated for scripts, written as is: Rich would expand the tabs to spaces.
             for t in plan.tasks:
-                self.console.file.write("\t".join((t.status, t.job, _name(t.input),
-                                                   safe_text(t.style), _name(t.output)))
+                self.console.file.write("\t".join((t.status, t.job, shown_path(t.input),
+                                                   safe_text(t.style), shown_path(t.output)))
                                         + "\n")
             self.console.file.flush()
         else:
             self.console.print(table)
-        self._line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
+        self.line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
 
     # -- live -----------------------------------------------------------------
 
     @contextlib.contextmanager
     def live(self, plan: Plan) -> Iterator[None]:
         if not self.quiet:
-            self._line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
+            self.line(f"{len(plan.due)} to do, {len(plan.skipped)} already done")
         if not self.live_view or not plan.due:
             yield
             return
@@ -110,12 +82,12 @@ class RunDisplay:
     def on_event(self, event: Event) -> None:
         if isinstance(event, TargetsReady):
             if self.verbose or (not self.quiet and event.computed):
-                self._line(f"style {_markup(event.style)}: {event.computed} style target(s) "
+                self.line(f"style {markup(event.style)}: {event.computed} style target(s) "
                            f"computed, {event.cached} from the cache")
         elif isinstance(event, TaskStarted):
             if self._bar is not None and self._photo is not None:
                 self._bar.update(self._photo, visible=True, completed=0, total=1,
-                                 description=_markup(f"{event.task.input.name} · "
+                                 description=markup(f"{event.task.input.name} · "
                                                      f"{event.task.style}"), detail="")
         elif isinstance(event, TaskStep):
             self._step(event)
@@ -130,7 +102,7 @@ class RunDisplay:
                              detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height}{tile} "
                                     f"loss {p.loss:.3g}")
         elif self.verbose and p.step == p.steps:
-            self._line(f"  {escape(_name(event.task.input))} \\[{_markup(event.task.style)}] scale "
+            self.line(f"  {shown(event.task.input)} \\[{markup(event.task.style)}] scale "
                        f"{p.scale}/{p.scales} {p.width}×{p.height} loss {p.loss:.4g} "
                        f"({p.elapsed:.1f} s)")
 
@@ -139,11 +111,11 @@ class RunDisplay:
         if self._bar is not None and self._overall is not None:
             self._bar.advance(self._overall)
         if r.status == "failed":
-            self._line(f"[red]failed[/] {escape(_name(r.task.input))} \\[{_markup(r.task.style)}]: "
-                       f"{_markup(r.reason)}")
+            self.line(f"[red]failed[/] {shown(r.task.input)} \\[{markup(r.task.style)}]: "
+                       f"{markup(r.reason)}")
         elif not self.quiet:
-            self._line(f"{r.status} {escape(_name(r.task.input))} \\[{_markup(r.task.style)}] -> "
-                       f"{escape(_name(r.task.output))} ({r.seconds:.1f} s)")
+            self.line(f"{r.status} {shown(r.task.input)} \\[{markup(r.task.style)}] -> "
+                       f"{shown(r.task.output)} ({r.seconds:.1f} s)")
 
     # -- summary ----------------------------------------------------------------
 
@@ -158,7 +130,7 @@ class RunDisplay:
                           str(report.targets_computed), str(report.targets_cached))
             self.console.print(table)
         else:
-            self._line(f"summary: {counts['done']} done, {counts['skipped']} skipped, "
+            self.line(f"summary: {counts['done']} done, {counts['skipped']} skipped, "
                        f"{counts['failed']} failed, {counts['not_run']} not run in "
                        f"{report.seconds:.1f} s; style targets: {report.targets_computed} "
                        f"computed, {report.targets_cached} from the cache")

@@ -7,35 +7,30 @@ The watcher calls ``on_event`` from its own threads, one call at a time.
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.text import Text
 
 from pipeline.errors import UsageError
-from pipeline.watch import WatchEvent, WatchStatus
+from pipeline.naming import json_bytes
+from pipeline.ui.console import View, markup
+from pipeline.watch.events import WatchEvent, WatchStatus
 
 
 def _who(e: WatchEvent) -> str:
-    return escape(f"{e.job}/{e.file}" if e.job else e.file)
+    return markup(f"{e.job}/{e.file}" if e.job else e.file)
 
 
-class WatchDisplay:
+class WatchDisplay(View):
+    """How ``stylize watch`` looks; ``on_event`` takes the watcher's events."""
+
     def __init__(self, console: Console, *, quiet: bool = False, verbose: bool = False) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.verbose = verbose
-        self.live_view = console.is_terminal and not quiet
+        super().__init__(console, quiet=quiet, verbose=verbose)
         self._status: Callable[[], WatchStatus] | None = None
-
-    def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def live(self, status: Callable[[], WatchStatus]) -> Iterator[None]:
@@ -62,39 +57,39 @@ class WatchDisplay:
         if e.kind == "watching":
             how = "polling" if d.get("observer") == "polling" else "native events"
             extra = f", {d['retried']} moved back from failed/" if d.get("retried") else ""
-            self._line(f"watching {escape(d['inbox'])} (job {escape(e.job)}, {how}, settle "
-                       f"{d['settle']:g} s) -> {escape(d['output'])}{extra}")
+            self.line(f"watching {markup(d['inbox'])} (job {markup(e.job)}, {how}, settle "
+                       f"{d['settle']:g} s) -> {markup(d['output'])}{extra}")
         elif e.kind == "queued":
             if self.verbose:
-                self._line(f"queued {_who(e)} ({d['size']} bytes)")
+                self.line(f"queued {_who(e)} ({d['size']} bytes)")
         elif e.kind == "started":
             if not self.quiet and not self.live_view:
-                self._line(f"started {_who(e)} \\[{escape(', '.join(d['styles']))}]")
+                self.line(f"started {_who(e)} \\[{markup(', '.join(d['styles']))}]")
         elif e.kind == "step":
             if self.verbose and not self.live_view and d["step"] == d["steps"]:
-                self._line(f"  {_who(e)} \\[{escape(d['style'])}] scale {d['scale']}/"
+                self.line(f"  {_who(e)} \\[{markup(d['style'])}] scale {d['scale']}/"
                            f"{d['scales']} loss {d['loss']:.4g}")
         elif e.kind == "done":
             if not self.quiet:
                 where = ("deleted" if d.get("deleted") else
-                         f"moved to {escape(d['moved_to'])}" if d.get("moved_to") else "kept")
-                outs = ", ".join(escape(Path(o).name) for o in d["outputs"])
-                self._line(f"[green]done[/] {_who(e)} -> {outs} ({d['seconds']:.1f} s; "
+                         f"moved to {markup(d['moved_to'])}" if d.get("moved_to") else "kept")
+                outs = ", ".join(markup(Path(o).name) for o in d["outputs"])
+                self.line(f"[green]done[/] {_who(e)} -> {outs} ({d['seconds']:.1f} s; "
                            f"photo {where})")
         elif e.kind == "failed":
-            where = f" -> {escape(d['moved_to'])}" if d.get("moved_to") else ""
-            self._line(f"[red]failed[/] {_who(e)}: {escape(d['message'])} "
-                       f"({escape(d['category'])}){where}")
+            where = f" -> {markup(d['moved_to'])}" if d.get("moved_to") else ""
+            self.line(f"[red]failed[/] {_who(e)}: {markup(d['message'])} "
+                       f"({markup(d['category'])}){where}")
         elif e.kind == "ignored":
             if not self.quiet:
-                self._line(f"[dim]ignored {_who(e)}: {escape(d['reason'])}[/]")
+                self.line(f"[dim]ignored {_who(e)}: {markup(d['reason'])}[/]")
         elif e.kind == "warning":
-            self._line(f"[yellow]warning:[/] {escape(d['message'])}")
+            self.line(f"[yellow]warning:[/] {markup(d['message'])}")
         elif e.kind == "stopped":
-            abandoned = (f"; {escape(d['abandoned'])} was abandoned and stays in the inbox"
+            abandoned = (f"; {markup(d['abandoned'])} was abandoned and stays in the inbox"
                          if d.get("abandoned") else "")
-            self._line(f"stopped: {d['done']} done, {d['failed']} failed, {d['queued']} "
-                       f"still queued{abandoned} ({escape(d['reason'])})")
+            self.line(f"stopped: {d['done']} done, {d['failed']} failed, {d['queued']} "
+                       f"still queued{abandoned} ({markup(d['reason'])})")
 
 
 class JsonLog:
@@ -105,11 +100,11 @@ class JsonLog:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, target: str | None) -> Iterator[JsonLog | None]:
+    def open(cls, target: str | None, stdout: IO[str]) -> Iterator[JsonLog | None]:
         if target is None:
             yield None
         elif target == "-":
-            yield cls(sys.stdout)
+            yield cls(stdout)
         else:
             try:
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +117,7 @@ class JsonLog:
     def on_event(self, e: WatchEvent) -> None:
         if e.kind == "step":
             return
-        self.stream.write(json.dumps(e.as_dict(), ensure_ascii=False) + "\n")
+        self.stream.write(json_bytes(e.as_dict(), indent=None).decode("utf-8") + "\n")
         self.stream.flush()
 
 

@@ -1,14 +1,14 @@
 """What lives in a watched inbox: which names to take, which files were handled, moving aside.
 
-The watcher (``pipeline.watch``) decides *when* to take a file; this module holds the
-rules about *which* files and *where* they go afterwards:
+The tracker decides *when* to take a file (and :func:`pipeline.naming.classify_name`
+*which*); this module holds *where* handled files go and what is remembered of them:
 
-* :func:`classify_name` tells a photo from a file still being written (``.part``,
-  ``.crdownload``, Syncthing's names) and from OS litter (``.DS_Store``, ``@eaDir``);
 * :class:`Registry` remembers files that are finished yet still in the inbox (normally
   none), in ``<inbox>/.stylize-watch.json``;
-* :func:`move_aside`, :func:`unique_name` and :func:`retry_failed` move files to
-  ``done/`` and ``failed/`` (and back) durably, never over another file.
+* :func:`move_aside`, :func:`unique_name`, :func:`put_aside_failed` and
+  :func:`retry_failed` move files to ``done/`` and ``failed/`` (and back) durably,
+  never over another file; :func:`put_aside_failed` leaves ``<name>.error.json``
+  beside a failed photo.
 """
 
 from __future__ import annotations
@@ -25,40 +25,9 @@ from typing import Any
 
 from pipeline.errors import StylizeError
 from pipeline.fsutil import atomic_write_bytes, fsync_dir
+from pipeline.naming import DONE_DIR, ERROR_SUFFIX, FAILED_DIR, classify_name, json_bytes
 
 logger = logging.getLogger(__name__)
-
-DONE_DIR = "done"
-FAILED_DIR = "failed"
-REGISTRY_NAME = ".stylize-watch.json"
-LOCK_NAME = ".stylize-watch.lock"
-ERROR_SUFFIX = ".error.json"
-
-#: Names that download managers and sync tools give a file while it is being written.
-TEMP_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp", ".temp",
-                           ".filepart", ".!qb", ".opdownload"})
-#: OS and NAS litter, matched on the whole name.
-LITTER_NAMES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Icon\r", "@eaDir",
-                          "#recycle", "$RECYCLE.BIN", "lost+found", DONE_DIR, FAILED_DIR})
-
-
-def classify_name(name: str) -> str:
-    """``candidate``, ``temporary`` (a file still being written), ``litter`` or ``other``.
-
-    Hidden names cover rsync's ``.name.XXXXXX``, Syncthing's ``.syncthing.*.tmp``,
-    AppleDouble ``._*``, Emacs locks ``.#*``, ``.DS_Store`` and the tool's own files.
-    """
-    from pipeline.scheduler import INPUT_SUFFIXES
-
-    if name.startswith((".", "~$")) or name.endswith("~") or name in LITTER_NAMES:
-        return "litter"
-    lower = name.lower()
-    if lower.startswith("~syncthing~") or os.path.splitext(lower)[1] in TEMP_SUFFIXES:
-        return "temporary"
-    if os.path.splitext(lower)[1] in INPUT_SUFFIXES:
-        return "candidate"
-    return "other"
-
 
 # -- the registry of files left in an inbox --------------------------------------------
 
@@ -142,8 +111,8 @@ class Registry:
         with self._lock:
             try:
                 if self.entries:
-                    atomic_write_bytes(self.path, json.dumps(
-                        {"version": 1, "files": self.entries}, indent=1).encode("utf-8"))
+                    atomic_write_bytes(self.path, json_bytes({"version": 1,
+                                                              "files": self.entries}))
                 else:
                     self.path.unlink(missing_ok=True)
             except (OSError, StylizeError) as exc:
@@ -192,3 +161,35 @@ def retry_failed(inbox: Path) -> list[Path]:
     if moved:
         fsync_dir(inbox)
     return moved
+
+
+def take_out(path: Path, after: str) -> Path | None:
+    """A finished photo leaves the inbox: deleted, or moved to ``done/`` (returned)."""
+    if after == "delete":
+        path.unlink()
+        fsync_dir(path.parent)
+        return None
+    return move_aside(path, path.parent / DONE_DIR)
+
+
+def put_aside_failed(path: Path, info: dict[str, Any]) -> tuple[Path, Path]:
+    """Move a photo that cannot be used to ``failed/``, with ``<name>.error.json`` beside it.
+
+    The error file is written first, so a failed photo is never there without its
+    reason; if the move then fails, the error file is removed again.  Returns the new
+    path of the photo and of its error file; raises ``OSError`` or ``StylizeError``.
+    """
+    failed_dir = path.parent / FAILED_DIR
+    failed_dir.mkdir(exist_ok=True)
+    target = unique_name(failed_dir, path.name)
+    error_file = Path(f"{target}{ERROR_SUFFIX}")
+    atomic_write_bytes(error_file, json_bytes(info))
+    try:
+        os.rename(path, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            error_file.unlink()
+        raise
+    fsync_dir(failed_dir)
+    fsync_dir(path.parent)
+    return target, error_file

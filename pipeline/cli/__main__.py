@@ -1,0 +1,5 @@
+"""``python -m pipeline.cli``: the same as the ``stylize`` command."""
+
+from pipeline.cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""``stylize run`` and ``stylize gallery``: a whole manifest, done or reviewed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.cli.app import app
+from pipeline.cli.common import (
+    CacheDirOpt,
+    DeviceOpt,
+    JobsOpt,
+    ManifestArg,
+    QuietOpt,
+    StopFlag,
+    VerboseOpt,
+    err,
+    errors,
+    fail,
+    guard_output,
+    out,
+    setup_logging,
+)
+from pipeline.errors import Cancelled
+
+
+@app.command()
+def run(
+    manifest: ManifestArg = Path("jobs.yaml"),
+    job: JobsOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n",
+                                          help="Print the plan, process nothing.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Write the machine-readable report to stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write the machine-readable report to this file.")] = None,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stylize every photo of every job in a manifest, skipping what is already done.
+
+    Exit status: 0 all done or nothing to do, 2 bad manifest or usage, 3 some photos
+    failed, 4 every photo failed, 73 output folder not writable, 74 disk full,
+    75 another run is writing the same outputs, 130 stopped (a signal, or the output
+    was closed).
+    """
+    setup_logging(verbose)
+    with errors():
+        from pipeline.manifest import load_manifest
+        from pipeline.planning import plan, select_jobs
+        from pipeline.ui.run_view import RunDisplay
+
+        parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
+        if dry_run:
+            RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(plan(parsed, jobs=job))
+            return
+        from pipeline.locking import output_locks
+        from pipeline.runner import check_writable
+
+        stop = StopFlag()
+        guard_output(stop)
+        # Planned once before the lock, so that a collision (a manifest error) is refused
+        # before anything is written; the run plans again under the lock (cheap: file
+        # digests are remembered), so that it sees what a run before it finished.
+        plan(parsed, jobs=job)
+        outputs = [j.output for j in select_jobs(parsed, job)]
+        for folder in outputs:
+            check_writable(folder)  # one clear line (73, 74) before the lock is made there
+        with output_locks(outputs, what=str(manifest)), stop.installed():
+            result = _run(parsed, job, cache_dir, stop,
+                          RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose))
+        _report(result, report, json_out)
+        if isinstance(result.stopped, Cancelled) and stop.reason:
+            err.print(f"{stop.reason}; nothing partial was written, and the next run does "
+                      "the rest", highlight=False, soft_wrap=True)
+            raise typer.Exit(result.stopped.exit_code)
+        if result.stopped is not None:
+            fail(result.stopped)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
+
+
+def _run(parsed: Any, jobs: list[str] | None, cache_dir: Path | None, stop: StopFlag,
+         display: Any) -> Any:
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.planning import plan
+    from pipeline.runner import run as run_plan
+
+    cache = ArtifactCache(cache_dir)
+    cache.sweep()
+    the_plan = plan(parsed, jobs=jobs)
+    executor = LocalExecutor(cache)
+    try:
+        with display.live(the_plan):
+            result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop)
+    finally:
+        executor.close()
+    display.print_summary(result)
+    return result
+
+
+def _report(result: Any, report: Path | None, json_out: bool) -> None:
+    """The machine-readable report: to a file (atomically) and/or to stdout."""
+    from pipeline.naming import json_bytes
+
+    payload = json_bytes(result.as_dict())
+    if report is not None:
+        from pipeline.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(report, payload)
+    if json_out:
+        out.file.write(payload.decode("utf-8") + "\n")
+        out.file.flush()
+
+
+@app.command()
+def gallery(
+    manifest: ManifestArg = Path("jobs.yaml"),
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for index.html and its thumbnails "
+        "(default: 'gallery' next to the manifest).", show_default=False)] = None,
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", "-j", help="Show only this job (repeatable).")] = None,
+    open_page: Annotated[bool, typer.Option(
+        "--open", help="Open the page in the default browser.")] = False,
+) -> None:
+    """Write a static HTML page with before/after thumbnails of every job, to review a batch.
+
+    The last line printed is the path of the page.
+    """
+    with errors():
+        from pipeline.gallery import build_gallery
+        from pipeline.manifest import load_manifest
+
+        parsed = load_manifest(manifest)
+        folder = output if output is not None else parsed.path.parent / "gallery"
+        result = build_gallery(parsed, folder, jobs=job)
+        for problem in result.problems:
+            err.print(f"[yellow]warning:[/] cannot show {problem}", highlight=False,
+                      soft_wrap=True)
+        outdated = f", {result.outdated} outdated" if result.outdated else ""
+        err.print(f"{result.photos} photos in {result.jobs} jobs: {result.done} done{outdated}, "
+                  f"{result.not_done} not done; thumbnails: {result.thumbs_written} new, "
+                  f"{result.thumbs_reused} reused", highlight=False)
+        out.print(str(result.index), markup=False, highlight=False, soft_wrap=True)
+        if open_page:
+            import webbrowser
+
+            if not webbrowser.open(result.index.as_uri()):
+                err.print("[yellow]warning:[/] no browser found; open the page above by hand",
+                          highlight=False)
+
+

@@ -1,0 +1,163 @@
+"""What every command shares: the consoles, turning errors into exit statuses, stopping.
+
+Library code raises :class:`~pipeline.errors.StylizeError`; :func:`fail` turns one
+into a single line on stderr and the error's exit status.  :class:`StopFlag` is
+what SIGINT, SIGTERM, SIGHUP and a closed output all set: the work stops between
+two optimizer steps, nothing partial is written, and the report is still written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from pipeline.errors import ConfigError, StylizeError
+from pipeline.validation import format_validation_error
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM/SIGHUP or a closed output; a second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def __call__(self) -> bool:
+        return bool(self.reason)
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: object) -> None:
+            if self.reason:  # a second signal: the user really means it
+                raise KeyboardInterrupt
+            # SIGHUP: the terminal closed under a run started without nohup.
+            self.request(f"stopped by {signal.Signals(signum).name}")
+
+        previous = {sig: signal.signal(sig, handler) for sig in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class _GuardedStream:
+    """stdout that, once its reader has gone (``| head``), stops the work instead of dying.
+
+    The first write that meets a closed pipe sets the stop flag, as SIGTERM would, and
+    points the descriptor at /dev/null, so that nothing later (nor Python's own flush at
+    exit) fails on it again.
+    """
+
+    def __init__(self) -> None:
+        self.stop: StopFlag | None = None
+        self.closed_pipe = False
+
+    @property
+    def _stream(self) -> IO[str]:
+        return sys.stdout  # looked up at each write: tests and tools swap sys.stdout
+
+    def write(self, text: str) -> int:
+        if self.closed_pipe:
+            return len(text)
+        try:
+            n = self._stream.write(text)
+            self._stream.flush()
+            return n
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def _closed(self) -> None:
+        self.closed_pipe = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        if self.stop is not None:
+            self.stop.request("stopped: the output was closed")
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", "utf-8")
+
+
+stdout = _GuardedStream()
+out = Console(file=stdout)  # type: ignore[arg-type]
+err = Console(stderr=True)
+
+
+def guard_output(stop: StopFlag) -> None:
+    """Let a closed stdout stop the work (see :class:`_GuardedStream`)."""
+    stdout.stop = stop
+
+
+def fail(exc: StylizeError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
+    if isinstance(exc, ConfigError):
+        for line in exc.problems[1:]:
+            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Turn the tool's own errors into one line and an exit status."""
+    try:
+        yield
+    except StylizeError as exc:
+        fail(exc)
+    except ValidationError as exc:
+        problems = format_validation_error(exc)
+        fail(ConfigError(f"invalid setting: {problems[0]}", problems))
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+# -- options shared by several commands --------------------------------------------------
+
+ManifestArg = Annotated[Path, typer.Argument(help="The job manifest.")]
+CacheDirOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Folder of the style-target cache (default: the user cache folder, "
+    "or $STYLIZE_CACHE_DIR).", show_default=False)]
+JobsOpt = Annotated[list[str] | None, typer.Option(
+    "--job", "-j", help="Only this job (repeatable) (default: every job).",
+    show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option(help="Override every job's device.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only failures, warnings and "
+                                        "the summary.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Per-scale progress and log details.")]

@@ -1,0 +1,49 @@
+"""``stylize explain OUTPUT``: how a picture was made, and the command that makes it again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.app import app
+from pipeline.cli.common import err, errors, out
+
+
+@app.command()
+def explain(
+    output: Annotated[Path, typer.Argument(help="A picture made by stylize.",
+                                           show_default=False)],
+    again: Annotated[Path | None, typer.Option(
+        "--again", help="Where the printed command writes its picture (default: "
+        "NAME.again.SUFFIX beside the output).", show_default=False)] = None,
+    command_only: Annotated[bool, typer.Option(
+        "--command", help="Print only the command.")] = False,
+) -> None:
+    """Show how a picture was made (photo, style, settings, weights, device) from its record."""
+    with errors():
+        from pipeline.naming import safe_text
+        from pipeline.provenance import reproduce
+
+        ex = reproduce(output, again=again)
+        if not command_only:
+            m, r = ex.made, ex.record
+            rows = [("picture", str(output)), ("photo", r.input),
+                    ("photo sha256", r.input_digest), ("style", m.get("preset", r.style)),
+                    *[(f"painting (weight {i['weight']:g})", f"{i['path']}  sha256 {i['digest']}")
+                      for i in m.get("style_images", [])],
+                    ("weights sha256", m.get("weights_digest", "?")),
+                    ("made by", m.get("tool", "?")),
+                    ("on", f"{m.get('device', '?')}, {m.get('precision', '?')}, "
+                           f"{r.seconds:g} s, finished {r.finished}")]
+            if m.get("note"):
+                rows.append(("note", m["note"]))
+            for key, value in rows:
+                out.print(f"{key + ':':<28}{safe_text(str(value))}", markup=False,
+                          highlight=False, soft_wrap=True)
+            out.print("to make it again:", markup=False, highlight=False)
+        out.print(safe_text(ex.command_line), markup=False, highlight=False, soft_wrap=True)
+        for warning in ex.warnings:
+            err.print(f"warning: {safe_text(warning)}", markup=False, highlight=False,
+                      soft_wrap=True)

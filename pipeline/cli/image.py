@@ -1,0 +1,134 @@
+"""``stylize image``: one photo, through the same plan, executor and writer as ``run``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from pipeline.cli.app import app
+from pipeline.cli.common import CacheDirOpt, StopFlag, err, errors, fail, setup_logging
+from pipeline.cli.knobs import IMAGE_KNOBS, settings_from_set, with_knobs
+from pipeline.errors import UsageError
+from pipeline.naming import format_of_path
+
+
+class _PhotoProgress:
+    """Per-scale progress bars with the loss and an ETA, started at the first step.
+
+    Started lazily, so that a photo refused before any work is one line and nothing else.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Progress | None = None
+        self._tasks: dict[tuple[int, int], Any] = {}
+
+    def on_event(self, event: Any) -> None:
+        from pipeline.runner import TaskStep
+
+        if not self.enabled or not isinstance(event, TaskStep):
+            return
+        if self._bar is None:
+            self._bar = Progress(
+                TextColumn("scale {task.fields[scale]} {task.fields[size]}"), BarColumn(),
+                TaskProgressColumn(), TextColumn("loss {task.fields[loss]:.4g}"),
+                TimeRemainingColumn(), console=err, transient=False)
+            self._bar.start()
+        p = event.progress
+        key = (p.scale, p.width)  # a retry at a smaller size starts its scales on new bars
+        if key not in self._tasks:
+            self._tasks[key] = self._bar.add_task("", total=p.steps,
+                                                  scale=f"{p.scale}/{p.scales}",
+                                                  size=f"{p.width}×{p.height}", loss=p.loss)
+        # A scale too large for memory runs tile after tile on the same bar.
+        size = f"{p.width}×{p.height}" + (f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else "")
+        self._bar.update(self._tasks[key], completed=p.step, loss=p.loss, size=size)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@app.command()
+@with_knobs(IMAGE_KNOBS)
+def image(
+    # readable=False: the loader's own one-line "permission denied" beats click's usage box.
+    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False,
+                                            readable=False)],
+    style: Annotated[str, typer.Option("--style", "-s",
+                                       help="A preset name or the path of a painting.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write the result; its suffix picks the format "
+        "(default: CONTENT-STYLE.jpg in the current folder).", show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other setting, KEY=VALUE (repeatable), e.g. --set min_side=96 "
+        "--set 'style_layers={relu1_1: 1, relu2_1: 2}'.", show_default=False)] = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+    *,
+    knobs: dict[str, Any],
+) -> None:
+    """Stylize one photo with a preset or a painting."""
+    setup_logging(verbose)
+    with errors():
+        from pipeline.styles import Registry
+
+        # A broken link or a link loop is there, just unusable: the loader says why.
+        if not content.exists() and not content.is_symlink():
+            raise UsageError(f"photo not found: {content}")
+        # The named options win over --set for the same knob.
+        preset = Registry.discover().resolve(style).with_overrides(settings_from_set(set_),
+                                                                    knobs)
+        if output is None:
+            output = Path(f"{content.stem}-{preset.name}.jpg")
+        fmt = format_of_path(output)
+        if fmt is None:
+            raise UsageError(f"cannot tell the format of {output}; use .jpg, .png, .webp or "
+                             ".tif")
+        # realpath, unlike Path.resolve, never raises on a symbolic link loop.
+        if os.path.realpath(output) == os.path.realpath(content):
+            raise UsageError("the output would overwrite the photo; choose another --output")
+        _render_one(content, preset, output, fmt, cache_dir, quiet)
+
+
+def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: Path | None,
+                quiet: bool) -> None:
+    from dataclasses import replace
+
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.planning import Plan, make_task
+    from pipeline.runner import check_writable, run
+
+    # Before any work: a result that cannot be written is not worth computing.
+    check_writable(output.parent)
+    # An explicit command always renders, even when an identical result is there.
+    task = replace(make_task("image", content, preset, output, root=None, fmt=fmt),
+                   status="due")
+    executor = LocalExecutor(ArtifactCache(cache_dir))
+    stop = StopFlag()
+    progress = _PhotoProgress(not quiet)
+    try:
+        with stop.installed():
+            report = run(Plan([task]), executor, on_event=progress.on_event,
+                         should_stop=stop)
+    finally:
+        progress.close()
+        executor.close()
+    if report.stopped is not None:
+        fail(report.stopped)
+    result = report.results[0]
+    if result.status != "done":
+        err.print(f"[bold red]error:[/] {result.reason}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if result.reason:  # even with --quiet: the result is smaller than asked for
+        err.print(f"note: {result.reason}", highlight=False, soft_wrap=True)
+    if not quiet:
+        d = result.details
+        err.print(f"wrote {output} ({d['width']}×{d['height']}, style {preset.name}, "
+                  f"{d['device']} {d['precision']})", highlight=False, soft_wrap=True)

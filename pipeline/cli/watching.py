@@ -1,0 +1,80 @@
+"""``stylize watch``: the inboxes of a manifest, until stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.app import app
+from pipeline.cli.common import (
+    CacheDirOpt,
+    DeviceOpt,
+    JobsOpt,
+    ManifestArg,
+    StopFlag,
+    VerboseOpt,
+    err,
+    errors,
+    guard_output,
+    out,
+    setup_logging,
+)
+
+
+@app.command()
+def watch(
+    manifest: ManifestArg = Path("jobs.yaml"),
+    job: JobsOpt = None,
+    poll: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Look for new files every SECONDS instead of using the "
+        "system's file events (for network shares).", show_default=False)] = None,
+    settle: Annotated[float, typer.Option(
+        metavar="SECONDS", help="A file is taken once its size and time have not changed "
+        "for this long (and it decodes fully).")] = 3.0,
+    rescan: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Scan each inbox this often whatever the events said, "
+        "so a lost event never loses a file.")] = 30.0,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="First move the photos in <inbox>/failed back into the "
+        "inbox.")] = False,
+    json_log: Annotated[str | None, typer.Option(
+        "--json-log", metavar="FILE", help="Append one JSON event per line to FILE "
+        "('-' for stdout).", show_default=False)] = None,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Only failures and warnings.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stylize every photo dropped into a job's inbox, once it is complete, until stopped.
+
+    Results go to <output>/inbox/.  Finished photos move to <inbox>/done (or are deleted:
+    the job's `after`); photos that cannot be used move to <inbox>/failed with
+    <name>.error.json.  SIGINT, SIGTERM, SIGHUP or a closed output stop it cleanly (the
+    current photo is abandoned, nothing partial is kept) with status 0.  Exit status:
+    2 bad manifest or usage, 73 output folder not writable, 74 disk full, 75 another
+    watcher holds an inbox.
+    """
+    setup_logging(verbose)
+    with errors():
+        from pipeline.cache import ArtifactCache
+        from pipeline.manifest import load_manifest
+        from pipeline.ui.watch_view import JsonLog, WatchDisplay, fan_out
+        from pipeline.watch import InboxWatcher, WatchOptions, watched_jobs
+
+        options = WatchOptions(settle=settle, poll=poll, rescan=rescan,
+                               retry_failed=retry_failed)
+        parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
+        jobs = watched_jobs(parsed, job)
+        stop = StopFlag()
+        guard_output(stop)
+        with JsonLog.open(json_log, out.file) as log, stop.installed():
+            display = WatchDisplay(err if json_log == "-" else out, quiet=quiet,
+                                   verbose=verbose)
+            watcher = InboxWatcher(jobs, cache=ArtifactCache(cache_dir), options=options,
+                                   on_event=fan_out(display.on_event,
+                                                    log.on_event if log else None))
+            with display.live(lambda: watcher.status):
+                watcher.run_until_stopped(stop, reason=lambda: stop.reason)

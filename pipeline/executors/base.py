@@ -1,0 +1,123 @@
+"""The executor seam: what crosses between the runner (the driver) and where photos are made.
+
+The runner plans, reads each photo's bytes, and writes every result and record;
+an executor only turns :class:`Work` (plain, picklable data: the photo's bytes,
+the resolved preset, the output format) into :class:`Finished` (the encoded
+picture, or why there is none).  It never opens a file of the job, so the same
+guarantees (atomic outputs, the record written last, resume, the lock) hold
+whether the work is done in this process or on a cluster that shares no disk.
+
+Progress comes back as :class:`Started` and :class:`Step` events through the
+callback given to :meth:`Executor.bind`.  Errors about one photo come back as a
+``Finished`` with a category; errors about the setup (the weights, a style
+image, the configuration) and the stopping ones (``Cancelled``) are raised from
+:meth:`Executor.wait` as the exception itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pipeline.styles import Preset
+
+if TYPE_CHECKING:
+    from pipeline.engine.optimize import Progress
+
+__all__ = ["ExecEvent", "Executor", "Finished", "Started", "Step", "TargetCounts", "Work"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One photo in one style, as an executor sees it."""
+
+    id: int  # unique within a run
+    name: str  # the photo's file name, for messages (already safe to show)
+    photo: bytes  # the photo file's content, read by the driver
+    preset: Preset  # fully resolved settings and the style images
+    fmt: str  # jpeg, png, webp or tiff
+    digest: str = ""  # sha256 of ``photo``: the same photo in several styles is decoded once
+    software: str = ""  # written into the output's metadata
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What became of one :class:`Work`: the encoded picture, or a category and a reason."""
+
+    id: int
+    data: bytes | None = None
+    width: int = 0
+    height: int = 0
+    category: str = ""  # set when data is None
+    message: str = ""
+    #: Said to the user even when the photo is done, e.g. that it was made smaller after
+    #: running out of memory.  The record then holds the size that was used.
+    note: str = ""
+    size: int = 0  # the long side that was used
+    seconds: float = 0.0
+    worker: str = ""
+    metadata_notes: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)  # device, precision, ...
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True)
+class Started:
+    id: int
+    worker: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    id: int
+    progress: Progress
+    worker: str = ""
+
+
+ExecEvent = Started | Step
+ExecEventFn = Callable[[ExecEvent], None]
+
+
+@dataclass
+class TargetCounts:
+    """Style targets this run: computed, read from the cache, and sent to workers."""
+
+    computed: int = 0
+    cached: int = 0
+    shipped: int = 0
+
+
+class Executor(Protocol):
+    """Where photos are stylized.  The runner keeps ``capacity()`` batches in flight."""
+
+    @property
+    def counts(self) -> TargetCounts:
+        """Style targets so far (a snapshot)."""
+
+    def bind(self, on_event: ExecEventFn, should_stop: Callable[[], bool] | None) -> None:
+        """Where to send progress, and what to ask whether to give up (between steps)."""
+
+    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
+        """Make the style targets that photos of these (file) sizes need available."""
+
+    def batch_size(self, preset: Preset, width: int, height: int) -> int:
+        """How many photos of this output size to submit together (1: one at a time)."""
+
+    def capacity(self) -> int:
+        """How many batches the runner should keep submitted at once."""
+
+    def submit(self, batch: list[Work]) -> None:
+        """Start (or queue) a batch of photos of one preset."""
+
+    def wait(self) -> list[Finished]:
+        """Block until at least one submitted batch is finished; return its results."""
+
+    def cancel(self) -> None:
+        """Drop everything submitted and not yet returned; nothing partial comes back."""
+
+    def close(self) -> None:
+        """Release workers and memory; the executor is not used afterwards."""

@@ -1,0 +1,88 @@
+"""The in-process executor: photos are stylized here, one batch at a time.
+
+Engines are built once per settings and kept for the executor's life (a
+watcher keeps one for days), and style targets come from the disk cache
+through one :class:`~pipeline.targets.StyleTargetStore`.  On a GPU, photos of
+one output size are batched up to what the free memory holds; on the CPU a
+batch makes no step cheaper, so every photo goes alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Callable
+
+from pipeline.cache import ArtifactCache
+from pipeline.engine import memory
+from pipeline.engine.geometry import output_size
+from pipeline.engine.optimize import Engine, StyleTargets
+from pipeline.errors import InputError
+from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
+from pipeline.render import Workshop, render_batch
+from pipeline.styles import Preset
+from pipeline.targets import StyleTargetStore
+
+
+class LocalExecutor:
+    """Runs work in this process, in the order submitted (see the module docstring)."""
+
+    def __init__(self, cache: ArtifactCache | None) -> None:
+        self.store = StyleTargetStore(cache)
+        self.shop = Workshop(self._targets, worker=f"local:{os.getpid()}")
+        self._queue: deque[list[Work]] = deque()
+        self._on_event: ExecEventFn = lambda e: None
+        self._should_stop: Callable[[], bool] | None = None
+
+    @property
+    def counts(self) -> TargetCounts:
+        return TargetCounts(self.store.counts.computed, self.store.counts.cached, 0)
+
+    def _targets(self, engine: Engine, preset: Preset, sides: list[int]) -> StyleTargets:
+        return self.store.get(engine, preset, sides)
+
+    def bind(self, on_event: ExecEventFn, should_stop: Callable[[], bool] | None) -> None:
+        self._on_event = on_event
+        self._should_stop = should_stop
+
+    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
+        engine = self.shop.engine(preset.settings)  # the network is loaded here, once
+        wanted: set[int] = set()
+        for w, h in sizes:
+            # A photo too thin for this size fails in its own task, with its name.
+            with contextlib.suppress(InputError):
+                wanted.update(engine.style_sides(w, h))
+        if wanted:
+            self.store.get(engine, preset, sorted(wanted))
+
+    def batch_size(self, preset: Preset, width: int, height: int) -> int:
+        s = preset.settings
+        engine = self.shop.engine(s)
+        if s.batch_size == 1 or (s.batch_size == 0 and engine.device.type != "cuda"):
+            return 1
+        if s.batch_size:
+            return s.batch_size
+        out_w, out_h = output_size(width, height, s.size)
+        return memory.auto_batch_size(engine.device, engine.dtype, out_w * out_h)
+
+    def capacity(self) -> int:
+        return 1  # one device, one batch at a time: more would only queue here
+
+    def submit(self, batch: list[Work]) -> None:
+        self._queue.append(batch)
+
+    def wait(self) -> list[Finished]:
+        batch = self._queue.popleft()
+        for work in batch:
+            self._on_event(Started(work.id, self.shop.worker))
+        return render_batch(self.shop, batch, should_stop=self._should_stop,
+                            on_progress=lambda i, p: self._on_event(
+                                Step(i, p, self.shop.worker)))  # type: ignore[arg-type]
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+    def close(self) -> None:
+        self._queue.clear()
+        self.shop.forget_engines()

@@ -1,0 +1,40 @@
+"""Pictures as torch tensors and back; torch is imported only when these are called.
+
+Probing a folder, planning a run or building a gallery must not pay for importing
+torch, so nothing else in the package touches it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An image as a float32 ``1x3xHxW`` tensor in [0, 1] (converted to RGB first)."""
+    import torch
+
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    arr = np.array(rgb, dtype=np.uint8, copy=True)  # writable, so torch shares no Pillow memory
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """A ``1x3xHxW`` or ``3xHxW`` float tensor in [0, 1] as an RGB image (clamped, rounded)."""
+    import torch
+
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a 3xHxW or 1x3xHxW tensor, got shape {tuple(t.shape)}")
+    # Out-of-place ops only: .to() may hand back the caller's own tensor.
+    data = t.detach().to(device="cpu", dtype=torch.float32)
+    data = torch.nan_to_num(data, nan=0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return Image.fromarray(data.permute(1, 2, 0).contiguous().numpy())

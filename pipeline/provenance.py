@@ -1,0 +1,113 @@
+"""How a picture was made, from its record, and the command that makes it again.
+
+A record's ``made`` part holds the fully resolved settings, the preset and the
+digests of its paintings and weights, the device and the precision.  From those,
+:func:`reproduce` writes a ``stylize image`` command: the preset (or painting) by
+name, every setting that differs from what that preset gives today as ``--set``,
+and the device and precision that were used, so that on the same kind of device
+(the CPU: bit for bit) the command makes the same picture.  What has changed
+since (a painting, the weights, the photo) is said, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import records
+from pipeline.errors import UsageError
+from pipeline.settings import Settings
+
+#: torch's dtype names, as the precision setting spells them.
+_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+#: Knobs that never change the pixels, left out of the command (see Settings.engine_view).
+_HARDWARE = frozenset({"device", "precision", "max_pixels", "tile_pixels", "tile_overlap",
+                       "batch_size"})
+
+
+@dataclass
+class Explanation:
+    record: records.Record
+    made: dict[str, Any]
+    command: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join(self.command)
+
+
+def _flow(value: Any) -> str:
+    """A setting's value as ``--set`` reads it (YAML, on one line)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix(
+        "\n...").strip()
+
+
+def _style_and_base(made: dict[str, Any], warnings: list[str]) -> tuple[str, Settings]:
+    """What to pass as --style, and the settings that style gives by itself today."""
+    from pipeline.hashing import file_digest
+    from pipeline.styles import Registry
+
+    images = made.get("style_images") or []
+    for image in images:
+        try:
+            same = file_digest(Path(image["path"])) == image["digest"]
+        except OSError:
+            same = False
+        if not same:
+            warnings.append(f"the painting {image['path']} has changed or is gone since; "
+                            "the command will not make the same picture")
+    if made.get("preset_source") != "image":
+        try:
+            preset = Registry.discover().resolve(made["preset"])
+            return made["preset"], preset.settings
+        except UsageError:
+            warnings.append(f"the preset {made['preset']!r} is not installed here; the "
+                            "command names its painting instead")
+    if len(images) != 1:
+        raise UsageError("the picture was made from a blend of paintings by a preset that is "
+                         "not installed here; it cannot be made again with one command")
+    return os.fsdecode(images[0]["path"]), Settings()
+
+
+def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
+    """The record of ``output`` and a command that makes the picture again at ``again``."""
+    record = records.read_record(output)
+    if record is None:
+        raise UsageError(f"{output} has no record (in {records.record_path(output).parent}): "
+                         "it was not made by stylize, or its record was removed")
+    if not record.made:
+        raise UsageError(f"the record of {output} is from an earlier version of stylize and "
+                         "does not say how the picture was made")
+    made = record.made
+    warnings: list[str] = []
+    style, base = _style_and_base(made, warnings)
+    wanted = Settings.model_validate(made["settings"])
+    again = again or output.with_name(f"{output.stem}.again{output.suffix}")
+    command = ["stylize", "image", record.input, "--style", style, "-o", os.fsdecode(again)]
+    for name, value in wanted.model_dump().items():
+        if name not in _HARDWARE and getattr(base, name) != getattr(wanted, name):
+            command += ["--set", f"{name}={_flow(value)}"]
+    device = str(made.get("device") or "cpu").split(":")[0]
+    command += ["--device", device]
+    if made.get("precision") in _PRECISION:
+        command += ["--precision", _PRECISION[made["precision"]]]
+    _check_photo(record, warnings)
+    return Explanation(record, made, command, warnings)
+
+
+def _check_photo(record: records.Record, warnings: list[str]) -> None:
+    from pipeline.hashing import file_digest
+
+    try:
+        same = file_digest(Path(record.input)) == record.input_digest
+    except OSError:
+        warnings.append(f"the photo {record.input} is gone")
+        return
+    if not same:
+        warnings.append(f"the photo {record.input} has changed since")
