@@ -21,13 +21,12 @@ import yaml
 
 from pipeline import records
 from pipeline.errors import UsageError
-from pipeline.settings import Settings
+from pipeline.settings import HARDWARE_KNOBS, Settings
 
 #: torch's dtype names, as the precision setting spells them.
 _PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-#: Knobs that never change the pixels, left out of the command (see Settings.engine_view).
-_HARDWARE = frozenset({"device", "precision", "max_pixels", "tile_pixels", "tile_overlap",
-                       "batch_size"})
+#: Left out of the ``--set`` list: they change no pixel, or get an option of their own.
+_NOT_SET = HARDWARE_KNOBS | {"precision"}
 
 
 @dataclass
@@ -91,7 +90,7 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
     again = again or output.with_name(f"{output.stem}.again{output.suffix}")
     command = ["stylize", "image", record.input, "--style", style, "-o", os.fsdecode(again)]
     for name, value in wanted.model_dump().items():
-        if name not in _HARDWARE and getattr(base, name) != getattr(wanted, name):
+        if name not in _NOT_SET and getattr(base, name) != getattr(wanted, name):
             command += ["--set", f"{name}={_flow(value)}"]
     device = str(made.get("device") or "cpu").split(":")[0]
     command += ["--device", device]

@@ -335,7 +335,8 @@ def write_result(task: Task, finished: Finished, digest: str, stat: tuple[int, i
         preset = preset.with_overrides({"size": finished.size})
     key = task.key if digest == task.input_digest and preset is task.preset and task.key \
         else task_key(digest, preset, task.fmt)
-    atomic_write_bytes(task.output, finished.data)
+    atomic_write_bytes(task.output, finished.data,
+                       mtime_ns=stat[1] if preset.settings.keep_mtime else None)
     out_size, out_mtime = records.stat_identity(task.output)
     records.write_record(task.output, records.Record(
         key=key, input=os.fsdecode(task.input), input_digest=digest, input_size=stat[0],

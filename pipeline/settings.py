@@ -19,6 +19,10 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 LayerWeights = dict[str, Annotated[float, Field(ge=0)]]
 
+#: Knobs that change no byte of a result, so are not part of its key.
+HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap", "batch_size",
+                            "keep_mtime"})
+
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
     unknown = [name for name in value if name not in LAYER_INDEX]
@@ -105,6 +109,10 @@ class Settings(BaseModel):
         "updated to the output), no-location (all but GPS), or strip (none); an sRGB "
         "profile is always embedded",
     )
+    keep_mtime: bool = Field(
+        False, description="give each output its photo's modification time, so that "
+        "tools sorting by file time file it with the photo"
+    )
     max_pixels: int = Field(
         80_000_000, ge=1, description="inputs with more pixels than this are refused"
     )
@@ -133,10 +141,10 @@ class Settings(BaseModel):
         """The settings that change the pixels of a result (so belong in its key).
 
         The hardware knobs are left out: a result is not redone because it would be
-        made on another device, in tiles of another size or in another batch.
+        made on another device, in tiles of another size or in another batch; nor is
+        the file time (``keep_mtime``), which changes no byte of it.
         """
-        return self.model_dump(exclude={"device", "max_pixels", "tile_pixels",
-                                        "tile_overlap", "batch_size"})
+        return self.model_dump(exclude=set(HARDWARE_KNOBS))
 
 
 def _patch_fields() -> dict[str, Any]:

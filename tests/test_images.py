@@ -457,7 +457,7 @@ def test_heic_without_decoder(tmp_path: Path) -> None:
         path = tmp_path / name
         path.write_bytes(brand)
         err = expect_error("unsupported", functools.partial(load_image, path), path)
-        assert 'pip install "stylize[heif]"' in err.message
+        assert 'pip install "stylize-photos[heif]"' in err.message
 
 
 # --------------------------------------------------------------------------------------

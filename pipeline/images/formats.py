@@ -18,6 +18,7 @@ from typing import IO
 
 from PIL import Image, features
 
+from pipeline import DISTRIBUTION
 from pipeline.images.failures import Shown, fail
 
 _BASE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"})
@@ -44,7 +45,7 @@ ALLOWED_FORMATS: frozenset[str] = _allowed_formats()
 #: Suffixes that mean "HEIF family"; refused with an install hint when no decoder exists.
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".heics", ".heifs", ".avif", ".avifs"})
 _AVIF_EXTENSIONS = frozenset({".avif", ".avifs"})
-HEIF_HINT = 'install the optional HEIF support with: pip install "stylize[heif]"'
+HEIF_HINT = f'install the optional HEIF support with: pip install "{DISTRIBUTION}[heif]"'
 
 # ISO base media "ftyp" brands of HEIF stills and sequences, and of AVIF.
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})

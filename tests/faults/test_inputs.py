@@ -158,7 +158,7 @@ def test_run_stylizes_the_odd_refuses_the_bad_and_reports_each(batch: Path,
         assert (row["status"], row["category"]) == ("failed", case.category), row
         assert row["reason"].startswith(f"{case.name}: ") and "\n" not in row["reason"], row
     if not inputs.HEIF_DECODER:
-        assert rows["all", b"iphone.heic"]["reason"].endswith('pip install "stylize[heif]"')
+        assert rows["all", b"iphone.heic"]["reason"].endswith('pip install "stylize-photos[heif]"')
     # Pillow could read it, but PCX is not a photo format the tool accepts.
     assert "supported format" in rows["all", b"pcx-named.jpg"]["reason"]
     for name in (b"huge-header.png", b"huge-header.jpg"):

