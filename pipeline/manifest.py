@@ -3,6 +3,7 @@
 Schema (unknown keys are rejected everywhere)::
 
     styles_path: [my-styles]      # optional extra preset folders
+    executor: {kind: ray, address: auto, workers: 4}   # optional; default in-process
     defaults: {size: 512, ...}    # optional knobs for every job
     jobs:
       - name: holiday             # unique; letters, digits, '-', '_'
@@ -67,10 +68,23 @@ class JobModel(SettingsPatch):  # type: ignore[misc, valid-type]
         return value
 
 
+class ExecutorModel(BaseModel):
+    """Where the photos are stylized: ``executor: {kind: ray, address: auto, workers: 4}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: a cluster (auto, HOST:PORT); none starts a local one
+    workers: int | None = Field(None, ge=1)
+    cpus_per_worker: int | None = Field(None, ge=1)
+    gpus_per_worker: float | None = Field(None, ge=0)
+
+
 class ManifestModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     styles_path: list[str] = Field(default_factory=list)
+    executor: ExecutorModel = Field(default_factory=ExecutorModel)
     defaults: SettingsPatch = Field(default_factory=SettingsPatch)  # type: ignore[valid-type]
     jobs: list[JobModel] = Field(min_length=1)
 
@@ -96,6 +110,7 @@ class Manifest:
     path: Path
     jobs: tuple[Job, ...]
     registry: Registry
+    executor: ExecutorModel = ExecutorModel()
 
     def job(self, name: str) -> Job:
         for job in self.jobs:
@@ -190,10 +205,8 @@ def _split_glob(base: Path, text: str) -> tuple[Path, str | None]:
     return base / text, None
 
 
-def load_manifest(path: Path, *, registry: Registry | None = None,
-                  cli_overrides: dict[str, Any] | None = None) -> Manifest:
-    """Read, validate and resolve a manifest; raise ConfigError listing every problem."""
-    path = Path(path)
+def _parse(path: Path) -> tuple[ManifestModel, _Problems]:
+    """The validated top level, and the problem list (with lines) for what follows."""
     try:
         # Bounded: a regular file of at most 1 MiB, aliases and nesting limited (yamlio).
         node = yamlio.compose(path, "manifest")
@@ -213,11 +226,17 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
             problems.add(err_loc, msg)
         problems.raise_if_any()
         raise  # unreachable: raise_if_any raised
+    return model, problems
 
+
+def load_manifest(path: Path, *, registry: Registry | None = None,
+                  cli_overrides: dict[str, Any] | None = None) -> Manifest:
+    """Read, validate and resolve a manifest; raise ConfigError listing every problem."""
+    path = Path(path)
+    model, problems = _parse(path)
     base = _real(path).parent
-    extra_dirs = [base / p for p in model.styles_path]
     if registry is None:
-        registry = Registry.discover(extra_dirs)
+        registry = Registry.discover([base / p for p in model.styles_path])
     jobs: list[Job] = []
     names: set[str] = set()
     for i, jm in enumerate(model.jobs):
@@ -225,58 +244,72 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
         if jm.name in names:
             problems.add(loc + ("name",), f"job name {jm.name!r} is used twice")
         names.add(jm.name)
-        job_patch = jm.model_dump(include=set(Settings.model_fields), exclude_unset=True,
-                                  exclude_none=True)
-        presets: list[Preset] = []
-        for k, style in enumerate(jm.styles):
-            try:
-                preset = registry.resolve(style, relative_to=base)
-                preset = preset.with_overrides(model.defaults, job_patch, cli_overrides)
-            except UsageError as exc:
-                problems.add(loc + ("styles", k), exc.message)
-                continue
-            except ValidationError as exc:
-                for err_loc, msg in error_items(exc):
-                    problems.add(loc + err_loc, msg)
-                continue
-            # The style names the output file: two entries with one name would collide.
-            if any(p.name == preset.name for p in presets):
-                problems.add(loc + ("styles", k), f"style {preset.name!r} is listed twice "
-                                                  "(outputs are named after the style)")
-                continue
-            presets.append(preset)
-        given_input, pattern = _split_glob(base, jm.input)
-        input_dir, output_dir = _real(given_input), _real(base / jm.output)
-        inbox_dir = _real(base / jm.inbox) if jm.inbox else None
-        looped = False
-        for field, given in (("input", given_input), ("output", base / jm.output),
-                             ("inbox", base / jm.inbox if jm.inbox else None)):
-            if given is not None and _link_loop(given):
-                problems.add(loc + (field,), f"symbolic link loop: {given} (a link on the way "
-                                             "leads back to itself)")
-                looped = True
-        if looped:
-            pass  # the folders cannot be compared; the loop is the problem to fix first
-        elif not input_dir.exists():
-            problems.add(loc + ("input",), f"input folder not found: {input_dir}")
-        elif not input_dir.is_dir():
-            problems.add(loc + ("input",), f"not a folder: {input_dir}")
-        elif output_dir == input_dir:
-            # Results would be picked up as photos by the next run.
-            problems.add(loc + ("output",), "the output folder is the input folder; "
-                                            "use a separate folder (it may be inside it)")
-        if pattern is not None and jm.recursive:
-            problems.add(loc + ("recursive",), "recursive applies to folders; "
-                                               "use ** in the glob instead")
+        presets = _presets(jm, loc, model, registry, base, cli_overrides, problems)
+        job = _job(jm, i, tuple(presets), base, problems)
         for other in jobs:
             shared = sorted({p.name for p in presets} & {p.name for p in other.styles})
-            if other.output == output_dir and shared:
+            if other.output == job.output and shared:
                 problems.add(loc + ("output",), f"jobs {other.name!r} and {jm.name!r} both write "
-                                                f"style {shared[0]!r} into {output_dir}; give "
+                                                f"style {shared[0]!r} into {job.output}; give "
                                                 "them different output folders")
                 break
-        jobs.append(Job(jm.name, i, input_dir, pattern, jm.recursive, tuple(presets),
-                        output_dir, inbox_dir,
-                        jm.after, jm.follow_symlinks))
+        jobs.append(job)
     problems.raise_if_any()
-    return Manifest(_real(path), tuple(jobs), registry)
+    return Manifest(_real(path), tuple(jobs), registry, model.executor)
+
+
+def _presets(jm: JobModel, loc: Loc, model: ManifestModel, registry: Registry, base: Path,
+             cli_overrides: dict[str, Any] | None, problems: _Problems) -> list[Preset]:
+    """The job's styles, each with defaults < job < command line applied."""
+    job_patch = jm.model_dump(include=set(Settings.model_fields), exclude_unset=True,
+                              exclude_none=True)
+    presets: list[Preset] = []
+    for k, style in enumerate(jm.styles):
+        try:
+            preset = registry.resolve(style, relative_to=base)
+            preset = preset.with_overrides(model.defaults, job_patch, cli_overrides)
+        except UsageError as exc:
+            problems.add(loc + ("styles", k), exc.message)
+            continue
+        except ValidationError as exc:
+            for err_loc, msg in error_items(exc):
+                problems.add(loc + err_loc, msg)
+            continue
+        # The style names the output file: two entries with one name would collide.
+        if any(p.name == preset.name for p in presets):
+            problems.add(loc + ("styles", k), f"style {preset.name!r} is listed twice "
+                                              "(outputs are named after the style)")
+            continue
+        presets.append(preset)
+    return presets
+
+
+def _job(jm: JobModel, i: int, presets: tuple[Preset, ...], base: Path,
+         problems: _Problems) -> Job:
+    """The job with its folders resolved and checked."""
+    loc: Loc = ("jobs", i)
+    given_input, pattern = _split_glob(base, jm.input)
+    input_dir, output_dir = _real(given_input), _real(base / jm.output)
+    inbox_dir = _real(base / jm.inbox) if jm.inbox else None
+    looped = False
+    for field, given in (("input", given_input), ("output", base / jm.output),
+                         ("inbox", base / jm.inbox if jm.inbox else None)):
+        if given is not None and _link_loop(given):
+            problems.add(loc + (field,), f"symbolic link loop: {given} (a link on the way "
+                                         "leads back to itself)")
+            looped = True
+    if looped:
+        pass  # the folders cannot be compared; the loop is the problem to fix first
+    elif not input_dir.exists():
+        problems.add(loc + ("input",), f"input folder not found: {input_dir}")
+    elif not input_dir.is_dir():
+        problems.add(loc + ("input",), f"not a folder: {input_dir}")
+    elif output_dir == input_dir:
+        # Results would be picked up as photos by the next run.
+        problems.add(loc + ("output",), "the output folder is the input folder; "
+                                        "use a separate folder (it may be inside it)")
+    if pattern is not None and jm.recursive:
+        problems.add(loc + ("recursive",), "recursive applies to folders; "
+                                           "use ** in the glob instead")
+    return Job(jm.name, i, input_dir, pattern, jm.recursive, presets, output_dir, inbox_dir,
+               jm.after, jm.follow_symlinks)

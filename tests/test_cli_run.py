@@ -330,3 +330,14 @@ def test_kill_9_mid_batch_then_rerun_finishes_it_byte_identical(tmp_path: Path) 
     got, expected = _sha256(out), _sha256(reference / "out")
     assert sorted(got) == [f"p{i}.jpg.udnie.jpg" for i in range(1, 5)]
     assert got == expected
+
+
+def test_executor_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    manifest = _project(tmp_path, {"a.jpg": 1})
+    code, _, stderr = _invoke(str(manifest), "--executor", "nope")
+    assert code == 2 and stderr.splitlines() == [
+        "error: unknown executor 'nope'; known: local, ray"]
+    code, _, stderr = _invoke(str(manifest), "--workers", "2")
+    assert code == 2 and stderr.splitlines() == [
+        "error: --workers only apply with --executor ray"]
+    assert not list((tmp_path / "out").glob("*.jpg"))

@@ -11,15 +11,19 @@ from pipeline.cli.app import app
 from pipeline.cli.common import (
     CacheDirOpt,
     DeviceOpt,
+    ExecutorOpt,
     JobsOpt,
     ManifestArg,
     QuietOpt,
+    RayAddressOpt,
     StopFlag,
     VerboseOpt,
+    WorkersOpt,
     err,
     errors,
     fail,
     guard_output,
+    make_executor,
     out,
     setup_logging,
 )
@@ -38,6 +42,9 @@ def run(
         help="Also write the machine-readable report to this file.")] = None,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -72,7 +79,8 @@ def run(
             check_writable(folder)  # one clear line (73, 74) before the lock is made there
         with output_locks(outputs, what=str(manifest)), stop.installed():
             result = _run(parsed, job, cache_dir, stop,
-                          RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose))
+                          RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose),
+                          (executor, ray_address, workers))
         _report(result, report, json_out)
         if isinstance(result.stopped, Cancelled) and stop.reason:
             err.print(f"{stop.reason}; nothing partial was written, and the next run does "
@@ -85,16 +93,15 @@ def run(
 
 
 def _run(parsed: Any, jobs: list[str] | None, cache_dir: Path | None, stop: StopFlag,
-         display: Any) -> Any:
+         display: Any, where: tuple[str | None, str | None, int | None]) -> Any:
     from pipeline.cache import ArtifactCache
-    from pipeline.executors.local import LocalExecutor
     from pipeline.planning import plan
     from pipeline.runner import run as run_plan
 
     cache = ArtifactCache(cache_dir)
     cache.sweep()
     the_plan = plan(parsed, jobs=jobs)
-    executor = LocalExecutor(cache)
+    executor = make_executor(parsed, cache, *where)
     try:
         with display.live(the_plan):
             result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop)

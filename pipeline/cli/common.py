@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, NoReturn
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -161,3 +161,28 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only failures, wa
                                         "the summary.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v",
                                           help="Per-scale progress and log details.")]
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", metavar="local|ray", help="Where photos are stylized: in this process "
+    "(local), or on a Ray cluster (ray) (default: the manifest's executor, else local).",
+    show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", metavar="ADDRESS", help="The Ray cluster to use (auto, HOST:PORT, "
+    "ray://HOST:PORT); without it --executor ray starts a local Ray for the run.",
+    show_default=False)]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="Ray workers to start (default: as many as the cluster holds).",
+    show_default=False)]
+
+
+def make_executor(manifest: Any, cache: Any, kind: str | None, address: str | None,
+                  workers: int | None) -> Any:
+    """The executor the command line asks for, else the manifest's (the command line wins)."""
+    from pipeline.executors import make_executor as make
+
+    chosen = manifest.executor
+    kind = kind or chosen.kind
+    if kind != chosen.kind:  # the manifest's options belong to the manifest's executor
+        return make(kind, cache=cache, ray_address=address, workers=workers)
+    return make(kind, cache=cache, ray_address=address or chosen.address,
+                workers=workers or chosen.workers, cpus_per_worker=chosen.cpus_per_worker,
+                gpus_per_worker=chosen.gpus_per_worker)

@@ -11,13 +11,17 @@ from pipeline.cli.app import app
 from pipeline.cli.common import (
     CacheDirOpt,
     DeviceOpt,
+    ExecutorOpt,
     JobsOpt,
     ManifestArg,
+    RayAddressOpt,
     StopFlag,
     VerboseOpt,
+    WorkersOpt,
     err,
     errors,
     guard_output,
+    make_executor,
     out,
     setup_logging,
 )
@@ -44,6 +48,9 @@ def watch(
         "('-' for stdout).", show_default=False)] = None,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q",
                                         help="Only failures and warnings.")] = False,
     verbose: VerboseOpt = False,
@@ -73,8 +80,13 @@ def watch(
         with JsonLog.open(json_log, out.file) as log, stop.installed():
             display = WatchDisplay(err if json_log == "-" else out, quiet=quiet,
                                    verbose=verbose)
-            watcher = InboxWatcher(jobs, cache=ArtifactCache(cache_dir), options=options,
-                                   on_event=fan_out(display.on_event,
-                                                    log.on_event if log else None))
-            with display.live(lambda: watcher.status):
-                watcher.run_until_stopped(stop, reason=lambda: stop.reason)
+            engine_room = make_executor(parsed, ArtifactCache(cache_dir), executor,
+                                        ray_address, workers)
+            try:
+                watcher = InboxWatcher(jobs, executor=engine_room, options=options,
+                                       on_event=fan_out(display.on_event,
+                                                        log.on_event if log else None))
+                with display.live(lambda: watcher.status):
+                    watcher.run_until_stopped(stop, reason=lambda: stop.reason)
+            finally:
+                engine_room.close()
