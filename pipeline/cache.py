@@ -12,8 +12,8 @@ the caller rebuilds it instead of producing a wrong picture.
 Write failures: :meth:`ArtifactCache.put` raises the tool's own errors from
 :mod:`pipeline.fsutil`.  ``DiskFullError`` means the run must stop (outputs would fail next).
 ``OutputNotWritableError`` (read-only or foreign-owned cache folder) only costs speed: callers
-may log it and continue without caching, which is what :meth:`ArtifactCache.get_or_compute`
-does.
+may log it and continue without caching, which is what
+:class:`~pipeline.targets.StyleTargetStore` does.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,10 +31,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from pipeline import fsutil
-from pipeline.errors import OutputNotWritableError
 from pipeline.hashing import digest_tensors
 
-__all__ = ["ArtifactCache", "CacheStats", "default_cache_dir", "ENV_CACHE_DIR"]
+__all__ = ["ArtifactCache", "default_cache_dir", "ENV_CACHE_DIR"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +64,6 @@ def default_cache_dir() -> Path:
     return platformdirs.user_cache_path("stylize")
 
 
-@dataclass
-class CacheStats:
-    """Counters for one :class:`ArtifactCache`, reported at the end of a run."""
-
-    hits: int = 0
-    computed: int = 0
-    corrupt: int = 0
-    #: Entries computed but not stored because the cache folder was not writable.
-    write_errors: int = 0
-
-
 class _CorruptEntry(Exception):
     """Internal: an entry exists but cannot be trusted; the message says why."""
 
@@ -91,9 +77,6 @@ class ArtifactCache:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.stats = CacheStats()
-        self._stats_lock = threading.Lock()
-        self._warned_unwritable = False
 
     def __repr__(self) -> str:
         return f"ArtifactCache(root={str(self.root)!r})"
@@ -115,7 +98,7 @@ class ArtifactCache:
         """Return the tensors stored under ``(kind, key)`` (on CPU), or ``None`` on a miss.
 
         An entry that fails verification is logged, deleted and counted in
-        ``stats.corrupt``, and ``None`` is returned so the caller rebuilds it.
+        and ``None`` is returned so the caller rebuilds it.
         """
         path = self.path_for(kind, key)
         try:
@@ -135,8 +118,6 @@ class ArtifactCache:
         except _CorruptEntry as exc:
             logger.warning("discarding corrupt cache entry %s: %s", path, exc)
             self._discard(path, before)
-            with self._stats_lock:
-                self.stats.corrupt += 1
             return None
         except OSError as exc:
             logger.warning("cannot read cache entry %s (%s); computing it again", path, exc)
@@ -234,39 +215,6 @@ class ArtifactCache:
                     raise OSError(code, os.strerror(code), str(tmp)) from exc
                 raise
         return final
-
-    def get_or_compute(
-        self,
-        kind: str,
-        key: str,
-        compute: Callable[[], Mapping[str, torch.Tensor]],
-        metadata: Mapping[str, str] | None = None,
-    ) -> tuple[dict[str, torch.Tensor], bool]:
-        """Return ``(tensors, from_cache)``, calling ``compute`` and storing on a miss.
-
-        Tensors from the cache are on the CPU; computed ones are returned as ``compute``
-        made them.  If the cache folder is not writable the result is still returned (with
-        one warning per cache); ``DiskFullError`` propagates because the run cannot go on.
-        """
-        cached = self.get(kind, key)
-        if cached is not None:
-            with self._stats_lock:
-                self.stats.hits += 1
-            return cached, True
-
-        tensors = dict(compute())
-        with self._stats_lock:
-            self.stats.computed += 1
-        try:
-            self.put(kind, key, tensors, metadata)
-        except OutputNotWritableError as exc:
-            with self._stats_lock:
-                self.stats.write_errors += 1
-                first = not self._warned_unwritable
-                self._warned_unwritable = True
-            if first:
-                logger.warning("%s; continuing without caching", exc.message)
-        return tensors, False
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class StyleTargetStore:
     def __init__(self, cache: ArtifactCache | None) -> None:
         self.cache = cache
         self.counts = TargetCounts()
+        self._told_unwritable = False
         self._memory: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
 
     def _remember(self, key: str, grams: dict[str, torch.Tensor]) -> None:
@@ -99,6 +100,9 @@ class StyleTargetStore:
                         self.cache.put(CACHE_KIND, keys[side], grams,
                                        {"style": preset.name, "side": str(side)})
                     except OutputNotWritableError as exc:
-                        # A read-only cache slows later runs down but must not fail this one.
-                        logger.warning("%s; style targets are not cached", exc.message)
+                        # A read-only cache slows later runs down but must not fail this one;
+                        # said once, not once per entry.
+                        if not self._told_unwritable:
+                            logger.warning("%s; style targets are not cached", exc.message)
+                        self._told_unwritable = True
         return found

@@ -117,7 +117,6 @@ def test_put_get_roundtrip(cache: ArtifactCache) -> None:
 
 def test_get_missing_is_none(cache: ArtifactCache) -> None:
     assert cache.get(KIND, KEY) is None
-    assert cache.stats.corrupt == 0
 
 
 def test_put_accepts_noncontiguous_and_shared_tensors(cache: ArtifactCache) -> None:
@@ -143,21 +142,6 @@ def test_put_rejects_reserved_metadata_and_bad_keys(cache: ArtifactCache) -> Non
         cache.put(KIND, "../../escape", _tensors())
     with pytest.raises(ValueError):
         cache.get("../x", KEY)
-
-
-def test_get_or_compute_hits_second_time(cache: ArtifactCache) -> None:
-    calls: list[int] = []
-
-    def compute() -> dict[str, torch.Tensor]:
-        calls.append(1)
-        return _tensors()
-
-    first, cached1 = cache.get_or_compute(KIND, KEY, compute)
-    second, cached2 = cache.get_or_compute(KIND, KEY, compute)
-    assert (cached1, cached2) == (False, True)
-    assert len(calls) == 1
-    _assert_equal(first, second)
-    assert (cache.stats.hits, cache.stats.computed, cache.stats.corrupt) == (1, 1, 0)
 
 
 def test_different_keys_do_not_collide(cache: ArtifactCache) -> None:
@@ -187,13 +171,10 @@ def test_corrupt_entry_detected_deleted_and_rebuilt(
     assert str(path) in caplog.text
     assert "corrupt" in caplog.text
     assert not path.exists()
-    assert cache.stats.corrupt == 1
 
-    got, from_cache = cache.get_or_compute(KIND, KEY, _tensors)
-    assert from_cache is False
-    _assert_equal(got, _tensors())
-    again, from_cache = cache.get_or_compute(KIND, KEY, _tensors)
-    assert from_cache is True
+    cache.put(KIND, KEY, _tensors())  # what the caller does on a miss: rebuilt
+    again = cache.get(KIND, KEY)
+    assert again is not None
     _assert_equal(again, _tensors())
 
 
@@ -224,9 +205,7 @@ def test_entry_with_other_key_is_rejected(
     assert "key" in caplog.text
     assert not target.exists()
     assert source.exists()  # the genuine entry is untouched
-    assert cache.stats.corrupt == 1
-    _, from_cache = cache.get_or_compute(KIND, KEY, _tensors)
-    assert from_cache is False
+    cache.put(KIND, KEY, _tensors())
     assert cache.get(KIND, KEY) is not None
 
 
@@ -285,34 +264,27 @@ def test_put_disk_full_raises_and_leaves_nothing(
     assert cache.get(KIND, KEY) is None
 
 
-def test_disk_full_propagates_from_get_or_compute(
-    cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(safetensors.torch, "save_file", _failing_save(exc))
-    with pytest.raises(DiskFullError):
-        cache.get_or_compute(KIND, KEY, _tensors)
-
-
-def test_unwritable_cache_put_raises_but_get_or_compute_continues(
+def test_unwritable_cache_put_raises_but_a_run_continues_without_caching(
     cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A read-only cache folder costs speed, not the run (the store logs it once)."""
+    from pipeline.engine.optimize import Engine
+    from pipeline.styles import Registry
+    from pipeline.targets import StyleTargetStore
+
     # chmod cannot be used: the tests may run as root, who writes anywhere.
     exc = OSError(errno.EROFS, os.strerror(errno.EROFS))
     monkeypatch.setattr(safetensors.torch, "save_file", _failing_save(exc))
-
     with pytest.raises(OutputNotWritableError):
         cache.put(KIND, KEY, _tensors())
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
-        got, from_cache = cache.get_or_compute(KIND, KEY, _tensors)
-        cache.get_or_compute(KIND, OTHER_KEY, _tensors)
-    assert from_cache is False
-    _assert_equal(got, _tensors())
-    assert cache.stats.computed == 2
-    assert cache.stats.write_errors == 2
-    # One warning per cache, not one per artifact.
-    assert caplog.text.count("continuing without caching") == 1
+    preset = Registry.discover().resolve("udnie").with_overrides(
+        {"size": 64, "min_side": 32, "precision": "fp32", "device": "cpu"})
+    store = StyleTargetStore(cache)
+    with caplog.at_level(logging.WARNING, logger="pipeline.targets"):
+        targets = store.get(Engine(preset.settings), preset, [32, 64])
+    assert sorted(targets) == [32, 64] and store.counts.computed == 2
+    assert caplog.text.count("style targets are not cached") == 1  # once, not per entry
     assert _temp_files(cache.root) == []
 
 
