@@ -94,14 +94,14 @@ def free_memory(device: torch.device | None = None) -> None:
 
 
 def encode(work: Work, engine: Engine, photo: LoadedImage, picture: Image.Image,
-           seconds: float) -> Finished:
+           seconds: float, worker: str = "") -> Finished:
     """The finished picture as the bytes of its file, with the photo's metadata and alpha."""
     s = engine.settings
     meta = output_metadata(photo, policy=s.metadata, software=work.software,
                            size=picture.size)
     data = encode_image(picture, work.fmt, quality=s.quality, alpha=photo.alpha, metadata=meta)
     return Finished(work.id, data, picture.width, picture.height, size=s.size, seconds=seconds,
-                    metadata_notes=tuple(photo.metadata_notes) + tuple(meta.notes),
+                    worker=worker, metadata_notes=tuple(photo.metadata_notes) + tuple(meta.notes),
                     details={"device": str(engine.device),
                              "precision": str(engine.dtype).removeprefix("torch.")})
 
@@ -113,7 +113,7 @@ def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn
     targets = shop.targets(engine, preset, engine.style_sides(*photo.rgb.size))
     picture = engine.stylize(photo.rgb, targets, on_progress=on_progress,
                              should_stop=should_stop)
-    return encode(work, engine, photo, picture, time.perf_counter() - start)
+    return encode(work, engine, photo, picture, time.perf_counter() - start, shop.worker)
 
 
 def render(shop: Workshop, work: Work, *, on_progress: ProgressFn | None = None,
@@ -218,7 +218,8 @@ def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgress
         share = (time.perf_counter() - start) / len(batch)
         for item, picture in zip(batch, pictures, strict=True):
             try:
-                results.append(encode(item.work, engine, item.photo, picture, share))
+                results.append(encode(item.work, engine, item.photo, picture, share,
+                                      shop.worker))
             except Exception as exc:
                 results.append(failed(item.work, exc, share, shop.worker))
     for work in alone:

@@ -229,9 +229,8 @@ class _Driver:
         sizes = header_sizes(tasks)  # headers only, read once
         before = self.executor.counts
         self.executor.prepare(preset, [s for s in sizes if s is not None])
-        after = self.executor.counts
-        self.on_event(TargetsReady(preset.name, after.computed - before.computed,
-                                   after.cached - before.cached))
+        made = self.executor.counts - before
+        self.on_event(TargetsReady(preset.name, made.computed, made.cached))
         for batch in make_batches(tasks, sizes, self.executor.batch_size):
             works = [w for w in (self._work(t) for t in batch) if w is not None]
             if works:
@@ -363,6 +362,9 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         should_stop: Callable[[], bool] | None = None) -> Report:
     """Run the due tasks of a plan; returns the report (never raises for one photo)."""
     start = time.perf_counter()
+    # The executor may outlive this run (a watcher's, reused): its counts are running
+    # totals, and the report is about this run only.
+    counts_before = executor.counts
     driver = _Driver(plan, executor, on_event or (lambda e: None), should_stop)
     due = plan.due
     for folder in sorted({t.output.parent for t in plan.tasks}):
@@ -390,7 +392,7 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         executor.cancel()
         raise
     finally:
-        counts = executor.counts
+        counts = executor.counts - counts_before
         driver.report.targets_computed = counts.computed
         driver.report.targets_cached = counts.cached
         driver.report.targets_shipped = counts.shipped

@@ -31,7 +31,7 @@ from pipeline.errors import UsageError, WeightsError  # noqa: E402
 from pipeline.executors import make_executor  # noqa: E402
 from pipeline.executors.base import Started, Work  # noqa: E402
 from pipeline.executors.local import LocalExecutor  # noqa: E402
-from pipeline.executors.ray import RayExecutor, _probe  # noqa: E402
+from pipeline.executors.ray import RayExecutor, probe  # noqa: E402
 from pipeline.manifest import load_manifest  # noqa: E402
 from pipeline.planning import Plan, plan  # noqa: E402
 from pipeline.runner import Report, TargetsReady, TaskStarted, TaskStep, run  # noqa: E402
@@ -161,13 +161,12 @@ def test_same_outputs_and_records_as_in_process(executor: RayExecutor, tmp_path:
     local = make_project(tmp_path / "local", fast_preset_dir, photos=4)
     remote = make_project(tmp_path / "remote", fast_preset_dir, photos=4)
     local_report = run_local(local.plan(), ArtifactCache(tmp_path / "cache-local"))
-    before = executor.counts
     report = run_ray(remote, executor)
     assert report.exit_code == 0 and report.count("done") == 4, report.as_dict()
     # Targets: computed once on the driver (two sides per pyramid scale at most), and
     # every side shipped once, those of the half-size retry included.
-    assert report.targets_computed - before.computed >= 1
-    assert report.targets_shipped - before.shipped >= report.targets_computed - before.computed
+    assert report.targets_computed >= 1
+    assert report.targets_shipped >= report.targets_computed
     # Same seed, fp32 on one CPU thread each: the very same bytes.
     assert remote.outputs() == local.outputs()
     assert all(r.worker.startswith("ray:") for r in report.results)
@@ -323,9 +322,9 @@ def test_targets_not_shipped_ahead_are_shipped_when_a_worker_asks(
 
 
 def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.executors.ray as ray_executor
+    import pipeline.executors.ray.connect as ray_connect
 
-    monkeypatch.setattr(ray_executor, "ray", None)
+    monkeypatch.setattr(ray_connect, "ray", None)
     with pytest.raises(UsageError, match=r"\[ray\]"):
         make_executor("ray", cache=None)
 
@@ -333,9 +332,9 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 def test_unreachable_address_is_one_line_and_quick() -> None:
     start = time.monotonic()
     with pytest.raises(UsageError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
-        _probe("127.0.0.1:9", 5.0)  # the discard port: nothing listens there
+        probe("127.0.0.1:9", 5.0)  # the discard port: nothing listens there
     with pytest.raises(UsageError, match="not HOST:PORT"):
-        _probe("nowhere", 5.0)
+        probe("nowhere", 5.0)
     assert time.monotonic() - start < 10
 
 

@@ -296,6 +296,30 @@ def test_corrupt_cache_entry_is_logged_and_rebuilt(done: Project,
     assert (report.count("done"), report.targets_computed, report.targets_cached) == (1, 0, 1)
 
 
+def test_reports_of_a_reused_executor_count_their_own_run_only(done: Project) -> None:
+    # A watcher keeps one executor for days: each run's report says what that run did.
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.runner import run
+
+    text = _manifest_text()
+    executor = LocalExecutor(ArtifactCache(done.cache))
+    try:
+        done.manifest.write_text(text.replace("[udnie]", "[great-wave]", 1))
+        first = run(done.plan(), executor)  # a new style for main: its targets are computed
+        assert first.count("done") == 2 and first.targets_computed >= 1, first.as_dict()
+        assert first.targets_cached == 0
+        done.manifest.write_text(text)
+        (done.root / "out" / "other" / "c.png.udnie.jpg").unlink()
+        second = run(done.plan(), executor)  # udnie's targets are in the cache
+        assert second.count("done") == 1, second.as_dict()
+        assert (second.targets_computed, second.targets_cached) == (0, 1)
+        # The executor's own counts are running totals over both runs.
+        assert executor.counts.computed == first.targets_computed
+        assert executor.counts.cached == 1
+    finally:
+        executor.close()
+
+
 def test_stale_temp_files_are_swept_at_the_start(done: Project) -> None:
     leftovers = [done.root / "out" / "main" / f"{TEMP_PREFIX}abc.jpg",
                  done.root / "out" / "main" / "sub" / f"{TEMP_PREFIX}def.jpg",

@@ -84,11 +84,16 @@ ExecEventFn = Callable[[ExecEvent], None]
 
 @dataclass
 class TargetCounts:
-    """Style targets this run: computed, read from the cache, and sent to workers."""
+    """Style targets computed, read from the cache, and sent to workers."""
 
     computed: int = 0
     cached: int = 0
     shipped: int = 0
+
+    def __sub__(self, before: TargetCounts) -> TargetCounts:
+        """What happened between two snapshots (an executor's counts are running totals)."""
+        return TargetCounts(self.computed - before.computed, self.cached - before.cached,
+                            self.shipped - before.shipped)
 
 
 class Executor(Protocol):
@@ -96,7 +101,7 @@ class Executor(Protocol):
 
     @property
     def counts(self) -> TargetCounts:
-        """Style targets so far (a snapshot)."""
+        """Style targets over the executor's life so far (a snapshot)."""
 
     def bind(self, on_event: ExecEventFn, should_stop: Callable[[], bool] | None) -> None:
         """Where to send progress, and what to ask whether to give up (between steps)."""

@@ -38,7 +38,7 @@ class RunDisplay(View):
         super().__init__(console, quiet=quiet, verbose=verbose)
         self._bar: Progress | None = None
         self._overall: TaskID | None = None
-        self._photo: TaskID | None = None
+        self._photos: dict[str, TaskID] = {}  # worker -> its line
 
     # -- plan -----------------------------------------------------------------
 
@@ -73,7 +73,6 @@ class RunDisplay(View):
         with Progress(*columns, console=self.console) as bar:
             self._bar = bar
             self._overall = bar.add_task("photos", total=len(plan.due), detail="")
-            self._photo = bar.add_task("", total=1, detail="", visible=False)
             try:
                 yield
             finally:
@@ -85,10 +84,14 @@ class RunDisplay(View):
                 self.line(f"style {markup(event.style)}: {event.computed} style target(s) "
                            f"computed, {event.cached} from the cache")
         elif isinstance(event, TaskStarted):
-            if self._bar is not None and self._photo is not None:
-                self._bar.update(self._photo, visible=True, completed=0, total=1,
-                                 description=markup(f"{event.task.input.name} · "
-                                                     f"{event.task.style}"), detail="")
+            if self._bar is not None:
+                # One line per worker: its current photo, and (below) its step.
+                remote = event.worker and not event.worker.startswith("local:")
+                who = f" · {event.worker}" if remote else ""
+                self._bar.update(self._worker_bar(event.worker), visible=True, completed=0,
+                                 total=1, description=markup(f"{event.task.input.name} · "
+                                                             f"{event.task.style}{who}"),
+                                 detail="")
         elif isinstance(event, TaskStep):
             self._step(event)
         elif isinstance(event, TaskFinished):
@@ -96,15 +99,21 @@ class RunDisplay(View):
 
     def _step(self, event: TaskStep) -> None:
         p = event.progress
-        if self._bar is not None and self._photo is not None:
+        if self._bar is not None:
             tile = f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else ""
-            self._bar.update(self._photo, completed=p.step, total=p.steps,
+            self._bar.update(self._worker_bar(event.worker), completed=p.step, total=p.steps,
                              detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height}{tile} "
                                     f"loss {p.loss:.3g}")
         elif self.verbose and p.step == p.steps:
             self.line(f"  {shown(event.task.input)} \\[{markup(event.task.style)}] scale "
                        f"{p.scale}/{p.scales} {p.width}×{p.height} loss {p.loss:.4g} "
                        f"({p.elapsed:.1f} s)")
+
+    def _worker_bar(self, worker: str) -> TaskID:
+        assert self._bar is not None
+        if worker not in self._photos:
+            self._photos[worker] = self._bar.add_task("", total=1, detail="", visible=False)
+        return self._photos[worker]
 
     def _finished(self, event: TaskFinished) -> None:
         r = event.result

@@ -1,0 +1,78 @@
+"""The worker actor: one :class:`~pipeline.render.Workshop` for its life, around
+:func:`~pipeline.render.render_batch`; photos in as bytes, pictures out as bytes.
+
+Because the photo is made by the same ``render_batch`` as in-process, it is
+decoded, batched, retried after running out of memory and failed exactly as in
+a local run.  The actor opens no file of the job: its style targets come by
+reference (:mod:`.targets`), its progress goes out through the relay
+(:mod:`.progress`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.executors.base import Finished, Work
+from pipeline.executors.ray.connect import ray
+from pipeline.executors.ray.progress import ProgressSender
+from pipeline.executors.ray.targets import WorkerTargets
+from pipeline.settings import Settings
+
+__all__ = ["Worker"]
+
+
+def _control(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Actor methods that answer while a photo is being made (their own thread)."""
+    if ray is None:
+        return method
+    return ray.method(concurrency_group="control")(method)  # type: ignore[no-any-return]
+
+
+class Worker:
+    """A Ray actor (made remote by :class:`~.pool.WorkerPool`): see the module docstring."""
+
+    def __init__(self, threads: int, progress: str) -> None:
+        import torch
+
+        from pipeline.render import Workshop
+
+        if threads > 0:
+            torch.set_num_threads(threads)  # its CPU share, whatever OMP_NUM_THREADS says
+        self.label = f"ray:{socket.gethostname()}:{os.getpid()}"
+        self._progress = ProgressSender(progress, self.label)
+        self._targets = WorkerTargets(self.label)
+        self._shop = Workshop(self._targets, worker=self.label)
+
+    @_control
+    def ready(self) -> dict[str, Any]:
+        import torch
+
+        return {"worker": self.label, "threads": torch.get_num_threads(),
+                "gpus": torch.cuda.device_count()}
+
+    @_control
+    def auto_batch_size(self, settings: Settings, pixels: int) -> int:
+        from pipeline.engine import memory
+        from pipeline.engine.device import resolve_device, resolve_precision
+
+        device = resolve_device(settings.device)
+        return memory.auto_batch_size(device, resolve_precision(settings.precision, device),
+                                      pixels)
+
+    def render(self, works: list[Work], sides: dict[int, Any],
+               identity: dict[str, Any]) -> list[Finished]:
+        from pipeline.render import render_batch
+
+        assert ray is not None
+        self._targets.use(sides, identity)
+        self._progress.started(works)
+        context = ray.get_runtime_context()
+        try:
+            # ray.cancel() sets the flag this reads; the engine checks it between steps.
+            return render_batch(self._shop, works, on_progress=self._progress.step,
+                                should_stop=context.is_canceled)
+        finally:
+            self._progress.flush()

@@ -1,0 +1,157 @@
+"""Style targets by object reference: made once on the driver, used as shipped on workers.
+
+The driver computes each style's Gram targets (or reads them from its cache) for
+every side a photo may need, the half-size retry after running out of memory
+included, and puts each side in Ray's object store once per style and engine
+identity (:class:`TargetShipper`); tasks carry the references.  A worker fetches
+a reference once and keeps what it fetched (:class:`WorkerTargets`), so targets
+are computed once per cluster and a worker never opens a painting.  A side that
+was not shipped (a photo whose decoded size differs from its header's) is asked
+for with :class:`MissingTargets`, and the driver ships it and sends the task again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.cache import ArtifactCache
+from pipeline.engine.geometry import MIN_SCALE_SIDE, style_sides
+from pipeline.errors import InputError, StylizeError, WeightsError
+from pipeline.executors.base import TargetCounts
+from pipeline.executors.ray.connect import ray
+from pipeline.hashing import digest_json, file_digest
+from pipeline.settings import Settings
+from pipeline.styles import Preset
+from pipeline.targets import StyleTargetStore
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline.engine.optimize import Engine, StyleTargets
+
+__all__ = ["MissingTargets", "ShippedStyle", "TargetShipper", "WorkerTargets", "sides_needed"]
+
+#: Style targets a worker keeps deserialized (a few MB each).
+WORKER_TARGETS_KEPT = 64
+
+
+class MissingTargets(StylizeError):
+    """Raised on a worker whose photo needs style sides the driver did not ship."""
+
+    def __init__(self, message: str, sides: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.sides = sides
+
+
+@dataclass
+class ShippedStyle:
+    """The style targets of one style and engine identity, as shipped to workers."""
+
+    engine: Engine  # on the driver's CPU, for computing targets only
+    identity: dict[str, Any]
+    refs: dict[int, Any] = field(default_factory=dict)  # side -> ObjectRef
+
+
+def sides_needed(preset: Preset, sizes: list[tuple[int, int]]) -> set[int]:
+    """Every style side that photos of these (file) sizes may ask for, retry included."""
+    from pipeline.render import OOM_RETRY_SCALE
+
+    s = preset.settings
+    wanted: set[int] = set()
+    smaller = s.merged({"size": int(s.size * OOM_RETRY_SCALE)}) \
+        if int(s.size * OOM_RETRY_SCALE) >= MIN_SCALE_SIDE else None
+    for w, h in sizes:
+        for settings in (s, smaller):
+            # A photo too thin for a size fails in its own task, with its name.
+            if settings is not None:
+                with contextlib.suppress(InputError):
+                    wanted.update(style_sides(w, h, settings))
+    return wanted
+
+
+class TargetShipper:
+    """The driver's end: targets from the cache-backed store, each side put in Ray once."""
+
+    def __init__(self, cache: ArtifactCache | None) -> None:
+        self.store = StyleTargetStore(cache)
+        self.shipped = 0
+        self._engines: dict[str, Engine] = {}
+        self._styles: dict[str, ShippedStyle] = {}
+
+    @property
+    def counts(self) -> TargetCounts:
+        return TargetCounts(self.store.counts.computed, self.store.counts.cached, self.shipped)
+
+    def _engine(self, settings: Settings) -> Engine:
+        """A driver-side engine for style targets: the CPU, float32 (targets always are)."""
+        from pipeline.engine.optimize import Engine
+
+        here = settings.merged({"device": "cpu", "precision": "fp32"})
+        key = digest_json(here.model_dump())
+        if key not in self._engines:
+            self._engines[key] = Engine(here)
+        return self._engines[key]
+
+    def style(self, preset: Preset) -> ShippedStyle:
+        """What has been shipped of this preset's style (its images, the engine's identity)."""
+        engine = self._engine(preset.settings)
+        identity = engine.style_identity()
+        key = digest_json({"engine": identity, "images": [[file_digest(i.path), i.weight]
+                                                          for i in preset.images]})
+        if key not in self._styles:
+            self._styles[key] = ShippedStyle(engine, identity)
+        return self._styles[key]
+
+    def ship(self, style: ShippedStyle, preset: Preset, sides: set[int]) -> None:
+        """Compute or read the targets of these sides, here, and put the new ones in Ray."""
+        assert ray is not None
+        new = sorted(s for s in sides if s not in style.refs)
+        if not new:
+            return
+        targets = self.store.get(style.engine, preset, new)
+        for side in new:
+            style.refs[side] = ray.put(targets[side])
+            self.shipped += 1
+
+    def clear(self) -> None:
+        self._styles.clear()
+        self._engines.clear()
+
+
+class WorkerTargets:
+    """A worker's ``TargetSource``: what the driver shipped for the task at hand, only."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self._refs: dict[int, Any] = {}  # side -> ObjectRef of its Gram targets
+        self._identity: dict[str, Any] = {}
+        # Fetched targets by reference, oldest first: a watcher's worker lives for days.
+        self._grams: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def use(self, refs: dict[int, Any], identity: dict[str, Any]) -> None:
+        """The references and the driver's engine identity that come with a task."""
+        self._refs, self._identity = refs, identity
+
+    def __call__(self, engine: Engine, preset: Preset, sides: list[int]) -> StyleTargets:
+        assert ray is not None
+        mine = engine.style_identity()
+        if mine != self._identity:
+            # Targets made with other weights would silently make other pictures.
+            raise WeightsError(f"the Ray worker {self.worker} has other VGG weights than the "
+                               f"driver ({mine.get('weights', '?')!s:.12} here, "
+                               f"{self._identity.get('weights', '?')!s:.12} there); install "
+                               "the same weights on every machine")
+        missing = tuple(s for s in sides if s not in self._refs)
+        if missing:
+            raise MissingTargets(f"style targets of sides {list(missing)} were not shipped",
+                                 missing)
+        refs = {s: self._refs[s] for s in sides}
+        fetch = [ref for ref in refs.values() if ref.hex() not in self._grams]
+        for ref, grams in zip(fetch, ray.get(fetch), strict=True):
+            self._grams[ref.hex()] = grams
+            while len(self._grams) > WORKER_TARGETS_KEPT:
+                self._grams.popitem(last=False)
+        return {s: self._grams[ref.hex()] for s, ref in refs.items()}
