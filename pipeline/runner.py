@@ -284,7 +284,16 @@ class _Driver:
             self.finish(TaskResult(task, "failed", finished.category, finished.message,
                                    finished.seconds, finished.worker))
             return
-        write_result(task, finished, sent.digest, sent.stat)
+        try:
+            write_result(task, finished, sent.digest, sent.stat)
+        except STOPPING:
+            raise  # a full disk, an unwritable folder: every later photo would fail too
+        except (OSError, StylizeError) as exc:  # this output only (a name too long, ...)
+            why = exc.message if isinstance(exc, StylizeError) else (exc.strerror or str(exc))
+            self.finish(TaskResult(task, "failed", "unwritable",
+                                   f"{display_name(task.output)}: cannot be written ({why})",
+                                   finished.seconds, finished.worker))
+            return
         self.finish(TaskResult(task, "done", reason=finished.note, seconds=finished.seconds,
                                worker=finished.worker,
                                details={"width": finished.width, "height": finished.height,

@@ -341,3 +341,16 @@ def test_executor_options_are_checked_before_any_work(tmp_path: Path) -> None:
     assert code == 2 and stderr.splitlines() == [
         "error: --workers only apply with --executor ray"]
     assert not list((tmp_path / "out").glob("*.jpg"))
+
+
+def test_an_output_name_too_long_fails_that_photo_only(tmp_path: Path) -> None:
+    """The photo's name fits, its output's (name + style + suffix) does not."""
+    manifest = _project(tmp_path, {"x" * 245 + ".png": 1, "ok.png": 2})
+    code, stdout, stderr = _invoke(str(manifest), "--json")
+    assert code == 3, stderr
+    rows = {Path(t["input"]).name: t for t in json.loads(stdout)["tasks"]}
+    assert rows["ok.png"]["status"] == "done"
+    long_row = rows["x" * 245 + ".png"]
+    assert (long_row["status"], long_row["category"]) == ("failed", "unwritable")
+    assert long_row["reason"].endswith("cannot be written (File name too long)")
+    assert "Traceback" not in stderr
