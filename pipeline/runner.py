@@ -191,7 +191,6 @@ class _Sent:
     task: Task
     digest: str
     stat: tuple[int, int]
-    start: float
 
 
 class _Driver:
@@ -243,7 +242,6 @@ class _Driver:
 
     def _work(self, task: Task) -> Work | None:
         """Read the photo (here, on the driver) into a Work item; a bad file fails now."""
-        start = time.perf_counter()
         try:
             # Taken before reading: if the photo changes meanwhile, its record's size and
             # mtime no longer match, and the next run hashes it again.
@@ -265,7 +263,7 @@ class _Driver:
         work_id = self.next_id
         self.next_id += 1
         digest = hashlib.sha256(data).hexdigest()
-        self.sent[work_id] = _Sent(task, digest, stat, start)
+        self.sent[work_id] = _Sent(task, digest, stat)
         return Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
                     software=f"stylize {__version__} (style {task.style})")
 

@@ -36,7 +36,9 @@ from pipeline.manifest import load_manifest  # noqa: E402
 from pipeline.planning import Plan, plan  # noqa: E402
 from pipeline.runner import Report, TargetsReady, TaskStarted, TaskStep, run  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
+# One xdist worker runs the whole module (`-n auto --dist loadgroup`): one Ray, not two.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread"),
+              pytest.mark.xdist_group("ray")]
 
 AUDIT_ENV = "STYLIZE_TEST_AUDIT_DIR"
 
@@ -351,3 +353,66 @@ def test_local_takes_no_ray_options() -> None:
         make_executor("local", cache=None, ray_address="auto")
     with pytest.raises(UsageError, match="unknown executor"):
         make_executor("dask", cache=None)
+
+
+# -- the command line, as a user runs it: the driver stopped and killed -------------------------
+
+
+def _wait_for_records(out: Path, count: int, proc: object, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list((out / records.RECORD_DIR).glob("*.json"))) < count:
+        assert proc.poll() is None, "the run ended early"  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "no photo was finished in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(480)  # three drivers, each starting a Ray of its own
+def test_the_driver_stopped_then_killed_then_a_rerun_finishes_only_what_is_missing(
+        tmp_path: Path, fast_preset_dir: Path) -> None:
+    import json
+    import subprocess
+
+    project = make_project(tmp_path, fast_preset_dir, photos=4)
+    manifest = project.root / "jobs.yaml"  # a few seconds a photo: surely stopped mid-run
+    manifest.write_text(manifest.read_text().replace("seed: 1}", "seed: 1, size: 64, "
+                                                                 "steps: [150, 60]}"))
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(manifest), "--executor", "ray",
+           "--workers", "1", "-q"]
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        first = subprocess.Popen([*cmd, "--report", str(tmp_path / "first.json")], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        children.append(first)
+        _wait_for_records(out, 1, first, timeout=300)
+        first.send_signal(signal.SIGTERM)  # Ctrl-C / systemctl stop
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err.decode()
+        assert b"stopped by SIGTERM; nothing partial was written" in err
+        report = json.loads((tmp_path / "first.json").read_text())
+        assert report["summary"]["not_run"] >= 1
+        assert not list(out.rglob(".stylize-tmp-*"))  # nothing partial
+        done_then = len(list((out / records.RECORD_DIR).glob("*.json")))
+
+        second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        children.append(second)
+        _wait_for_records(out, done_then + 1, second, timeout=300)
+        second.kill()  # the driver killed outright: its Ray and workers go with it
+        second.wait(timeout=60)
+        done_now = len(list((out / records.RECORD_DIR).glob("*.json")))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=60)
+
+    final = subprocess.run([*cmd[:-1], "--json"], env=env, capture_output=True, timeout=300)
+    assert final.returncode == 0, final.stderr.decode()
+    rows = json.loads(final.stdout)["tasks"]
+    assert sum(r["status"] == "skipped" for r in rows) == done_now
+    assert sum(r["status"] == "done" for r in rows) == 4 - done_now
+    assert all(r["worker"].startswith("ray:") for r in rows if r["status"] == "done")
+    assert not list(out.rglob(".stylize-tmp-*"))
+    assert len(list(out.glob("*.jpg"))) == 4

@@ -103,7 +103,8 @@ def _run(parsed: Any, jobs: list[str] | None, cache_dir: Path | None, stop: Stop
     the_plan = plan(parsed, jobs=jobs)
     executor = make_executor(parsed, cache, *where)
     try:
-        with display.live(the_plan):
+        # Installed again once the executor is up: starting Ray puts its own handlers in.
+        with stop.installed(), display.live(the_plan):
             result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop)
     finally:
         executor.close()

@@ -86,7 +86,8 @@ def watch(
                 watcher = InboxWatcher(jobs, executor=engine_room, options=options,
                                        on_event=fan_out(display.on_event,
                                                         log.on_event if log else None))
-                with display.live(lambda: watcher.status):
+                # Installed again once the executor is up: starting Ray puts its own in.
+                with stop.installed(), display.live(lambda: watcher.status):
                     watcher.run_until_stopped(stop, reason=lambda: stop.reason)
             finally:
                 engine_room.close()
