@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import gradient_photo, run_local
+from PIL import Image
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
@@ -67,6 +68,32 @@ def _install_audit() -> None:
             os.write(fd, (os.path.abspath(text) + "\n").encode("utf-8", "surrogateescape"))
 
     sys.addaudithook(hook)
+    _inject_out_of_memory(folder)
+
+
+def _inject_out_of_memory(folder: str) -> None:
+    """In a worker: the engine runs out of memory at the size named in ``oom-at-size``.
+
+    A fault injected for real would need a GPU to fill; this is the one stand-in, and it
+    sits exactly where the device would raise.
+    """
+    import os
+
+    import torch
+
+    from pipeline.engine import optimize
+
+    real = optimize.Engine.stylize
+
+    def stylize(self: object, *args: object, **kwargs: object) -> object:
+        marker = os.path.join(folder, "oom-at-size")
+        with open(marker) if os.path.exists(marker) else open(os.devnull) as fh:
+            at_size = fh.read()
+        if at_size == str(self.settings.size):  # type: ignore[attr-defined]
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    optimize.Engine.stylize = stylize  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +380,25 @@ def test_local_takes_no_ray_options() -> None:
         make_executor("local", cache=None, ray_address="auto")
     with pytest.raises(UsageError, match="unknown executor"):
         make_executor("dask", cache=None)
+
+
+def test_out_of_memory_on_a_worker_takes_the_local_retry(executor: RayExecutor, tmp_path: Path,
+                                                        fast_preset_dir: Path,
+                                                        audit_dir: Path) -> None:
+    project = make_project(tmp_path, fast_preset_dir, photos=1)
+    marker = audit_dir / "oom-at-size"
+    marker.write_text("64")  # the preset's size: the retry at 32 fits
+    try:
+        report = run_ray(project, executor)
+    finally:
+        marker.unlink()
+    [result] = report.results
+    assert result.status == "done", result.reason
+    assert result.reason == "p0.png: out of memory on cpu at size 64; written at size 32 instead"
+    with Image.open(tmp_path / "out" / "p0.png.fast.jpg") as img:
+        assert max(img.size) == 32
+    # The record holds the smaller size's key: the next run tries the full size again.
+    assert [t.status for t in project.plan().tasks] == ["due"]
 
 
 # -- the command line, as a user runs it: the driver stopped and killed -------------------------
