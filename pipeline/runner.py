@@ -4,9 +4,9 @@
 group of tasks with one preset asks the executor to prepare the style targets
 and hands it the photos, a few batches at a time.  Each photo's bytes are read
 here, hashed, and sent as plain data; each result comes back as bytes and is
-written here, atomically, and only then its record.  So exactly-once, resume and
-skipping hold the same whether the executor is this process or a cluster: the
-executor never touches the job's folders.
+written here (:mod:`pipeline.writer`), atomically, and only then its record.
+So exactly-once, resume and skipping hold the same whether the executor is this
+process or a cluster: the executor never touches the job's folders.
 
 This module is a library: it reports through an ``on_event`` callback, never
 prints, never exits.  One photo's failure is recorded with its reason and the
@@ -16,20 +16,17 @@ a setup error (the weights, a style image) end a run early.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__, records
 from pipeline.engine.geometry import output_size
-from pipeline.engine.sources import weights_digest
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
@@ -38,12 +35,13 @@ from pipeline.errors import (
     StylizeError,
 )
 from pipeline.executors.base import ExecEvent, Executor, Finished, Started, Step, Work
-from pipeline.fsutil import atomic_write_bytes, sweep_temp_files, translate_os_error
-from pipeline.hashing import digest_json, file_digest
+from pipeline.fsutil import sweep_temp_files, translate_os_error
+from pipeline.hashing import digest_json
 from pipeline.images import probe, read_photo
 from pipeline.naming import TEMP_PREFIX, display_name
-from pipeline.planning import Plan, Status, Task, task_key
+from pipeline.planning import Plan, Status, Task
 from pipeline.styles import Preset
+from pipeline.writer import refresh_record, write_result
 
 if TYPE_CHECKING:
     from pipeline.engine.optimize import Progress
@@ -160,20 +158,6 @@ def check_writable(folder: Path) -> None:
                if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
         raise OutputNotWritableError(f"output folder {folder} is not writable ({why}); "
                                      "nothing was processed") from exc
-
-
-def _refresh_record(task: Task) -> None:
-    """Store a touched photo's new size and mtime in its record (its content is unchanged).
-
-    Without this, every later run would read and hash the photo again.  Best effort: a
-    record that cannot be rewritten only costs that hashing.
-    """
-    rec = records.read_record(task.output)
-    if rec is None or task.input_stat is None or rec.key != task.key:
-        return
-    size, mtime = task.input_stat
-    with contextlib.suppress(StylizeError, OSError):
-        records.write_record(task.output, replace(rec, input_size=size, input_mtime_ns=mtime))
 
 
 def _group_key(preset: Preset) -> str:
@@ -331,40 +315,6 @@ def _max_file_bytes(task: Task) -> int:
     return max(64 << 20, task.preset.settings.max_pixels * 8)
 
 
-def write_result(task: Task, finished: Finished, digest: str, stat: tuple[int, int]) -> None:
-    """The output, atomically, then its record: the record is what makes the task done."""
-    assert finished.data is not None
-    preset = task.preset
-    if finished.size and finished.size != preset.settings.size:
-        # Made smaller after running out of memory: the record holds the smaller size's
-        # key, so that a later run tries the full size again.
-        preset = preset.with_overrides({"size": finished.size})
-    key = task.key if digest == task.input_digest and preset is task.preset and task.key \
-        else task_key(digest, preset, task.fmt)
-    atomic_write_bytes(task.output, finished.data,
-                       mtime_ns=stat[1] if preset.settings.keep_mtime else None)
-    out_size, out_mtime = records.stat_identity(task.output)
-    records.write_record(task.output, records.Record(
-        key=key, input=os.fsdecode(task.input), input_digest=digest, input_size=stat[0],
-        input_mtime_ns=stat[1], style=task.style, output_size=out_size,
-        output_mtime_ns=out_mtime, seconds=round(finished.seconds, 3),
-        finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        made=_made(preset, task, finished)))
-
-
-def _made(preset: Preset, task: Task, finished: Finished) -> dict[str, Any]:
-    """How the picture was made: enough to make it again (``stylize explain``)."""
-    return {"tool": f"stylize {__version__}", "preset": preset.name,
-            "preset_source": preset.source,
-            "preset_path": os.fsdecode(preset.path) if preset.path else None,
-            "style_images": [{"path": os.fsdecode(i.path), "weight": i.weight,
-                              "digest": file_digest(i.path)} for i in preset.images],
-            "settings": preset.settings.model_dump(), "format": task.fmt,
-            "weights_digest": weights_digest(preset.settings.weights),
-            "note": finished.note or None, "metadata_notes": list(finished.metadata_notes),
-            "worker": finished.worker or None, **finished.details}
-
-
 def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         should_stop: Callable[[], bool] | None = None) -> Report:
     """Run the due tasks of a plan; returns the report (never raises for one photo)."""
@@ -382,7 +332,7 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         check_writable(folder)
     for task in plan.skipped:
         if task.stale_stat:
-            _refresh_record(task)
+            refresh_record(task)
     groups: dict[str, list[Task]] = {}
     for task in due:
         groups.setdefault(_group_key(task.preset), []).append(task)

@@ -230,15 +230,15 @@ def test_worker_killed_mid_photo(executor: RayExecutor, tmp_path: Path,
     project = make_project(tmp_path / "job", fast_preset_dir, photos=3,
                            extra="steps: [40, 20]")
     writes: dict[Path, int] = {}
-    import pipeline.runner as runner
+    import pipeline.writer as writer
 
-    real_write = runner.atomic_write_bytes
+    real_write = writer.atomic_write_bytes
 
     def counting_write(path: Path, data: bytes, **kwargs: object) -> None:
         writes[path] = writes.get(path, 0) + 1
         real_write(path, data, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner, "atomic_write_bytes", counting_write)
+    monkeypatch.setattr(writer, "atomic_write_bytes", counting_write)
     killed: dict[str, str] = {}
     started: dict[str, int] = {}
 
