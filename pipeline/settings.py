@@ -23,6 +23,13 @@ LayerWeights = dict[str, Annotated[float, Field(ge=0)]]
 HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap", "batch_size",
                             "keep_mtime"})
 
+#: Knobs added after results were first keyed, each with the value that gives the picture
+#: made before it existed.  At that value a knob is left out of a result's key, so that
+#: adding it did not make every finished photo due again (``min_steps`` only matters with
+#: a ``stop_tolerance``).
+NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
+                                    "warm_start": False, "stop_tolerance": 0.0}
+
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
     unknown = [name for name in value if name not in LAYER_INDEX]
@@ -67,6 +74,10 @@ class Settings(BaseModel):
     style_scale: float = Field(
         1.0, gt=0, le=4, description="size of the style image relative to each scale"
     )
+    style_loss: Literal["gram", "w2"] = Field(
+        "gram", description="style statistics matched: gram (Gram matrices, Gatys et al.) or "
+        "w2 (Wasserstein-2 distance between Gaussian fits: feature means and covariances)",
+    )
     preserve_color: Literal["none", "luminance"] = Field(
         "none",
         description="'luminance': transfer style to brightness only, keep the photo's colours",
@@ -76,6 +87,23 @@ class Settings(BaseModel):
     learning_rate: float | None = Field(
         None, gt=0, description="step size; default 1.0 for L-BFGS, 0.02 for Adam"
     )
+    average: float = Field(
+        0.0, ge=0, lt=1, description="decay of an exponential moving average of the picture "
+        "over each scale's steps, returned instead of the last step (0: off; e.g. 0.9)",
+    )
+    warm_start: bool = Field(
+        False, description="start each finer scale warm: put back the photo's detail that "
+        "upsampling blurs, and keep L-BFGS's step size (false: from the upsampled picture "
+        "and a cautious first step)",
+    )
+    stop_tolerance: float = Field(
+        0.0, ge=0, lt=1, description="end a scale early once its best loss improved by less "
+        "than this fraction over the last 10 steps (0: always run all its steps)",
+    )
+    min_steps: int = Field(
+        20, ge=1, description="with stop_tolerance, the fewest steps of each scale (at "
+        "least 11: the rule looks 10 steps back)"
+    )
     init: Literal["content", "noise"] = Field(
         "content", description="start from the photo (content) or from noise")
     seed: int = Field(0, ge=0, description="random seed (noise init); CPU runs are reproducible")
@@ -83,6 +111,10 @@ class Settings(BaseModel):
     weights: str = Field(
         "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")
     pooling: Literal["max", "avg"] = Field("max", description="max or avg pooling in the network")
+    pad: Literal["zeros", "replicate"] = Field(
+        "zeros", description="padding of the network's first convolution: zeros, or replicate "
+        "(repeat the border pixels: fewer edge artefacts)",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="network precision; auto: bf16 where the hardware has it, else fp32"
@@ -142,9 +174,16 @@ class Settings(BaseModel):
 
         The hardware knobs are left out: a result is not redone because it would be
         made on another device, in tiles of another size or in another batch; nor is
-        the file time (``keep_mtime``), which changes no byte of it.
+        the file time (``keep_mtime``), which changes no byte of it.  Knobs at their
+        neutral value (:data:`NEUTRAL_KNOBS`) are left out too.
         """
-        return self.model_dump(exclude=set(HARDWARE_KNOBS))
+        view = self.model_dump(exclude=set(HARDWARE_KNOBS))
+        for name, neutral in NEUTRAL_KNOBS.items():
+            if view[name] == neutral:
+                del view[name]
+        if not self.stop_tolerance:
+            del view["min_steps"]
+        return view
 
 
 def _patch_fields() -> dict[str, Any]:

@@ -1,11 +1,16 @@
-"""Style Gram targets, computed once per (style, weights, layers, size) and cached.
+"""Style targets, computed once per (style, weights, layers, size) and cached.
 
 Each style side is its own cache entry, so photos whose pyramids share sizes
 share entries, and a new photo size computes only the sides it adds.  The key
 holds everything that decides the numbers: the style images' content hashes
-and blend weights, the weights' hash, preprocessing, pooling, layers, the
-luminance flag and the side.  It does not hold the precision: targets are
-always computed in float32.
+and blend weights, the weights' hash, preprocessing, pooling, padding, layers,
+the luminance flag and the side.  It does not hold the precision: targets are
+always computed in float32.  Nor the style loss: an entry holds each layer's Gram
+matrix (second moment) and feature means, which is what both losses need.
+
+Entries written before the means were stored hold the Gram matrices only, under the
+same key (the Gram matrices are the same numbers).  Such an entry is computed again
+when it is read, means included, and replaces the old one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from PIL import Image
 
 from pipeline.cache import ArtifactCache
-from pipeline.engine.optimize import Engine, StyleTargets
+from pipeline.engine.optimize import Engine, StyleTargets, mean_key
 from pipeline.errors import ConfigError, InputError, OutputNotWritableError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.images import load_image
@@ -42,6 +47,11 @@ def _side_key(engine: Engine, preset: Preset, side: int) -> str:
         "side": side,
         "version": 1,
     })
+
+
+def _complete(engine: Engine, entry: dict[str, torch.Tensor]) -> bool:
+    """Whether a cache entry holds everything the engine's style layers need."""
+    return all(name in entry and mean_key(name) in entry for name in engine.style_layers)
 
 
 def _load_style_images(preset: Preset) -> list[tuple[Image.Image, float]]:
@@ -84,7 +94,7 @@ class StyleTargetStore:
                 self._memory.move_to_end(keys[side])
             elif self.cache is not None:
                 entry = self.cache.get(CACHE_KIND, keys[side])
-                if entry is not None:
+                if entry is not None and _complete(engine, entry):
                     found[side] = entry
                     self._remember(keys[side], entry)
                     self.counts.cached += 1

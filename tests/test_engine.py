@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, PHOTOS, SHARED_STYLE, batch_and_singles_in_float64, gradient_photo
+from conftest import (
+    FAST,
+    PHOTOS,
+    REPO,
+    SHARED_STYLE,
+    batch_and_singles_in_float64,
+    gradient_photo,
+)
 from PIL import Image
 
 from pipeline.engine.geometry import output_size, pyramid
@@ -14,7 +24,7 @@ from pipeline.engine.optimize import Engine, Progress
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.errors import Cancelled, InputError
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
+from pipeline.settings import NEUTRAL_KNOBS, Settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -224,3 +234,248 @@ def test_in_float64_a_batch_is_exactly_one_by_one(painting: Image.Image,
     assert len(together) == 3 and together[0].dtype == torch.float64
     for i in range(3):
         assert torch.equal(alone[i], together[i]), i
+
+
+# -- options of issue 14: W2 loss, averaging, padding, early stopping ----------------------
+
+#: The last commit before these options: with each at its neutral value, the engine must
+#: make that commit's pictures bit for bit.
+BEFORE_OPTIONS = "ee051da"
+
+_RENDER = """
+import sys, torch
+torch.set_num_threads(1)
+from PIL import Image
+from pipeline.engine.optimize import Engine
+from pipeline.settings import Settings
+engine = Engine(Settings.model_validate_json(sys.argv[1]))
+photo = Image.open(sys.argv[2]).convert("RGB")
+painting = Image.open(sys.argv[3]).convert("RGB")
+targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
+sys.stdout.buffer.write(engine.stylize(photo, targets).tobytes())
+"""
+
+
+@pytest.mark.timeout(300)
+def test_neutral_options_give_the_picture_of_the_commit_before_them(
+        painting: Image.Image, tmp_path: Path, one_thread: None) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    git = shutil.which("git")
+    if git is None or subprocess.run([git, "-C", str(REPO), "cat-file", "-e",
+                                      f"{BEFORE_OPTIONS}^{{commit}}"],
+                                     capture_output=True).returncode != 0:
+        pytest.skip(f"needs git and commit {BEFORE_OPTIONS}")
+    archive = subprocess.run([git, "-C", str(REPO), "archive", BEFORE_OPTIONS, "pipeline"],
+                             check=True, capture_output=True).stdout
+    (tmp_path / "old").mkdir()
+    subprocess.run(["tar", "-x", "-C", str(tmp_path / "old")], input=archive, check=True)
+    photo, paint = tmp_path / "photo.png", tmp_path / "painting.png"
+    Image.open(PHOTOS / "chelsea.png").convert("RGB").resize((96, 64)).save(photo)
+    painting.save(paint)
+    for extra in ({}, {"optimizer": "adam", "init": "noise", "precision": "bf16"}):
+        settings = Settings(**(FAST | extra))
+        env = dict(os.environ, PYTHONPATH=str(tmp_path / "old"), OMP_NUM_THREADS="1")
+        old = subprocess.run([sys.executable, "-c", _RENDER, settings.model_dump_json(
+            exclude=set(NEUTRAL_KNOBS) | {"min_steps"}),
+            str(photo), str(paint)], check=True, capture_output=True, env=env).stdout
+        new = _run(settings.merged(NEUTRAL_KNOBS), Image.open(photo), painting)
+        assert new.tobytes() == old, extra
+
+
+def test_averaging_returns_the_moving_average(painting: Image.Image,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``average`` the result is the bias-corrected EMA of the iterates, carried up."""
+    import pipeline.engine.optimize as optimize
+    from pipeline.engine.optimize import _Average
+
+    x0 = torch.zeros(1, 3, 2, 2)
+    avg = _Average(x0, 0.5)
+    assert torch.equal(avg.value(), x0)
+    avg.update(torch.ones(1, 3, 2, 2))
+    # weights (1-d)·d for x0 and (1-d) for x1, normalised: 1/3 and 2/3
+    assert torch.allclose(avg.value(), torch.full((1, 3, 2, 2), 2 / 3))
+
+    seen: list[torch.Tensor] = []
+    starts: list[torch.Tensor] = []
+    real = optimize.Engine._optimize
+
+    def spy(self: Engine, x: torch.Tensor, *args: object) -> torch.Tensor:
+        starts.append(x.clone())
+        out = real(self, x, *args)  # type: ignore[arg-type]
+        seen.append(out.clone())
+        return out
+
+    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
+    s = Settings(**(FAST | {"steps": [6, 3]}))
+    plain = _run(s, gradient_photo(), painting)
+    averaged = _run(s.merged({"average": 0.8}), gradient_photo(), painting)
+    assert plain.tobytes() != averaged.tobytes()
+    # The second scale starts from the upsampled average of the first, not its last iterate.
+    up = torch.nn.functional.interpolate(seen[2], size=starts[3].shape[-2:], mode="bicubic",
+                                         align_corners=False).clamp(0, 1)
+    assert torch.equal(up, starts[3])
+
+
+def test_stopping_never_ends_a_scale_before_min_steps(painting: Image.Image) -> None:
+    seen: list[Progress] = []
+    # A tolerance of 0.9 stops as soon as it is allowed to.
+    s = Settings(**(FAST | {"steps": [40, 30], "stop_tolerance": 0.9, "min_steps": 14}))
+    _run(s, gradient_photo(), painting, on_progress=seen.append)
+    per_scale = [[p for p in seen if p.scale == k] for k in (1, 2)]
+    assert [len(ps) for ps in per_scale] == [14, 14]
+    assert all(ps[-1].step == ps[-1].steps == 14 for ps in per_scale)  # the scale's end
+    # Fewer steps than min_steps: all of them run.
+    seen.clear()
+    _run(s.merged({"steps": [5, 3]}), gradient_photo(), painting, on_progress=seen.append)
+    assert len(seen) == 8
+    # A tolerance never met runs every step.
+    seen.clear()
+    _run(s.merged({"stop_tolerance": 1e-12, "steps": [16, 12], "min_steps": 11}),
+         gradient_photo(), painting, on_progress=seen.append)
+    assert len(seen) == 28
+
+
+def test_stopping_rule_decides_per_photo_on_the_best_loss() -> None:
+    from pipeline.engine.optimize import STOP_WINDOW, _Stopping
+
+    rule = _Stopping(2, tolerance=0.01, min_steps=1)  # min_steps is raised to the window
+    assert rule.min_steps == STOP_WINDOW + 1
+    pictures = torch.arange(2.0).reshape(2, 1, 1, 1)
+    for step in range(1, 40):
+        # photo 0 stalls at once (with an uphill spike); photo 1 keeps improving 5% a step
+        losses = torch.tensor([5.0 if step == 12 else 1.0, 0.95**step])
+        done = rule.update(step, losses, pictures + step)
+        assert not done
+        assert (rule.done[0] is not None) == (step >= STOP_WINDOW + 1)
+        assert rule.done[1] is None
+    out = rule.pictures(pictures + 100)
+    assert out[0].item() == STOP_WINDOW + 1 and out[1].item() == 101
+
+
+def test_w2_style_loss_moves_towards_the_paintings_statistics(painting: Image.Image) -> None:
+    from pipeline.engine.losses import W2Target, w2_relative
+
+    s = Settings(**(FAST | {"size": 96, "steps": [30, 15], "style_loss": "w2"}))
+    content = Image.open(PHOTOS / "chelsea.png").convert("RGB").resize(
+        (96, 64), Image.Resampling.LANCZOS)
+    out = _run(s, content, painting)
+    engine = Engine(s)
+    with torch.no_grad():
+        fs = engine.style_net(pil_to_tensor(painting.resize(content.size)))
+        fc, fo = engine.style_net(pil_to_tensor(content)), engine.style_net(pil_to_tensor(out))
+    for name in engine.style_layers:
+        target = W2Target(fs[name].mean((0, 2, 3)), gram(fs[name])[0])
+        assert w2_relative(fo[name], target).item() < 0.6 * w2_relative(fc[name], target).item()
+
+
+def test_w2_needs_targets_with_means(painting: Image.Image) -> None:
+    engine = Engine(Settings(**(FAST | {"style_loss": "w2"})))
+    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(64, 43))
+    old = {side: {k: v for k, v in t.items() if not k.endswith(".mean")}
+           for side, t in targets.items()}
+    with pytest.raises(ValueError, match="feature means"):
+        engine.stylize(gradient_photo(), old)
+
+
+def test_cached_targets_without_means_are_computed_again(tmp_path: Path) -> None:
+    """Entries written before the means were stored are replaced, under the same key."""
+    from pipeline.cache import ArtifactCache
+    from pipeline.styles import Registry
+    from pipeline.targets import CACHE_KIND, StyleTargetStore, _side_key
+
+    preset = Registry.discover().resolve("starry-night")
+    engine = Engine(Settings(**FAST))
+    cache = ArtifactCache(tmp_path / "cache")
+    side = engine.style_sides(64, 43)[0]
+    key = _side_key(engine, preset, side)
+    full = StyleTargetStore(cache).get(engine, preset, [side])[side]
+    grams_only = {k: v for k, v in full.items() if not k.endswith(".mean")}
+    cache.put(CACHE_KIND, key, grams_only)
+    store = StyleTargetStore(cache)
+    again = store.get(engine, preset, [side])[side]
+    assert store.counts.computed == 1 and set(again) == set(full)
+    assert set(cache.get(CACHE_KIND, key) or {}) == set(full)
+    for name, value in grams_only.items():
+        assert torch.equal(again[name], value)  # the Gram matrices are the same numbers
+
+
+def test_replicate_padding_is_the_first_convolution_only() -> None:
+    zeros, replicate = Engine(Settings(**FAST)), Engine(Settings(**FAST, pad="replicate"))
+    conv = zeros.net.body[0]
+    assert isinstance(conv, torch.nn.Conv2d)
+    reference = torch.nn.Conv2d(3, 64, 3, padding=1, padding_mode="replicate")
+    reference.load_state_dict(conv.state_dict())
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.allclose(replicate.net.body[0](x), reference(x), atol=1e-4)
+        assert not torch.allclose(replicate.net.body[0](x), conv(x), atol=1e-2)
+    assert all(a is b for a, b in zip(zeros.net.body[1:], replicate.net.body[1:], strict=True))
+    # The painting is seen through the same padding, so its targets are other numbers.
+    assert "pad" not in zeros.style_identity()
+    assert replicate.style_identity()["pad"] == "replicate"
+
+
+def test_neutral_options_leave_the_task_key_as_it_was() -> None:
+    neutral = Settings().merged(NEUTRAL_KNOBS)
+    base = neutral.engine_view()
+    assert not ({"min_steps"} | set(NEUTRAL_KNOBS)) & set(base)
+    assert neutral.merged({"min_steps": 50}).engine_view() == base  # no effect without a tolerance
+    for change in ({"style_loss": "w2"}, {"pad": "replicate"}, {"average": 0.9},
+                   {"stop_tolerance": 0.01}, {"warm_start": True}):
+        assert neutral.merged(change).engine_view() != base, change
+    assert "min_steps" in neutral.merged({"stop_tolerance": 0.01}).engine_view()
+
+
+def test_warm_start_puts_back_the_photos_detail_and_the_step_size(
+        painting: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    import pipeline.engine.optimize as optimize
+    from pipeline.engine.lbfgs import BatchLBFGS
+
+    starts: list[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
+    scales: list[torch.Tensor | None] = []
+    real, real_init = optimize.Engine._optimize, BatchLBFGS.__init__
+
+    def spy(self: Engine, x: torch.Tensor, *args: object) -> torch.Tensor:
+        starts.append(x.clone())
+        outs.append(real(self, x, *args))  # type: ignore[arg-type]
+        return outs[-1]
+
+    def init(self: BatchLBFGS, x: torch.Tensor, **kw: object) -> None:
+        real_init(self, x, **kw)  # type: ignore[arg-type]
+        scales.append(self.initial_scale)
+
+    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
+    monkeypatch.setattr(BatchLBFGS, "__init__", init)
+    photo = gradient_photo()
+    _run(Settings(**(FAST | {"steps": [6, 3], "warm_start": True})), photo, painting)
+    (w0, h0), (w1, h1) = [(s.width, s.height) for s in pyramid(64, 43, Settings(**FAST))]
+    coarse = pil_to_tensor(photo.resize((w0, h0), Image.Resampling.LANCZOS))
+    fine = pil_to_tensor(photo.resize((w1, h1), Image.Resampling.LANCZOS))
+
+    def up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=(h1, w1), mode="bicubic", align_corners=False)
+
+    assert torch.allclose(starts[1], (up(outs[0]) + fine - up(coarse)).clamp(0, 1), atol=1e-6)
+    assert scales[0] is None and scales[1] is not None and float(scales[1][0]) > 0
+
+
+def test_lbfgs_first_step_with_an_initial_scale() -> None:
+    from pipeline.engine.lbfgs import BatchLBFGS
+
+    x = torch.zeros(2, 3, requires_grad=True)
+    opt = BatchLBFGS(x, initial_scale=torch.tensor([0.5, 2.0]))
+
+    def closure() -> torch.Tensor:
+        x.grad = None
+        loss = ((x - 1) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # gradient −2 everywhere: steps of 0.5·2 and 2·2
+    assert torch.allclose(x.detach(), torch.tensor([[1.0] * 3, [4.0] * 3]))

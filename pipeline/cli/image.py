@@ -46,7 +46,9 @@ class _PhotoProgress:
                                                   size=f"{p.width}×{p.height}", loss=p.loss)
         # A scale too large for memory runs tile after tile on the same bar.
         size = f"{p.width}×{p.height}" + (f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else "")
-        self._bar.update(self._tasks[key], completed=p.step, loss=p.loss, size=size)
+        # total again on each step: a scale that stops early reports its last step as its total.
+        self._bar.update(self._tasks[key], completed=p.step, total=p.steps, loss=p.loss,
+                         size=size)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -43,10 +43,14 @@ class BatchLBFGS:
     function evaluation, as ``torch.optim.LBFGS(max_iter=1)`` does.
     """
 
-    def __init__(self, x: torch.Tensor, *, lr: float = 1.0, history_size: int = 10) -> None:
+    def __init__(self, x: torch.Tensor, *, lr: float = 1.0, history_size: int = 10,
+                 initial_scale: torch.Tensor | None = None) -> None:
         self.x = x
         self.lr = lr
         self.history_size = history_size
+        # Per item inverse-Hessian scale for the first step (``d = −h·g`` with step 1), for
+        # a warm start; None: torch's cautious first step.
+        self.initial_scale = initial_scale
         b = x.shape[0]
         self._y: list[torch.Tensor] = []  # each B×N; oldest first
         self._s: list[torch.Tensor] = []
@@ -55,6 +59,11 @@ class BatchLBFGS:
         self._prev_g: torch.Tensor | None = None
         self._d: torch.Tensor | None = None
         self._t: torch.Tensor | None = None  # per item step size of the last step
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """Per item inverse-Hessian scale ``yᵀs/yᵀy`` of the latest accepted pair (``B``)."""
+        return self._h_diag
 
     def zero_grad(self) -> None:
         self.x.grad = None
@@ -88,8 +97,12 @@ class BatchLBFGS:
             b = self.x.shape[0]
             g = self.x.grad.reshape(b, -1)
             if self._d is None or self._prev_g is None or self._t is None:
-                d = -g
-                t = self._first_step_size(g)
+                if self.initial_scale is None:
+                    d = -g
+                    t = self._first_step_size(g)
+                else:
+                    d = -g * self.initial_scale.to(g.dtype)[:, None]
+                    t = torch.full((b,), self.lr, device=g.device, dtype=g.dtype)
             else:
                 y = g - self._prev_g
                 s = self._d * self._t[:, None]

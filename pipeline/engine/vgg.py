@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.engine.layers import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES, VGG19_CFG
@@ -41,24 +42,51 @@ def build_features(pooling: str = "max") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ReplicatePadConv(nn.Module):
+    """A 3×3 convolution that pads by repeating the border pixels instead of with zeros.
+
+    Zero padding on the first layer makes every border look like an edge against the
+    mean colour (Caffe inputs are mean-subtracted), which the style loss then paints over
+    as a frame; repeating the border has no such edge.  Deeper layers keep zero padding:
+    their inputs are ReLU features, for which zero is a natural value.  The wrapped
+    convolution's parameters are used as they are (shared, not copied).
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(x, self.conv.weight, self.conv.bias)
+
+
 class FeatureExtractor(nn.Module):
     """Preprocessing plus VGG-19 cut after the deepest layer asked for.
 
     Takes RGB images in [0, 1] (``B×3×H×W``, float32) and returns the
     activations of the requested layers, in the precision of the network's
     weights (float32, bfloat16 or float16).  The network is frozen: no
-    parameter ever needs a gradient, only the input does.
+    parameter ever needs a gradient, only the input does.  ``pad="replicate"``
+    pads the first convolution by repeating border pixels (see ReplicatePadConv).
     """
 
     def __init__(self, features: nn.Sequential, preprocess: nn.Module,
-                 layers: Iterable[str], dtype: torch.dtype | None = None) -> None:
+                 layers: Iterable[str], dtype: torch.dtype | None = None,
+                 pad: str = "zeros") -> None:
         super().__init__()
         wanted = sorted(set(layers), key=LAYER_INDEX.__getitem__)
         if not wanted:
             raise ValueError("at least one layer is needed")
         last = LAYER_INDEX[wanted[-1]]
         # Shares the modules (and so the weights) of ``features``; nothing is copied.
-        self.body = nn.Sequential(*list(features.children())[: last + 1])
+        modules = list(features.children())[: last + 1]
+        if pad == "replicate":
+            assert isinstance(modules[0], nn.Conv2d)
+            modules[0] = ReplicatePadConv(modules[0])
+        elif pad != "zeros":
+            raise ValueError(f"unknown padding {pad!r}")
+        self.body = nn.Sequential(*modules)
         self.preprocess = preprocess
         self.capture = {LAYER_INDEX[name]: name for name in wanted}
         self.dtype = dtype or next(self.body.parameters()).dtype
