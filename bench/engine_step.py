@@ -6,7 +6,11 @@ Prints, for a 512 px photo on the chosen device and precision:
   truncated VGG-19 at the same precision, and the ratio of the two;
 * the wall time of one full ``stylize image`` with the default preset.
 
+With ``--sizes 96x64,192x128,384x256`` it prints the same two figures, and their ratio,
+at each of those sizes instead (the coarse scales, where a step's fixed costs weigh most).
+
 Run:  python bench/engine_step.py [--device cpu] [--precision auto] [--steps 20]
+      python bench/engine_step.py --no-full --sizes 96x64,192x128,384x256
 """
 
 from __future__ import annotations
@@ -49,14 +53,21 @@ def bare_step_seconds(engine: Engine, x: torch.Tensor, steps: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def engine_step_seconds(engine: Engine, photo: Image.Image, steps: int) -> float:
-    """Median seconds per step of the real optimizer at the final (512 px) scale."""
-    w, h = output_size(photo.width, photo.height, engine.settings.size)
+def engine_step_seconds(engine: Engine, photo: Image.Image, steps: int,
+                        at_own_size: bool = False) -> float:
+    """Median seconds per step of the real optimizer at the final scale of ``photo``.
+
+    At the engine's output size, or with ``at_own_size`` at the photo's own size (which
+    ``output_size`` would otherwise scale up to ``size``).
+    """
+    w, h = photo.size if at_own_size else output_size(photo.width, photo.height,
+                                                      engine.settings.size)
     last = pyramid(w, h, engine.settings)[-1]
     style = Registry.discover().presets["starry-night"]
     painting = Image.open(style.images[0].path).convert("RGB")
     targets = engine.compute_style_targets([(painting, 1.0)], [last.style_side])
-    single = engine.settings.merged({"steps": [steps + 2], "min_side": max(w, h)})
+    single = engine.settings.merged({"steps": [steps + 2], "min_side": max(w, h),
+                                     "size": max(w, h)})
     bench_engine = Engine(single)
     stamps: list[float] = []
     bench_engine.stylize(photo.resize((w, h)), targets,
@@ -71,6 +82,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--no-full", action="store_true", help="skip the full stylize image run")
+    parser.add_argument("--sizes", default="", help="WxH,...: measure at these sizes instead")
     args = parser.parse_args()
 
     settings = Settings(size=512, device=args.device, precision=args.precision)
@@ -90,18 +102,19 @@ def main() -> None:
 
     engine = Engine(settings)
     photo = Image.open(PHOTO).convert("RGB")
-    w, h = output_size(photo.width, photo.height, 512)
-    x = pil_to_tensor(photo.resize((w, h))).to(engine.device)
-
     print(f"device {engine.device} ({platform.processor() or platform.machine()}), "
           f"precision {str(engine.dtype).removeprefix('torch.')}, threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}")
-    print(f"image {w}x{h}, network cut after {list(engine.net.capture.values())[-1]}")
-    bare = bare_step_seconds(engine, x, args.steps)
-    step = engine_step_seconds(engine, photo, args.steps)
-    print(f"bare forward+backward: {bare:.3f} s/step")
-    print(f"engine optimizer step: {step:.3f} s/step")
-    print(f"ratio engine/bare:     {step / bare:.3f}")
+    sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",") if item]
+    for w, h in sizes or [output_size(photo.width, photo.height, 512)]:
+        sized = photo.resize((w, h), Image.Resampling.LANCZOS)
+        x = pil_to_tensor(sized).to(engine.device)
+        print(f"image {w}x{h}, network cut after {list(engine.net.capture.values())[-1]}")
+        bare = bare_step_seconds(engine, x, args.steps)
+        step = engine_step_seconds(engine, sized, args.steps, at_own_size=bool(sizes))
+        print(f"  bare forward+backward: {bare * 1000:8.1f} ms/step")
+        print(f"  engine optimizer step: {step * 1000:8.1f} ms/step")
+        print(f"  ratio engine/bare:     {step / bare:8.3f}")
 
 
 if __name__ == "__main__":
