@@ -193,6 +193,8 @@ class Registry:
 
     presets: dict[str, Preset] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Why a name that was found is not among the presets (it failed to load, or clashed).
+    unusable: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def discover(cls, extra_dirs: Iterable[Path] = (), *, include_builtin: bool = True) -> Registry:
@@ -221,6 +223,7 @@ class Registry:
                     preset = load_preset(path, name=name, source=source)
                 except ConfigError as exc:
                     self.problems.append(str(exc))
+                    self.unusable.setdefault(name, str(exc))
                     continue
                 if name in seen and seen[name].path != preset.path:
                     clashes.add(name)
@@ -228,6 +231,7 @@ class Registry:
                         f"style {name!r} is defined twice ({seen[name].path} and {preset.path}); "
                         "rename one of them"
                     )
+                    self.unusable[name] = self.problems[-1]
                 seen[name] = preset
         for name, preset in seen.items():
             if name in clashes:
@@ -259,5 +263,9 @@ class Registry:
             return image_preset(candidate)
         if looks_like_path:
             raise UsageError(f"style image not found: {candidate}")
+        if name_or_path in self.unusable:
+            # A preset of that name exists but could not be used: say why, not "unknown".
+            raise UsageError(f"style {name_or_path!r} cannot be used: "
+                             f"{self.unusable[name_or_path]}")
         known = ", ".join(self.names()) or "none"
         raise UsageError(f"unknown style {name_or_path!r}; known: {known}")

@@ -69,6 +69,16 @@ def test_bad_preset_reported_with_path_and_others_still_load(
     result = runner.invoke(app, ["styles", "list"])
     assert result.exit_code == 0 and "good" in result.stdout
     assert "warning:" in result.stderr
+    # Asked for by name, a preset that did not load says why, not "unknown style".
+    with pytest.raises(UsageError, match=r"style 'broken' cannot be used: .*broken.preset\.yaml:"
+                                         r" invalid preset: settings\.size"):
+        registry.resolve("broken")
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (32, 32), "blue").save(photo)
+    used = runner.invoke(app, ["image", str(photo), "--style", "typo", "-o",
+                               str(tmp_path / "out.png")])
+    assert used.exit_code == 2 and "style 'typo' cannot be used:" in used.stderr
+    assert "stlye_weight: unknown key" in used.stderr and "unknown style" not in used.stderr
 
 
 def test_same_name_twice_in_one_level_is_a_conflict(tmp_path: Path,
@@ -80,6 +90,9 @@ def test_same_name_twice_in_one_level_is_a_conflict(tmp_path: Path,
     registry = S.Registry.discover()
     assert "twin" not in registry.names()
     assert any("defined twice" in p for p in registry.problems)
+    with pytest.raises(UsageError, match="style 'twin' cannot be used: style 'twin' is defined "
+                                         "twice"):
+        registry.resolve("twin")
 
 
 def test_styles_show_resolves_every_setting() -> None:
