@@ -661,3 +661,29 @@ def test_refusing_a_hostile_manifest_needs_no_torch(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "styles[0]: style image /dev/zero: is not a regular file" in done.stdout
     assert "/dev/zero: is not a regular file" in done.stdout.splitlines()[1]
+
+
+def test_ray_workers_ask_for_no_gpu_when_every_style_is_on_the_cpu(tmp_path: Path) -> None:
+    from pipeline.cli.common import gpus_per_worker
+
+    root = _project(tmp_path)
+    cpu = load_manifest(_write(root, """
+        defaults: {device: cpu}
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out/a}
+          - {name: b, input: phone, styles: [starry-night], output: out/b, device: cpu}
+    """))
+    assert gpus_per_worker(cpu, "ray", None) == 0.0
+    assert gpus_per_worker(cpu, "ray", 0.5) == 0.5  # what the user asked for wins
+    assert gpus_per_worker(cpu, "local", None) is None
+    # One style that may use a GPU: the executor's own default (one GPU where there are any).
+    mixed = load_manifest(_write(root, """
+        defaults: {device: cpu}
+        jobs:
+          - {name: a, input: photos, styles: [udnie], output: out/a}
+          - {name: b, input: phone, styles: [starry-night], output: out/b, device: auto}
+    """))
+    assert gpus_per_worker(mixed, "ray", None) is None
+    # --device cpu on the command line pins every style.
+    pinned = load_manifest(root / "jobs.yaml", cli_overrides={"device": "cpu"})
+    assert gpus_per_worker(pinned, "ray", None) == 0.0

@@ -182,7 +182,21 @@ def make_executor(manifest: Any, cache: Any, kind: str | None, address: str | No
     chosen = manifest.executor
     kind = kind or chosen.kind
     if kind != chosen.kind:  # the manifest's options belong to the manifest's executor
-        return make(kind, cache=cache, ray_address=address, workers=workers)
+        return make(kind, cache=cache, ray_address=address, workers=workers,
+                    gpus_per_worker=gpus_per_worker(manifest, kind, None))
     return make(kind, cache=cache, ray_address=address or chosen.address,
                 workers=workers or chosen.workers, cpus_per_worker=chosen.cpus_per_worker,
-                gpus_per_worker=chosen.gpus_per_worker)
+                gpus_per_worker=gpus_per_worker(manifest, kind, chosen.gpus_per_worker))
+
+
+def gpus_per_worker(manifest: Any, kind: str, given: float | None) -> float | None:
+    """The GPUs each Ray worker asks for: as given, else none if every style is on the CPU.
+
+    By default a Ray worker takes one GPU where the cluster has them; for styles pinned
+    to ``device: cpu`` it would hold that GPU idle all run, keeping it from others.
+    """
+    if given is not None or kind != "ray":
+        return given
+    cpu_only = all(preset.settings.device == "cpu"
+                   for job in manifest.jobs for preset in job.styles)
+    return 0.0 if cpu_only else None
