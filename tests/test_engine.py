@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -479,3 +480,30 @@ def test_lbfgs_first_step_with_an_initial_scale() -> None:
 
     opt.step(closure)  # gradient −2 everywhere: steps of 0.5·2 and 2·2
     assert torch.allclose(x.detach(), torch.tensor([[1.0] * 3, [4.0] * 3]))
+
+
+def test_lbfgs_hands_on_only_a_measured_scale() -> None:
+    """A scale that never accepted a curvature pair (or just restarted) hands on none."""
+    from pipeline.engine.lbfgs import BatchLBFGS
+
+    def quadratic(x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def closure() -> torch.Tensor:
+            x.grad = None
+            loss = ((x - 1) ** 2 * torch.tensor([1.0, 4.0, 9.0])).sum()
+            loss.backward()
+            return loss
+        return closure
+
+    x = torch.zeros(2, 3, requires_grad=True)
+    opt = BatchLBFGS(x)
+    opt.step(quadratic(x))
+    assert torch.isnan(opt.scale).all()  # one step: a placeholder, not a curvature
+    opt.step(quadratic(x))
+    assert torch.isfinite(opt.scale).all() and (opt.scale > 0).all()
+    # A warm start from an unmeasured item takes torch's cautious first step for it.
+    y = torch.zeros(2, 3, requires_grad=True)
+    warm = BatchLBFGS(y, initial_scale=torch.tensor([float("nan"), 0.25]))
+    warm.step(quadratic(y))
+    g = torch.tensor([2.0, 8.0, 18.0])  # the gradient at 0, negated
+    assert torch.allclose(y.detach()[0], g / g.sum())  # min(1, 1/‖g‖₁)·g
+    assert torch.allclose(y.detach()[1], 0.25 * g)

@@ -160,3 +160,20 @@ def test_newton_schulz_stays_finite_on_a_singular_matrix() -> None:
         root, inv = newton_schulz(a, iterations)
         assert torch.isfinite(root).all() and torch.isfinite(inv).all()
         assert (root[0] @ root[0] - a[0]).abs().max() < 1e-3 * a.abs().max()
+
+
+def test_w2_of_features_too_large_for_float32_stays_positive_with_a_finite_gradient() -> None:
+    """An overshooting step can blow a picture up; the loss must not turn to −inf or NaN."""
+    few = _features(c=8, h=2, w=2, seed=7)  # fewer positions than channels: the N×N branch
+    many = _features(c=8, h=12, w=10, seed=8)
+    target = _target(_features(seed=9))
+    for f in (few, many):
+        huge = (f * 1e15).requires_grad_(True)  # squares overflow float32
+        loss = w2_relative(huge, target)
+        assert loss.item() > 0 and not torch.isnan(loss).any(), loss
+        loss.sum().backward()
+        assert huge.grad is not None and not torch.isnan(huge.grad).any()
+    # The floor never lifts a sound value: a modest mismatch is still the closed form.
+    x = _features(seed=10)
+    assert w2_relative(x, target).item() == pytest.approx(
+        _exact_w2(x, _features(seed=9)), rel=1e-3)

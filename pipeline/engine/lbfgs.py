@@ -49,21 +49,28 @@ class BatchLBFGS:
         self.lr = lr
         self.history_size = history_size
         # Per item inverse-Hessian scale for the first step (``d = −h·g`` with step 1), for
-        # a warm start; None: torch's cautious first step.
+        # a warm start; None, or NaN for an item: torch's cautious first step.
         self.initial_scale = initial_scale
         b = x.shape[0]
         self._y: list[torch.Tensor] = []  # each B×N; oldest first
         self._s: list[torch.Tensor] = []
         self._rho: list[torch.Tensor] = []  # each B; 0 where the item's pair was rejected
         self._h_diag = torch.ones(b, device=x.device, dtype=x.dtype)
+        # Whether ``_h_diag`` was measured from a pair accepted since the item's last
+        # restart: before that it is a placeholder 1, not a curvature.
+        self._measured = torch.zeros(b, device=x.device, dtype=torch.bool)
         self._prev_g: torch.Tensor | None = None
         self._d: torch.Tensor | None = None
         self._t: torch.Tensor | None = None  # per item step size of the last step
 
     @property
     def scale(self) -> torch.Tensor:
-        """Per item inverse-Hessian scale ``yᵀs/yᵀy`` of the latest accepted pair (``B``)."""
-        return self._h_diag
+        """Per item inverse-Hessian scale ``yᵀs/yᵀy`` of the latest accepted pair (``B``).
+
+        NaN for an item with no pair accepted since its last restart (steepest descent),
+        whose scale would be a guess: a warm start from it takes the cautious first step.
+        """
+        return torch.where(self._measured, self._h_diag, torch.nan)
 
     def zero_grad(self) -> None:
         self.x.grad = None
@@ -101,8 +108,10 @@ class BatchLBFGS:
                     d = -g
                     t = self._first_step_size(g)
                 else:
-                    d = -g * self.initial_scale.to(g.dtype)[:, None]
-                    t = torch.full((b,), self.lr, device=g.device, dtype=g.dtype)
+                    h = self.initial_scale.to(g.dtype)
+                    known = torch.isfinite(h) & (h > 0)
+                    d = torch.where(known[:, None], -g * h.nan_to_num(1.0)[:, None], -g)
+                    t = torch.where(known, self.lr, self._first_step_size(g))
             else:
                 y = g - self._prev_g
                 s = self._d * self._t[:, None]
@@ -117,6 +126,7 @@ class BatchLBFGS:
                     self._rho.append(torch.where(ok, 1.0 / ys.clamp_min(_CURVATURE_EPS), 0.0))
                     yy = _dot(y, y).clamp_min(_CURVATURE_EPS)
                     self._h_diag = torch.where(ok, ys / yy, self._h_diag)
+                    self._measured = self._measured | ok
                 d = self._direction(g)
                 t = torch.full((b,), self.lr, device=g.device, dtype=g.dtype)
                 uphill = _dot(g, d) >= 0
@@ -132,6 +142,7 @@ class BatchLBFGS:
         """Steepest descent and an empty history for the items whose direction goes uphill."""
         self._rho = [torch.where(uphill, 0.0, rho) for rho in self._rho]
         self._h_diag = torch.where(uphill, 1.0, self._h_diag)
+        self._measured = self._measured & ~uphill
         d = torch.where(uphill[:, None], -g, d)
         t = torch.where(uphill, self._first_step_size(g), t)
         return d, t

@@ -125,6 +125,9 @@ class _TraceSqrt(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
                  grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (inv_root,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        # A matrix too large for float32 has no root here (inf or NaN); w2_relative then
+        # uses its floor, and this term must pass on no gradient rather than NaN.
+        inv_root = torch.nan_to_num(inv_root, nan=0.0, posinf=0.0, neginf=0.0)
         sym = 0.25 * (inv_root + inv_root.transpose(-2, -1))
         return grad[:, None, None] * sym, None
 
@@ -203,5 +206,12 @@ def w2_relative(features: torch.Tensor, target: W2Target,
         cov_trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)
     cross = trace_sqrt(0.5 * (inner + inner.transpose(1, 2)), iterations)
     mean_term = (mean - target.mean).pow(2).sum(1)
-    w2 = mean_term + cov_trace + target.cov_trace - 2 * cross
-    return w2 / target.scale
+    cov_term = cov_trace + target.cov_trace - 2 * cross
+    # The covariance term is never below (√tr Σx − √tr Σs)², since by Cauchy–Schwarz the
+    # cross term is at most √(tr Σx · tr Σs).  Rounding can dip under that floor, and a
+    # picture blown up by an overshooting step overflows the product above in float32
+    # (the root is then inf or NaN): the floor stands in, so the loss stays positive and
+    # still pulls the features' spread towards the painting's.
+    floor = (cov_trace.clamp_min(_EPS).sqrt() - target.cov_trace.sqrt()).pow(2)
+    cov_term = torch.where(torch.isfinite(cov_term), torch.maximum(cov_term, floor), floor)
+    return (mean_term + cov_term) / target.scale
