@@ -101,7 +101,9 @@ class Settings(BaseModel):
         "than this fraction over the last 10 steps (0: always run all its steps)",
     )
     min_steps: int = Field(
-        20, ge=1, description="with stop_tolerance, the fewest steps of each scale (at "
+        # ge=11, not a silent raise: the rule looks 10 steps back, and values that made
+        # the same picture would otherwise make different keys.
+        20, ge=11, description="with stop_tolerance, the fewest steps of each scale (at "
         "least 11: the rule looks 10 steps back)"
     )
     init: Literal["content", "noise"] = Field(

@@ -337,6 +337,10 @@ def test_stopping_never_ends_a_scale_before_min_steps(painting: Image.Image) -> 
     _run(s.merged({"stop_tolerance": 1e-12, "steps": [16, 12], "min_steps": 11}),
          gradient_photo(), painting, on_progress=seen.append)
     assert len(seen) == 28
+    # Fewer than the rule's window is refused, not quietly raised (it would be a new key
+    # for the same picture).
+    with pytest.raises(ValueError, match="min_steps"):
+        Settings(min_steps=10)
 
 
 def test_stopping_rule_decides_per_photo_on_the_best_loss() -> None:
