@@ -125,8 +125,9 @@ def test_fifo_as_a_preset_image_is_refused(tmp_path: Path) -> None:
     (preset / "preset.yaml").write_text("images: [paint.png]\n")
     manifest = _project(tmp_path, ["piped"])
     result = run_measured("run", manifest, cwd=tmp_path, timeout=SECONDS, max_mb=MEGABYTES)
-    # The preset is reported as broken and the job cannot name it.
-    _refused(result, "jobs[0].styles[0]", "unknown style 'piped'", lines=2)
+    # The preset is reported as broken, and the job that names it is told why.
+    _refused(result, "jobs[0].styles[0]", "style 'piped' cannot be used", "not a regular file",
+             lines=2)
 
 
 def test_one_sigterm_ends_a_run_whose_painting_never_ends(tmp_path: Path) -> None:
