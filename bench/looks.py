@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+from sheet import contact_sheet
 from yardstick import STYLE_LAYERS, Yardstick
 
 from pipeline.engine.losses import W2Target, gram, w2_relative
@@ -112,21 +113,7 @@ def main() -> None:
                             f"g{scores['style']:.3f} w{scores['w2']:.3f}", picture))
             rows.append(row)
     (args.out / "looks.json").write_text(json.dumps(results, indent=1))
-    h = args.cell
-    scaled = [[(label, img.resize((round(img.width * h / img.height), h),
-                                  Image.Resampling.LANCZOS)) for label, img in row]
-              for row in rows]
-    width = max(sum(c.width + 5 for _, c in row) + 5 for row in scaled)
-    sheet = Image.new("RGB", (width, len(rows) * (h + 20) + 5), (24, 24, 24))
-    draw = ImageDraw.Draw(sheet)
-    y = 5
-    for row in scaled:
-        x = 5
-        for label, cell in row:
-            draw.text((x + 2, y), label, fill=(220, 220, 220))
-            sheet.paste(cell, (x, y + 14))
-            x += cell.width + 5
-        y += h + 20
+    sheet = contact_sheet(rows, args.cell)
     sheet.save(args.out / "looks.jpg", quality=88)
     print(f"wrote {args.out / 'looks.jpg'}")
 

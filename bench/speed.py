@@ -137,33 +137,21 @@ def render(photo: Path, preset: str, size: int, overrides: dict[str, Any], folde
 # -- the comparison ---------------------------------------------------------------------------
 
 
-def contact_sheet(rows: list[dict[str, Any]], out: Path, height: int = 240) -> None:
-    from PIL import Image, ImageDraw
+def sheet_of(rows: list[dict[str, Any]], out: Path) -> None:
+    """Photo, painting, before and after for each pair, labelled with time and distances."""
+    from PIL import Image
+    from sheet import contact_sheet
 
-    cells_per_row = []
+    cells = []
     for row in rows:
-        cells = [("photo", Image.open(PHOTOS / row["photo"])),
-                 (row["preset"], Image.open(row["painting"]))]
+        line = [("photo", Image.open(PHOTOS / row["photo"])),
+                (row["preset"], Image.open(row["painting"]))]
         for side in ("before", "after"):
             r = row[side]
-            cells.append((f"{side}: {r['wall_s']:.0f} s, content {r['content']:.3f}, "
-                          f"style {r['style']:.4f}", Image.open(r["final"])))
-        cells_per_row.append([(label, img.convert("RGB").resize(
-            (round(img.width * height / img.height), height), Image.Resampling.LANCZOS))
-            for label, img in cells])
-    width = max(sum(c.width for _, c in cells) + 5 * (len(cells) + 1)
-                for cells in cells_per_row)
-    sheet = Image.new("RGB", (width, len(rows) * (height + 25) + 5), (24, 24, 24))
-    draw = ImageDraw.Draw(sheet)
-    y = 5
-    for cells in cells_per_row:
-        x = 5
-        for label, cell in cells:
-            draw.text((x + 2, y), label, fill=(220, 220, 220))
-            sheet.paste(cell, (x, y + 18))
-            x += cell.width + 5
-        y += height + 25
-    sheet.save(out, quality=88)
+            line.append((f"{side}: {r['wall_s']:.0f} s, content {r['content']:.3f}, "
+                         f"style {r['style']:.4f}", Image.open(r["final"])))
+        cells.append(line)
+    contact_sheet(cells).save(out, quality=88)
 
 
 def main() -> None:
@@ -240,7 +228,7 @@ def main() -> None:
             print(f"{row['pair']:14s} {a['wall_s'] / b['wall_s']:17.3f}x "
                   f"{b['content']:.4f}->{a['content']:.4f} {b['style']:.5f}->{a['style']:.5f}"
                   f"  {'no worse' if ok else 'WORSE'}")
-        contact_sheet(rows, args.out / "speed.jpg")
+        sheet_of(rows, args.out / "speed.jpg")
     (args.out / "speed.json").write_text(json.dumps(
         {"pixels": args.pixels, "sides": sides, "rows": rows}, indent=1))
 
