@@ -362,18 +362,7 @@ class Engine:
         del feats
 
         x = x.detach().requires_grad_(True)
-        optimizer: BatchLBFGS | torch.optim.Adam
-        if s.optimizer == "lbfgs":
-            # One function evaluation per step, a short history (memory at large scales).
-            warm = None
-            if s.warm_start and carry.scale is not None:
-                # Every term of the loss is an average over positions, so its curvature per
-                # pixel falls, and the inverse-Hessian scale grows, with the pixel count.
-                warm = carry.scale * (x.shape[-1] * x.shape[-2] / carry.pixels)
-            optimizer = BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10,
-                                   initial_scale=warm)
-        else:
-            optimizer = torch.optim.Adam([x], lr=s.learning_rate or 0.02)
+        optimizer = self._optimizer(x, carry)
         per_photo: list[torch.Tensor] = []  # the last closure's loss of each photo
 
         def closure() -> torch.Tensor:
@@ -390,21 +379,7 @@ class Engine:
                 loss = loss + s.tv_weight * total_variation(x)
             per_photo[:] = [loss.detach()]
             total = loss.sum()
-            if self.dtype != torch.float16:
-                total.backward()
-                return total
-            # float16 gradients of these losses are mostly below float16's smallest
-            # normal number: scale the loss up for the backward pass, and halve the
-            # scale whenever that overflows (as torch.amp.GradScaler does).
-            while True:
-                total.backward(torch.tensor(self._loss_scale, device=x.device),
-                               retain_graph=True)
-                assert x.grad is not None
-                if bool(torch.isfinite(x.grad).all()) or self._loss_scale <= 1.0:
-                    break
-                x.grad = None
-                self._loss_scale /= 2
-            x.grad.div_(self._loss_scale)
+            self._backward(total, x)
             return total
 
         average = _Average(x, s.average) if s.average else None
@@ -428,6 +403,35 @@ class Engine:
             carry.scale, carry.pixels = optimizer.scale.clone(), x.shape[-1] * x.shape[-2]
         picture = x.detach() if average is None else average.value()
         return picture if stopping is None else stopping.pictures(picture)
+
+    def _optimizer(self, x: torch.Tensor, carry: _Carry) -> BatchLBFGS | torch.optim.Adam:
+        s = self.settings
+        if s.optimizer == "adam":
+            return torch.optim.Adam([x], lr=s.learning_rate or 0.02)
+        # One function evaluation per step, a short history (memory at large scales).
+        warm = None
+        if s.warm_start and carry.scale is not None:
+            # Every term of the loss is an average over positions, so its curvature per
+            # pixel falls, and the inverse-Hessian scale grows, with the pixel count.
+            warm = carry.scale * (x.shape[-1] * x.shape[-2] / carry.pixels)
+        return BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10, initial_scale=warm)
+
+    def _backward(self, total: torch.Tensor, x: torch.Tensor) -> None:
+        """Fill ``x.grad`` with the gradient of ``total``."""
+        if self.dtype != torch.float16:
+            total.backward()
+            return
+        # float16 gradients of these losses are mostly below float16's smallest normal
+        # number: scale the loss up for the backward pass, and halve the scale whenever
+        # that overflows (as torch.amp.GradScaler does).
+        while True:
+            total.backward(torch.tensor(self._loss_scale, device=x.device), retain_graph=True)
+            assert x.grad is not None
+            if bool(torch.isfinite(x.grad).all()) or self._loss_scale <= 1.0:
+                break
+            x.grad = None
+            self._loss_scale /= 2
+        x.grad.div_(self._loss_scale)
 
     def _style_loss(self, features: torch.Tensor, target: StyleTarget,
                     norm: torch.Tensor | None) -> torch.Tensor:
