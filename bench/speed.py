@@ -2,7 +2,8 @@
 
 Renders each pair (photo × painting, at the race's 500² pixels) twice in one run: with the
 settings of before this issue ("before": fixed step counts 250, 120, 50, no stopping rule,
-no averaging, no warm start, zero padding, the Gram loss, pinned here so that a change of
+no averaging, no warm start, no sharpening, pixels at every scale, zero padding, the Gram
+loss, pinned here so that a change of
 the shipped defaults does not change them) and with the candidate defaults ("after":
 ``--after``, by default ``AFTER`` below). Every render is a child process, so start-up,
 loading the weights and computing the style targets count as they do for a user (as in
@@ -48,10 +49,12 @@ PAIRS = {
 #: The engine's behaviour before issue 14, written out (the preset's own style weight stays).
 BEFORE: dict[str, Any] = {"steps": [250, 120, 50], "min_side": 128, "scale_ratio": 2.0,
                           "style_loss": "gram", "average": 0.0, "pad": "zeros",
-                          "warm_start": False, "stop_tolerance": 0.0}
-#: The candidate defaults (tuned at 352² on the 2-core CPU, see the module's notes in
-#: docs/benchmarks.md): the warm start between scales, and half the middle scale's steps.
-AFTER: dict[str, Any] = {"steps": [250, 60, 50], "warm_start": True}
+                          "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
+                          "pyramid_scales": 0}
+#: The candidate: by default the shipped defaults as they are now (steps [100, 40, 50], the
+#: warm start, sharpening between scales, the first scale in a Laplacian pyramid; chosen on
+#: these three pairs at 500², see docs/benchmarks.md#issue-14).
+AFTER: dict[str, Any] = {}
 
 
 # -- one render, in a child process -----------------------------------------------------------

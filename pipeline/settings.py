@@ -28,7 +28,8 @@ HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap
 #: adding it did not make every finished photo due again (``min_steps`` only matters with
 #: a ``stop_tolerance``).
 NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
-                                    "warm_start": False, "stop_tolerance": 0.0}
+                                    "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
+                                    "pyramid_scales": 0}
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -54,7 +55,7 @@ class Settings(BaseModel):
         2.0, gt=1.0, le=4.0, description="largest size ratio between two consecutive scales"
     )
     steps: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [250, 120, 50],
+        default_factory=lambda: [100, 40, 50],
         min_length=1,
         description="optimizer steps per scale, coarsest first; the last entry repeats "
         "for any further scale",
@@ -92,9 +93,19 @@ class Settings(BaseModel):
         "over each scale's steps, returned instead of the last step (0: off; e.g. 0.9)",
     )
     warm_start: bool = Field(
-        False, description="start each finer scale warm: put back the photo's detail that "
+        True, description="start each finer scale warm: put back the photo's detail that "
         "upsampling blurs, and keep L-BFGS's step size (false: from the upsampled picture "
         "and a cautious first step)",
+    )
+    sharpen: float = Field(
+        2.0, ge=0, le=4, description="sharpen each upsampled picture by this amount (an unsharp "
+        "mask of 1 px radius) before its finer scale, so that it starts from the coarser "
+        "scale's brush strokes rather than their blur (0: off)",
+    )
+    pyramid_scales: int = Field(
+        1, ge=0, description="how many of the coarsest scales the optimizer moves the bands of "
+        "a Laplacian pyramid of the picture instead of its pixels: large areas then change "
+        "as fast as fine detail (0: pixels at every scale)",
     )
     stop_tolerance: float = Field(
         0.0, ge=0, lt=1, description="end a scale early once its best loss improved by less "

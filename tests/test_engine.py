@@ -193,15 +193,18 @@ def test_snapshots_every_n_steps_and_at_each_scale_end(painting: Image.Image) ->
     assert shots[-1][2] == out.size
 
 
-@pytest.mark.parametrize("optimizer,tolerance", [("adam", 0.5), ("lbfgs", 4.0)])
+@pytest.mark.parametrize("optimizer,tolerance", [("adam", 1.5), ("lbfgs", 7.0)])
 def test_a_batch_gives_each_photo_what_it_gets_alone(painting: Image.Image, optimizer: str,
                                                      tolerance: float) -> None:
     """Each photo of a batch has its own targets and optimizer state.
 
-    Adam is per pixel, so a batch changes nothing but rounding.  L-BFGS results are
-    not bit-equal: a batched convolution rounds differently, and 18 L-BFGS steps
-    amplify 1e-7 differences to 0-3 levels of 255 on average (measured), against
-    20-65 levels between the results of two different photos.
+    Results are not bit-equal: a batched convolution rounds differently, and the
+    optimizers amplify 1e-7 differences.  Measured on these photos (2026-12-02, the
+    defaults of issue 14): L-BFGS 0-5 levels of 255 on average over 18 steps, Adam
+    0-1.5 (its steps on the pyramid's coarse bands, whose gradients are near zero, are
+    as large as any, whatever their sign's rounding), against 20 or more levels between
+    the results of two different photos.  That a batch mixes nothing up exactly is
+    checked in float64 (test_in_float64_a_batch_is_exactly_one_by_one).
     """
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     photos[2] = photos[2].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -211,7 +214,7 @@ def test_a_batch_gives_each_photo_what_it_gets_alone(painting: Image.Image, opti
     for i, photo in enumerate(photos):
         alone = np.asarray(engine.stylize(photo, targets), np.int16)
         assert np.abs(together[i] - alone).mean() < tolerance
-        assert np.abs(together[i] - together[i - 1]).mean() > 5 * tolerance  # no mix-up
+        assert np.abs(together[i] - together[i - 1]).mean() > 15  # no mix-up
     # A batch that does not fit in one pass is split, with the same results.
     small = Engine(Settings(**FAST, optimizer=optimizer, tile_pixels=2 * 64 * 43))
     for a, b in zip(small.stylize_batch(photos, targets), together, strict=True):
@@ -254,6 +257,8 @@ photo = Image.open(sys.argv[2]).convert("RGB")
 painting = Image.open(sys.argv[3]).convert("RGB")
 targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
 sys.stdout.buffer.write(engine.stylize(photo, targets).tobytes())
+import pipeline
+assert pipeline.__file__.startswith(sys.argv[4]), pipeline.__file__
 """
 
 
@@ -281,7 +286,11 @@ def test_neutral_options_give_the_picture_of_the_commit_before_them(
         env = dict(os.environ, PYTHONPATH=str(tmp_path / "old"), OMP_NUM_THREADS="1")
         old = subprocess.run([sys.executable, "-c", _RENDER, settings.model_dump_json(
             exclude=set(NEUTRAL_KNOBS) | {"min_steps"}),
-            str(photo), str(paint)], check=True, capture_output=True, env=env).stdout
+            str(photo), str(paint), str(tmp_path / "old")], check=True, capture_output=True,
+            env=env,
+            # Not the repository: ``python -c`` puts the working folder first on sys.path,
+            # where this checkout's pipeline/ would shadow the old one on PYTHONPATH.
+            cwd=tmp_path).stdout
         new = _run(settings.merged(NEUTRAL_KNOBS), Image.open(photo), painting)
         assert new.tobytes() == old, extra
 
@@ -310,7 +319,7 @@ def test_averaging_returns_the_moving_average(painting: Image.Image,
         return out
 
     monkeypatch.setattr(optimize.Engine, "_optimize", spy)
-    s = Settings(**(FAST | {"steps": [6, 3]}))
+    s = Settings(**(FAST | {"steps": [6, 3], "warm_start": False, "sharpen": 0.0}))
     plain = _run(s, gradient_photo(), painting)
     averaged = _run(s.merged({"average": 0.8}), gradient_photo(), painting)
     assert plain.tobytes() != averaged.tobytes()
@@ -429,7 +438,8 @@ def test_neutral_options_leave_the_task_key_as_it_was() -> None:
     assert not ({"min_steps"} | set(NEUTRAL_KNOBS)) & set(base)
     assert neutral.merged({"min_steps": 50}).engine_view() == base  # no effect without a tolerance
     for change in ({"style_loss": "w2"}, {"pad": "replicate"}, {"average": 0.9},
-                   {"stop_tolerance": 0.01}, {"warm_start": True}):
+                   {"stop_tolerance": 0.01}, {"warm_start": True}, {"sharpen": 1.0},
+                   {"pyramid_scales": 1}):
         assert neutral.merged(change).engine_view() != base, change
     assert "min_steps" in neutral.merged({"stop_tolerance": 0.01}).engine_view()
 
@@ -458,7 +468,8 @@ def test_warm_start_puts_back_the_photos_detail_and_the_step_size(
     monkeypatch.setattr(optimize.Engine, "_optimize", spy)
     monkeypatch.setattr(BatchLBFGS, "__init__", init)
     photo = gradient_photo()
-    _run(Settings(**(FAST | {"steps": [6, 3], "warm_start": True})), photo, painting)
+    _run(Settings(**(FAST | {"steps": [6, 3], "warm_start": True, "sharpen": 0.0})), photo,
+         painting)
     (w0, h0), (w1, h1) = [(s.width, s.height) for s in pyramid(64, 43, Settings(**FAST))]
     coarse = pil_to_tensor(photo.resize((w0, h0), Image.Resampling.LANCZOS))
     fine = pil_to_tensor(photo.resize((w1, h1), Image.Resampling.LANCZOS))

@@ -41,6 +41,7 @@ from pipeline.engine.losses import (
     total_variation,
     w2_relative,
 )
+from pipeline.engine.pyramid import LaplacianPyramid, unsharp
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
 from pipeline.errors import Cancelled
@@ -264,10 +265,15 @@ class Engine:
             else:
                 x = F.interpolate(x, size=(scale.height, scale.width), mode="bicubic",
                                   align_corners=False)
+                if s.sharpen:
+                    # Upsampling blurs the brush strokes the coarser scale drew; the
+                    # finer scale's first steps would spend themselves redrawing them.
+                    x = unsharp(x, s.sharpen)
                 if s.warm_start and previous is not None:
                     # The photo's detail that upsampling loses (its band of a Laplacian
                     # pyramid) is put back: the finer scale then starts from the photo's
-                    # edges rather than a blur, which its first steps would redraw.
+                    # edges rather than a blur, which its first steps would redraw.  After
+                    # the sharpening: that detail is exact, not blurred.
                     x = x + content_k - F.interpolate(previous, size=(scale.height, scale.width),
                                                       mode="bicubic", align_corners=False)
                 x = x.clamp_(0, 1)
@@ -292,7 +298,7 @@ class Engine:
                     on_snapshot(progress, picture)
 
             x = self._optimize_scale(x, content_k, style_t, scale.steps, limit, should_stop,
-                                     report, carry)
+                                     report, carry, pyramid=k < s.pyramid_scales)
         assert x is not None
         pictures = [tensor_to_pil(item.clamp(0, 1).cpu()) for item in x.detach().split(1)]
         if s.preserve_color == "luminance":
@@ -314,13 +320,13 @@ class Engine:
     def _optimize_scale(self, x: torch.Tensor, content: torch.Tensor,
                         style_t: Mapping[str, StyleTarget], steps: int, limit: int,
                         should_stop: Callable[[], bool] | None,
-                        report: _ReportFn, carry: _Carry) -> torch.Tensor:
+                        report: _ReportFn, carry: _Carry, pyramid: bool) -> torch.Tensor:
         """One scale: in one pass if it fits in ``limit`` pixels, else tile by tile."""
         layout = tiles.grid(x.shape[-1], x.shape[-2], limit, self.settings.tile_overlap)
         if len(layout) == 1:
             return self._optimize(x, content, style_t, steps, should_stop,
                                   lambda i, loss, part, last: report(1, 1, i, loss, part, last),
-                                  carry)
+                                  carry, pyramid)
         for t, tile in enumerate(layout, start=1):
 
             def on_step(i: int, loss: torch.Tensor, part: torch.Tensor, last: bool,
@@ -329,7 +335,7 @@ class Engine:
                 report(t, len(layout), i, loss, x, last)
 
             result = self._optimize(tiles.crop(x, tile).clone(), tiles.crop(content, tile),
-                                    style_t, steps, should_stop, on_step, carry)
+                                    style_t, steps, should_stop, on_step, carry, pyramid)
             tiles.paste(x, result, tile)
         return x
 
@@ -345,11 +351,13 @@ class Engine:
     def _optimize(self, x: torch.Tensor, content: torch.Tensor,
                   style_t: Mapping[str, StyleTarget], steps: int,
                   should_stop: Callable[[], bool] | None, report: _StepFn,
-                  carry: _Carry) -> torch.Tensor:
+                  carry: _Carry, pyramid: bool = False) -> torch.Tensor:
         """Up to ``steps`` optimizer steps of the pictures ``x`` (``B×3×H×W``) at one size.
 
         Returns the last iterate, or with ``average`` its moving average; with a
         ``stop_tolerance``, each photo's picture as it was when its loss stopped improving.
+        With ``pyramid`` the optimizer moves the bands of a Laplacian pyramid of the
+        pictures (see :mod:`pipeline.engine.pyramid`), not their pixels.
         """
         s = self.settings
         with torch.no_grad():
@@ -361,12 +369,15 @@ class Engine:
                        if isinstance(t, torch.Tensor)}
         del feats
 
-        x = x.detach().requires_grad_(True)
-        optimizer = self._optimizer(x, carry)
+        # ``z`` is what the optimizer moves: the pictures themselves, or their bands.
+        bands = LaplacianPyramid(x.shape) if pyramid else None
+        z = (x.detach() if bands is None else bands.pack(x.detach())).requires_grad_(True)
+        optimizer = self._optimizer(z, carry, x.shape[-1] * x.shape[-2])
         per_photo: list[torch.Tensor] = []  # the last closure's loss of each photo
 
         def closure() -> torch.Tensor:
-            x.grad = None
+            z.grad = None
+            x = z if bands is None else bands.unpack(z)
             f = self.net(x)
             loss = torch.zeros(x.shape[0], device=x.device)  # one loss per photo
             for name, w in self.content_layers.items():
@@ -379,9 +390,10 @@ class Engine:
                 loss = loss + s.tv_weight * total_variation(x)
             per_photo[:] = [loss.detach()]
             total = loss.sum()
-            self._backward(total, x)
+            self._backward(total, z)
             return total
 
+        x = z if bands is None else bands.unpack(z).detach()
         average = _Average(x, s.average) if s.average else None
         stopping = _Stopping(x.shape[0], s.stop_tolerance, s.min_steps) \
             if s.stop_tolerance else None
@@ -389,8 +401,10 @@ class Engine:
             if should_stop is not None and should_stop():
                 raise Cancelled("stopped on request")
             loss = optimizer.step(closure)
-            if s.optimizer == "adam":
-                with torch.no_grad():
+            with torch.no_grad():
+                if bands is not None:
+                    x = bands.unpack(z)
+                elif s.optimizer == "adam":
                     x.clamp_(0, 1)
             picture = x if average is None else average.update(x)
             last = step + 1 == steps
@@ -404,7 +418,8 @@ class Engine:
         picture = x.detach() if average is None else average.value()
         return picture if stopping is None else stopping.pictures(picture)
 
-    def _optimizer(self, x: torch.Tensor, carry: _Carry) -> BatchLBFGS | torch.optim.Adam:
+    def _optimizer(self, x: torch.Tensor, carry: _Carry,
+                   pixels: int) -> BatchLBFGS | torch.optim.Adam:
         s = self.settings
         if s.optimizer == "adam":
             return torch.optim.Adam([x], lr=s.learning_rate or 0.02)
@@ -413,7 +428,7 @@ class Engine:
         if s.warm_start and carry.scale is not None:
             # Every term of the loss is an average over positions, so its curvature per
             # pixel falls, and the inverse-Hessian scale grows, with the pixel count.
-            warm = carry.scale * (x.shape[-1] * x.shape[-2] / carry.pixels)
+            warm = carry.scale * (pixels / carry.pixels)
         return BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10, initial_scale=warm)
 
     def _backward(self, total: torch.Tensor, x: torch.Tensor) -> None:
