@@ -444,6 +444,41 @@ def test_neutral_options_leave_the_task_key_as_it_was() -> None:
     assert "min_steps" in neutral.merged({"stop_tolerance": 0.01}).engine_view()
 
 
+#: The last commit with the earlier default schedule (steps [250, 120, 50], no warm start).
+BEFORE_SCHEDULE = "3cc26fa"
+#: The settings that pin that schedule (README, "The new defaults make finished outputs due
+#: again once").
+EARLIER_SCHEDULE = {"steps": [250, 120, 50], "warm_start": False, "sharpen": 0.0,
+                    "pyramid_scales": 0}
+
+
+def test_pinning_the_earlier_schedule_gives_the_keys_of_the_version_before(
+        tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    git = shutil.which("git")
+    if git is None or subprocess.run([git, "-C", str(REPO), "cat-file", "-e",
+                                      f"{BEFORE_SCHEDULE}^{{commit}}"],
+                                     capture_output=True).returncode != 0:
+        pytest.skip(f"needs git and commit {BEFORE_SCHEDULE}")
+    archive = subprocess.run([git, "-C", str(REPO), "archive", BEFORE_SCHEDULE,
+                              "pipeline"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    script = ("import json, pipeline; from pipeline.settings import Settings; "
+              "assert pipeline.__file__.startswith(%r); "
+              "print(json.dumps([Settings().engine_view(), "
+              "Settings(style_weight=10).engine_view()]))" % str(tmp_path))
+    old = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                         cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path))).stdout
+    pinned = Settings(**EARLIER_SCHEDULE)
+    new = [pinned.engine_view(), pinned.merged({"style_weight": 10}).engine_view()]
+    assert json.loads(old) == json.loads(json.dumps(new))
+    assert Settings().engine_view() != new[0]  # the new defaults are another schedule
+
+
 def test_warm_start_puts_back_the_photos_detail_and_the_step_size(
         painting: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.nn.functional as F
