@@ -378,16 +378,7 @@ class Engine:
         def closure() -> torch.Tensor:
             z.grad = None
             x = z if bands is None else bands.unpack(z)
-            f = self.net(x)
-            loss = torch.zeros(x.shape[0], device=x.device)  # one loss per photo
-            for name, w in self.content_layers.items():
-                loss = loss + (s.content_weight * w) * relative_error(f[name], content_t[name],
-                                                                      content_n[name])
-            for name, w in self.style_layers.items():
-                loss = loss + (s.style_weight * w) * self._style_loss(f[name], style_t[name],
-                                                                      style_n.get(name))
-            if s.tv_weight:
-                loss = loss + s.tv_weight * total_variation(x)
+            loss = self._loss(x, content_t, content_n, style_t, style_n)
             per_photo[:] = [loss.detach()]
             total = loss.sum()
             self._backward(total, z)
@@ -414,6 +405,8 @@ class Engine:
             if last:
                 break
         if isinstance(optimizer, BatchLBFGS):
+            # Measured on the bands when the scale moved them; the finest band enters the
+            # picture at gain 1, so the scale is carried as it is (what was benchmarked).
             carry.scale, carry.pixels = optimizer.scale.clone(), x.shape[-1] * x.shape[-2]
         picture = x.detach() if average is None else average.value()
         return picture if stopping is None else stopping.pictures(picture)
@@ -430,6 +423,23 @@ class Engine:
             # pixel falls, and the inverse-Hessian scale grows, with the pixel count.
             warm = carry.scale * (pixels / carry.pixels)
         return BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10, initial_scale=warm)
+
+    def _loss(self, x: torch.Tensor, content_t: Mapping[str, torch.Tensor],
+              content_n: Mapping[str, torch.Tensor], style_t: Mapping[str, StyleTarget],
+              style_n: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of each picture of ``x`` (shape ``B``): content, style and smoothness."""
+        s = self.settings
+        f = self.net(x)
+        loss = torch.zeros(x.shape[0], device=x.device)
+        for name, w in self.content_layers.items():
+            loss = loss + (s.content_weight * w) * relative_error(f[name], content_t[name],
+                                                                  content_n[name])
+        for name, w in self.style_layers.items():
+            loss = loss + (s.style_weight * w) * self._style_loss(f[name], style_t[name],
+                                                                  style_n.get(name))
+        if s.tv_weight:
+            loss = loss + s.tv_weight * total_variation(x)
+        return loss
 
     def _backward(self, total: torch.Tensor, x: torch.Tensor) -> None:
         """Fill ``x.grad`` with the gradient of ``total``."""
