@@ -50,7 +50,7 @@ PAIRS = {
 BEFORE: dict[str, Any] = {"steps": [250, 120, 50], "min_side": 128, "scale_ratio": 2.0,
                           "style_loss": "gram", "average": 0.0, "pad": "zeros",
                           "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
-                          "pyramid_scales": 0}
+                          "pyramid_scales": 0, "min_scales": 1}
 #: The candidate: by default the shipped defaults as they are now (steps [100, 40, 50], the
 #: warm start, sharpening between scales, the first scale in a Laplacian pyramid; chosen on
 #: these three pairs at 500², see docs/benchmarks.md#issue-14).

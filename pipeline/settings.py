@@ -29,7 +29,7 @@ HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap
 #: a ``stop_tolerance``).
 NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
                                     "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
-                                    "pyramid_scales": 0}
+                                    "pyramid_scales": 0, "min_scales": 1}
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -53,6 +53,11 @@ class Settings(BaseModel):
     min_side: int = Field(128, ge=16, description="short side of the first, coarsest scale")
     scale_ratio: float = Field(
         2.0, gt=1.0, le=4.0, description="largest size ratio between two consecutive scales"
+    )
+    min_scales: int = Field(
+        3, ge=1, le=8, description="fewest scales of a photo larger than min_side: the "
+        "default steps are a three-scale schedule, so a photo whose short side is just twice "
+        "min_side gets three scales rather than two (1: as scale_ratio alone decides)",
     )
     steps: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [100, 40, 50],

@@ -38,8 +38,8 @@ def _project(root: Path, batch_size: int) -> Path:
     gradient_photo(64, 96, seed=9).save(photos / "portrait.png")  # ... one of another
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # ... and junk
     (root / "jobs.yaml").write_text(textwrap.dedent(f"""
-        defaults: {{size: 64, min_side: 32, steps: [8, 4], precision: fp32, device: cpu,
-                    batch_size: {batch_size}}}
+        defaults: {{size: 64, min_side: 32, steps: [8, 4], min_scales: 1, precision: fp32,
+                    device: cpu, batch_size: {batch_size}}}
         jobs:
           - {{name: main, input: photos, styles: [udnie], output: out}}
     """))

@@ -83,6 +83,17 @@ def test_pyramid_starts_near_min_side_and_spends_most_steps_there() -> None:
     assert scales[0].steps > scales[-1].steps and pixels[0] < pixels[-1]
 
 
+def test_min_scales_adds_scales_where_the_ratio_alone_gives_fewer() -> None:
+    """384×256 is exactly two 2× steps above min_side: three scales by default, not two."""
+    sides = [min(s.width, s.height) for s in pyramid(384, 256, Settings())]
+    assert sides == [128, 181, 256]
+    assert [min(s.width, s.height) for s in pyramid(384, 256, Settings(min_scales=1))] == [128,
+                                                                                            256]
+    # More scales than min_scales where the ratio asks for them; one scale for a small photo.
+    assert len(pyramid(2048, 1365, Settings())) == 5
+    assert len(pyramid(120, 100, Settings())) == 1
+
+
 def test_too_small_is_refused_with_a_category() -> None:
     with pytest.raises(InputError) as info:
         pyramid(400, 10, Settings())
@@ -439,7 +450,7 @@ def test_neutral_options_leave_the_task_key_as_it_was() -> None:
     assert neutral.merged({"min_steps": 50}).engine_view() == base  # no effect without a tolerance
     for change in ({"style_loss": "w2"}, {"pad": "replicate"}, {"average": 0.9},
                    {"stop_tolerance": 0.01}, {"warm_start": True}, {"sharpen": 1.0},
-                   {"pyramid_scales": 1}):
+                   {"pyramid_scales": 1}, {"min_scales": 3}):
         assert neutral.merged(change).engine_view() != base, change
     assert "min_steps" in neutral.merged({"stop_tolerance": 0.01}).engine_view()
 
@@ -449,7 +460,7 @@ BEFORE_SCHEDULE = "3cc26fa"
 #: The settings that pin that schedule (README, "The new defaults make finished outputs due
 #: again once").
 EARLIER_SCHEDULE = {"steps": [250, 120, 50], "warm_start": False, "sharpen": 0.0,
-                    "pyramid_scales": 0}
+                    "pyramid_scales": 0, "min_scales": 1}
 
 
 def test_pinning_the_earlier_schedule_gives_the_keys_of_the_version_before(
@@ -468,9 +479,9 @@ def test_pinning_the_earlier_schedule_gives_the_keys_of_the_version_before(
                               "pipeline"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
     script = ("import json, pipeline; from pipeline.settings import Settings; "
-              "assert pipeline.__file__.startswith(%r); "
+              f"assert pipeline.__file__.startswith({str(tmp_path)!r}); "
               "print(json.dumps([Settings().engine_view(), "
-              "Settings(style_weight=10).engine_view()]))" % str(tmp_path))
+              "Settings(style_weight=10).engine_view()]))")
     old = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path))).stdout
     pinned = Settings(**EARLIER_SCHEDULE)

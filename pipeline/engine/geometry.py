@@ -45,7 +45,8 @@ def style_side(width: int, height: int, style_scale: float) -> int:
 def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
     """Scales from short side ``min_side`` up to exactly ``width``×``height``.
 
-    Short sides grow geometrically, by at most ``scale_ratio`` per scale.  The
+    Short sides grow geometrically, by at most ``scale_ratio`` per scale, over at least
+    ``min_scales`` scales when the photo is larger than ``min_side``.  The
     step counts come from ``settings.steps`` (coarsest first, last one repeated).
     """
     short = min(width, height)
@@ -60,6 +61,7 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
     else:
         n = 1 + math.ceil(math.log(short / settings.min_side) / math.log(settings.scale_ratio)
                           - 1e-9)
+        n = max(n, settings.min_scales)
     scales: list[Scale] = []
     for k in range(n):
         if k == n - 1:
