@@ -351,7 +351,7 @@ class Engine:
     def _optimize(self, x: torch.Tensor, content: torch.Tensor,
                   style_t: Mapping[str, StyleTarget], steps: int,
                   should_stop: Callable[[], bool] | None, report: _StepFn,
-                  carry: _Carry, pyramid: bool = False) -> torch.Tensor:
+                  carry: _Carry, pyramid: bool) -> torch.Tensor:
         """Up to ``steps`` optimizer steps of the pictures ``x`` (``B×3×H×W``) at one size.
 
         Returns the last iterate, or with ``average`` its moving average; with a
@@ -411,18 +411,19 @@ class Engine:
         picture = x.detach() if average is None else average.value()
         return picture if stopping is None else stopping.pictures(picture)
 
-    def _optimizer(self, x: torch.Tensor, carry: _Carry,
+    def _optimizer(self, z: torch.Tensor, carry: _Carry,
                    pixels: int) -> BatchLBFGS | torch.optim.Adam:
+        """The optimizer of ``z`` (pixels or bands) for a pass of ``pixels`` pixels a photo."""
         s = self.settings
         if s.optimizer == "adam":
-            return torch.optim.Adam([x], lr=s.learning_rate or 0.02)
+            return torch.optim.Adam([z], lr=s.learning_rate or 0.02)
         # One function evaluation per step, a short history (memory at large scales).
         warm = None
         if s.warm_start and carry.scale is not None:
             # Every term of the loss is an average over positions, so its curvature per
             # pixel falls, and the inverse-Hessian scale grows, with the pixel count.
             warm = carry.scale * (pixels / carry.pixels)
-        return BatchLBFGS(x, lr=s.learning_rate or 1.0, history_size=10, initial_scale=warm)
+        return BatchLBFGS(z, lr=s.learning_rate or 1.0, history_size=10, initial_scale=warm)
 
     def _loss(self, x: torch.Tensor, content_t: Mapping[str, torch.Tensor],
               content_n: Mapping[str, torch.Tensor], style_t: Mapping[str, StyleTarget],
