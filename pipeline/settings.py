@@ -60,7 +60,7 @@ class Settings(BaseModel):
         "min_side gets three scales rather than two (1: as scale_ratio alone decides)",
     )
     steps: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [100, 40, 50],
+        default_factory=lambda: [100, 40, 55],
         min_length=1,
         description="optimizer steps per scale, coarsest first; the last entry repeats "
         "for any further scale",
