@@ -37,6 +37,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,16 +164,6 @@ def nudged(settings: dict[str, Any], k: int) -> dict[str, Any]:
     return settings | {"learning_rate": (settings.get("learning_rate") or 1.0) * (1 + step)}
 
 
-def minmax(values: list[float]) -> tuple[float, float]:
-    return min(values), max(values)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def sheet_of(rows: list[dict[str, Any]], out: Path) -> None:
     """Photo, painting, before and after for each pair, labelled with time and distances."""
     from PIL import Image
@@ -267,25 +258,26 @@ def main() -> None:
     if set(wanted) >= {"before", "after"}:
         print(f"\n{'pair':14s} {'time after/before':>18s} {'content':>17s} {'style':>19s}")
         for row in rows:
-            b, a = ({key: median([r[key] for r in row[f"{side}_renders"]])
+            renders = {side: row[f"{side}_renders"] for side in ("before", "after")}
+            b, a = ({key: statistics.median(r[key] for r in renders[side])
                      for key in ("wall_s", "content", "style")} for side in ("before", "after"))
+            spread = {side: {key: (min(r[key] for r in renders[side]),
+                                   max(r[key] for r in renders[side]))
+                             for key in ("content", "style")} for side in renders}
             ok = a["content"] <= b["content"] and a["style"] <= b["style"]
             verdict = "no worse" if ok else "WORSE"
             if ok and args.nudges:
-                clear = all(max(r[key] for r in row["after_renders"])
-                            <= min(r[key] for r in row["before_renders"])
+                clear = all(spread["after"][key][1] <= spread["before"][key][0]
                             for key in ("content", "style"))
                 verdict += ", clear" if clear else ", within the spread"
             print(f"{row['pair']:14s} {a['wall_s'] / b['wall_s']:17.3f}x "
                   f"{b['content']:.4f}->{a['content']:.4f} {b['style']:.5f}->{a['style']:.5f}"
                   f"  {verdict}")
             if args.nudges:
-                for side in ("before", "after"):
-                    renders = row[f"{side}_renders"]
-                    print(f"{'':14s} {side:6s} over {len(renders)} renders: content "
-                          + "{:.4f}-{:.4f}".format(*minmax([r["content"] for r in renders]))
-                          + ", style "
-                          + "{:.5f}-{:.5f}".format(*minmax([r["style"] for r in renders])))
+                for side, ranges in spread.items():
+                    print(f"{'':14s} {side:6s} over {len(renders[side])} renders: content "
+                          "{:.4f}-{:.4f}, style {:.5f}-{:.5f}".format(
+                              *ranges["content"], *ranges["style"]))
         sheet_of(rows, args.out / "speed.jpg")
     (args.out / "speed.json").write_text(json.dumps(
         {"pixels": args.pixels, "sides": sides, "rows": rows}, indent=1))
