@@ -154,18 +154,24 @@ def sweep_temp_files(folder: Path, *, older_than_s: float = 0.0, recursive: bool
     too, for writers of earlier versions that took no lock.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        return 0
     pattern = f"**/{TEMP_PREFIX}*" if recursive else f"{TEMP_PREFIX}*"
     now = time.time()
     removed = 0
-    for path in folder.glob(pattern):
-        try:
-            if now - path.lstat().st_mtime >= older_than_s and _abandoned(path):
-                path.unlink()
-                removed += 1
-        except OSError:
-            continue
+    # Best effort, never a reason to stop: a folder that cannot be looked at (gone, no
+    # permission, a path longer than the system takes) has nothing this sweep could
+    # remove, and the photos it holds fail alone when they are written.
+    try:
+        if not folder.is_dir():
+            return 0
+        for path in folder.glob(pattern):
+            try:
+                if now - path.lstat().st_mtime >= older_than_s and _abandoned(path):
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    except OSError:
+        pass
     return removed
 
 

@@ -162,8 +162,17 @@ def _check_out_dir(out_dir: Path, jobs: Iterable[Job]) -> None:
                              "choose another --output")
 
 
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that is False, not an ``OSError``, for a path the system refuses
+    (a name over 255 bytes, a path over 4 KiB): such an output was never written."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _cell(task: Task, thumbs: _Thumbnailer, out_dir: Path) -> Cell:
-    if not task.output.is_file():
+    if not _is_file(task.output):
         return Cell(task.style, "not done", None, None, None, None)
     rec = records.read_record(task.output)
     state = "done" if task.status == "skipped" else "outdated"

@@ -9,6 +9,7 @@ that two of them can never disagree about a name.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -90,6 +91,29 @@ def output_name(photo_name: str, style: str, fmt: str) -> str:
     """``<photo name>.<style><suffix>``: the photo's full name is kept, so ``a.jpg`` and
     ``a.png`` never collide, and the style is in the name, so styles never collide."""
     return f"{photo_name}.{style}{OUTPUT_SUFFIXES[fmt]}"
+
+
+#: The longest path (in bytes, without its final NUL) and file name Linux takes: a longer
+#: one fails with ENAMETOOLONG wherever it is used, so it is refused before any work.
+PATH_MAX = 4095
+NAME_MAX = 255
+
+
+def output_too_long(output: Path) -> str | None:
+    """Why ``output`` (with its record beside it) cannot be written, or None.
+
+    The record's name is the output's plus ``.json``, in a folder one level down, so an
+    output whose own name just fits would be written and its record then refused: the
+    photo would be done again by every run.  Checking both up front spares that.
+    """
+    record = output.parent / RECORD_DIR / f"{output.name}.json"
+    longest = max(len(os.fsencode(part)) for part in record.parts)
+    if longest > NAME_MAX:
+        return os.strerror(errno.ENAMETOOLONG)  # "File name too long"
+    length = len(os.fsencode(os.path.abspath(record)))
+    if length > PATH_MAX:
+        return f"its path would be {length} bytes long; the system takes at most {PATH_MAX}"
+    return None
 
 
 # -- text for people ---------------------------------------------------------------------

@@ -38,7 +38,7 @@ from pipeline.executors.base import ExecEvent, Executor, Finished, Started, Step
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.hashing import digest_json
 from pipeline.images import probe, read_photo
-from pipeline.naming import TEMP_PREFIX, display_name
+from pipeline.naming import TEMP_PREFIX, display_name, output_too_long
 from pipeline.planning import Plan, Status, Task
 from pipeline.styles import Preset
 from pipeline.writer import refresh_record, write_result
@@ -226,6 +226,11 @@ class _Driver:
 
     def _work(self, task: Task) -> Work | None:
         """Read the photo (here, on the driver) into a Work item; a bad file fails now."""
+        too_long = output_too_long(task.output)
+        if too_long:
+            self.finish(TaskResult(task, "failed", "unwritable",
+                                   f"{display_name(task.output)}: cannot be written ({too_long})"))
+            return None
         try:
             # Taken before reading: if the photo changes meanwhile, its record's size and
             # mtime no longer match, and the next run hashes it again.
@@ -328,8 +333,8 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         sweep_temp_files(folder)
         # Records are written the same way, so a kill can leave temp files there too.
         sweep_temp_files(folder / records.RECORD_DIR)
-    for folder in sorted({t.output.parent for t in due}):
-        check_writable(folder)
+    for folder in sorted({t.output.parent for t in due if not output_too_long(t.output)}):
+        check_writable(folder)  # a path too long fails its photos alone (in _work)
     for task in plan.skipped:
         if task.stale_stat:
             refresh_record(task)
