@@ -254,8 +254,40 @@ def load_manifest(path: Path, *, registry: Registry | None = None,
                                                 "them different output folders")
                 break
         jobs.append(job)
+    _check_inboxes(jobs, problems)
     problems.raise_if_any()
     return Manifest(_real(path), tuple(jobs), registry, model.executor)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or somewhere below it (both already resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _check_inboxes(jobs: list[Job], problems: _Problems) -> None:
+    """No inbox inside an output folder, and no output folder inside an inbox.
+
+    Either way the watcher would take results as new photos: it stylized its own
+    results again and again (``c.png.udnie.jpg.udnie.jpg...``) until the name was too
+    long, and moved each real result into ``done/``.  Across jobs too: one job's results
+    landing in another's inbox loop the same way.
+    """
+    for job in jobs:
+        if job.inbox is None:
+            continue
+        loc: Loc = ("jobs", job.index, "inbox")
+        for other in jobs:
+            whose = "its" if other is job else f"job {other.name!r}'s"
+            if _within(job.inbox, other.output):
+                problems.add(loc, f"the inbox {job.inbox} is inside {whose} output folder "
+                                  f"{other.output}: its results would be taken as new photos; "
+                                  "use an inbox outside every output folder")
+                break
+            if _within(other.output, job.inbox):
+                problems.add(loc, f"{whose} output folder {other.output} is inside the inbox "
+                                  f"{job.inbox}: its results would be taken as new photos; "
+                                  "use an output folder outside every inbox")
+                break
 
 
 def _presets(jm: JobModel, loc: Loc, model: ManifestModel, registry: Registry, base: Path,
