@@ -44,6 +44,8 @@ from pipeline.validation import Loc, error_items, field_path
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Most Ray workers one run may start (each is a process holding a network).
+MAX_WORKERS = 1024
 
 
 class JobModel(SettingsPatch):  # type: ignore[misc, valid-type]
@@ -75,9 +77,10 @@ class ExecutorModel(BaseModel):
 
     kind: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: a cluster (auto, HOST:PORT); none starts a local one
-    workers: int | None = Field(None, ge=1)
-    cpus_per_worker: int | None = Field(None, ge=1)
-    gpus_per_worker: float | None = Field(None, ge=0)
+    # Bounded like every knob that decides how much is started or held.
+    workers: int | None = Field(None, ge=1, le=MAX_WORKERS)
+    cpus_per_worker: int | None = Field(None, ge=1, le=1024)
+    gpus_per_worker: float | None = Field(None, ge=0, le=64, allow_inf_nan=False)
 
 
 class ManifestModel(BaseModel):

@@ -8,16 +8,34 @@ built-in defaults < preset < manifest defaults < job < command line.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from pipeline.engine.layers import LAYER_INDEX
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 LayerWeights = dict[str, Annotated[float, Field(ge=0)]]
+
+# Bounds of the knobs that decide how much work or memory a photo takes.  Each is
+# checked here, where a value is validated, so that no value that passes can make a
+# run build a list of scales until memory runs out (``scale_ratio: 1.000000001`` did)
+# or start a job that would not end this year.
+#: Largest output side, and largest side of a style image at the finest scale.
+MAX_SIDE = 16384
+#: Most scales a photo's pyramid may have (2.0 from 16 px to 16384 px takes 11).
+MAX_SCALES = 16
+#: Most optimizer steps of one scale (the defaults take 40 to 100).
+MAX_STEPS = 10_000
+#: Smallest pass of a tiled scale: ``pipeline.engine.tiles.MIN_TILE_SIDE`` squared.
+MIN_TILE_PIXELS = 64 * 64
+#: Most photos optimized together, as the automatic batch size (engine.memory).
+MAX_BATCH = 64
+#: Largest photo accepted at all: 1 gigapixel takes 3 GB to hold decoded.
+MAX_INPUT_PIXELS = 1_000_000_000
 
 #: Knobs that change no byte of a result, so are not part of its key.
 HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap", "batch_size",
@@ -46,22 +64,26 @@ def _check_layers(value: dict[str, float]) -> dict[str, float]:
 class Settings(BaseModel):
     """A fully resolved set of knobs.  Field descriptions double as documentation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinity or NaN: a weight of .inf makes every loss NaN, a size of .inf no number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # -- size and the multiscale pyramid
-    size: int = Field(512, ge=16, le=16384, description="long side of the output, in pixels")
-    min_side: int = Field(128, ge=16, description="short side of the first, coarsest scale")
+    size: int = Field(512, ge=16, le=MAX_SIDE, description="long side of the output, in pixels")
+    min_side: int = Field(128, ge=16, le=MAX_SIDE,
+                          description="short side of the first, coarsest scale")
     scale_ratio: float = Field(
-        2.0, gt=1.0, le=4.0, description="largest size ratio between two consecutive scales"
+        # ge=1.1, not gt=1: the scale count grows as 1/log(ratio), without end near 1.
+        2.0, ge=1.1, le=4.0, description="largest size ratio between two consecutive scales "
+        "(1.1 to 4)",
     )
     min_scales: int = Field(
         3, ge=1, le=8, description="fewest scales of a photo larger than min_side: the "
         "default steps are a three-scale schedule, so a photo whose short side is just twice "
         "min_side gets three scales rather than two (1: as scale_ratio alone decides)",
     )
-    steps: list[Annotated[int, Field(ge=0)]] = Field(
+    steps: list[Annotated[int, Field(ge=0, le=MAX_STEPS)]] = Field(
         default_factory=lambda: [100, 40, 55],
-        min_length=1,
+        min_length=1, max_length=MAX_SCALES,
         description="optimizer steps per scale, coarsest first; the last entry repeats "
         "for any further scale",
     )
@@ -108,7 +130,8 @@ class Settings(BaseModel):
         "scale's brush strokes rather than their blur (0: off)",
     )
     pyramid_scales: int = Field(
-        1, ge=0, description="how many of the coarsest scales the optimizer moves the bands of "
+        1, ge=0, le=MAX_SCALES,
+        description="how many of the coarsest scales the optimizer moves the bands of "
         "a Laplacian pyramid of the picture instead of its pixels: large areas then change "
         "as fast as fine detail (0: pixels at every scale)",
     )
@@ -119,12 +142,14 @@ class Settings(BaseModel):
     min_steps: int = Field(
         # ge=11, not a silent raise: the rule looks 10 steps back, and values that made
         # the same picture would otherwise make different keys.
-        20, ge=11, description="with stop_tolerance, the fewest steps of each scale (at "
+        20, ge=11, le=MAX_STEPS,
+        description="with stop_tolerance, the fewest steps of each scale (at "
         "least 11: the rule looks 10 steps back)"
     )
     init: Literal["content", "noise"] = Field(
         "content", description="start from the photo (content) or from noise")
-    seed: int = Field(0, ge=0, description="random seed (noise init); CPU runs are reproducible")
+    seed: int = Field(0, ge=0, le=2**63 - 1,  # torch's generators take 64-bit seeds
+                      description="random seed (noise init); CPU runs are reproducible")
     # -- the network and the hardware
     weights: str = Field(
         "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")
@@ -138,14 +163,16 @@ class Settings(BaseModel):
         "auto", description="network precision; auto: bf16 where the hardware has it, else fp32"
     )
     tile_pixels: int = Field(
-        0, ge=0, description="largest picture optimized in one pass, in pixels; larger "
-        "scales are cut into overlapping tiles. 0: from the device's free memory",
+        0, ge=0, le=MAX_SIDE * MAX_SIDE, description="largest picture optimized in one pass, "
+        "in pixels; larger scales are cut into overlapping tiles. 0: from the device's free "
+        f"memory, else at least {MIN_TILE_PIXELS} (64×64)",
     )
     tile_overlap: int = Field(
         64, ge=16, le=512, description="overlap of neighbouring tiles, in pixels"
     )
     batch_size: int = Field(
-        0, ge=0, description="photos of one size optimized together; 0: as many as the "
+        0, ge=0, le=MAX_BATCH,
+        description="photos of one size optimized together; 0: as many as the "
         "GPU's free memory holds (up to 64), always 1 on the CPU",
     )
     # -- input and output files
@@ -164,7 +191,8 @@ class Settings(BaseModel):
         "tools sorting by file time file it with the photo"
     )
     max_pixels: int = Field(
-        80_000_000, ge=1, description="inputs with more pixels than this are refused"
+        80_000_000, ge=1, le=MAX_INPUT_PIXELS,
+        description="inputs with more pixels than this are refused",
     )
 
     _layers_ok = field_validator("content_layers", "style_layers")(_check_layers)
@@ -175,6 +203,33 @@ class Settings(BaseModel):
         if not _DEVICE.fullmatch(value):
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
         return value
+
+    @field_validator("tile_pixels")
+    @classmethod
+    def _tile_ok(cls, value: int) -> int:
+        # Below one smallest tile the grid is as fine as it may be anyway, and a tiny value
+        # would only cut a large picture into hundreds of thousands of passes.
+        if 0 < value < MIN_TILE_PIXELS:
+            raise ValueError(f"use 0 (from the device's memory) or at least {MIN_TILE_PIXELS} "
+                             "pixels (one 64×64 tile)")
+        return value
+
+    @model_validator(mode="after")
+    def _work_bounded(self) -> Settings:
+        scales = scale_count(self.size, self.min_side, self.scale_ratio, self.min_scales)
+        if scales > MAX_SCALES:
+            raise ValueError(
+                f"size {self.size} from min_side {self.min_side} at scale_ratio "
+                f"{self.scale_ratio:g} makes {scales} scales; at most {MAX_SCALES}: raise "
+                "scale_ratio or min_side")
+        # The style image is resized to about size × style_scale at the finest scale, in
+        # one pass (style targets are not tiled).
+        if self.size * self.style_scale > MAX_SIDE:
+            raise ValueError(
+                f"size {self.size} × style_scale {self.style_scale:g} asks for a style image "
+                f"of {self.size * self.style_scale:g} px at the finest scale; at most "
+                f"{MAX_SIDE}: lower style_scale or size")
+        return self
 
     def merged(self, *patches: SettingsPatch | dict[str, Any] | None) -> Settings:
         """A copy with each patch's explicitly set fields applied in order (validated)."""
@@ -202,6 +257,15 @@ class Settings(BaseModel):
         if not self.stop_tolerance:
             del view["min_steps"]
         return view
+
+
+def scale_count(short: int, min_side: int, ratio: float, min_scales: int) -> int:
+    """Scales of a photo whose short side is ``short``: the count
+    :func:`pipeline.engine.geometry.pyramid` makes (kept equal by a test)."""
+    if short <= min_side:
+        return 1
+    n = 1 + math.ceil(math.log(short / min_side) / math.log(ratio) - 1e-9)
+    return max(n, min_scales)
 
 
 def _patch_fields() -> dict[str, Any]:

@@ -32,5 +32,7 @@ def error_items(exc: ValidationError) -> list[tuple[Loc, str]]:
 
 
 def format_validation_error(exc: ValidationError, prefix: Loc = ()) -> list[str]:
-    """One ``path: message`` line per problem."""
-    return [f"{field_path(prefix + loc)}: {msg}" for loc, msg in error_items(exc)]
+    """One ``path: message`` line per problem (just the message for the whole model, whose
+    checks across fields name their fields themselves)."""
+    return [f"{field_path(prefix + loc)}: {msg}" if prefix + loc else msg
+            for loc, msg in error_items(exc)]

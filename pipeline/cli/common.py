@@ -170,7 +170,8 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     "ray://HOST:PORT); without it --executor ray starts a local Ray for the run.",
     show_default=False)]
 WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", min=1, help="Ray workers to start (default: as many as the cluster holds).",
+    "--workers", min=1, max=1024,  # max: pipeline.manifest.MAX_WORKERS
+    help="Ray workers to start (default: as many as the cluster holds).",
     show_default=False)]
 
 
