@@ -34,6 +34,8 @@ MAX_STEPS = 10_000
 MIN_TILE_PIXELS = 64 * 64
 #: Most photos optimized together, as the automatic batch size (engine.memory).
 MAX_BATCH = 64
+#: Largest device number torch can hold (an 8-bit signed index).
+MAX_DEVICE_INDEX = 127
 #: Largest photo accepted at all: 1 gigapixel takes 3 GB to hold decoded.
 MAX_INPUT_PIXELS = 1_000_000_000
 
@@ -200,8 +202,13 @@ class Settings(BaseModel):
     @field_validator("device")
     @classmethod
     def _device_ok(cls, value: str) -> str:
-        if not _DEVICE.fullmatch(value):
+        found = _DEVICE.fullmatch(value)
+        if not found:
             raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        # torch keeps a device number in 8 bits: cuda:256 silently became cuda:0, and a
+        # longer number was a RuntimeError from deep inside the engine.
+        if found.group(2) and int(found.group(2)[1:]) > MAX_DEVICE_INDEX:
+            raise ValueError(f"cuda:N takes a device number from 0 to {MAX_DEVICE_INDEX}")
         return value
 
     @field_validator("tile_pixels")

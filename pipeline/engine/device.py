@@ -15,9 +15,18 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # settings refuse such names; this is for callers that skip them
+        raise UsageError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps"
+                         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} asked for, but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if not 0 <= device.index < count:
+            raise UsageError(f"device {name!r} asked for, but this machine has {count} CUDA "
+                             f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"device {name!r} asked for, but MPS is not available")
     return device
