@@ -23,7 +23,9 @@ from PIL import Image
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
 from pipeline.engine.losses import gram, relative_error, total_variation
+from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine
+from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +38,7 @@ def bytes_per_pixel(engine: Engine, side: int) -> float:
     with torch.no_grad():
         f = engine.net(x)
         content = {n: f[n] for n in engine.content_layers}
-        style = {n: gram(f[n]) for n in engine.style_layers}
+        style = {n: gram(f[n]) for n in layer_weights(engine.settings)[1]}
     del f
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -90,7 +92,7 @@ def main() -> None:
     engine = Engine(settings)
     painting = Image.open(preset.images[0].path).convert("RGB")
     w, h = output_size(args.size, args.size * 3 // 4, args.size)
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(w, h))
+    targets = StyleTargetMaker(engine.settings).compute([(painting, 1.0)], engine.style_sides(w, h))
     auto = memory.auto_batch_size(engine.device, engine.dtype, w * h)
     sizes = sorted({int(b) for b in args.batches.split(",")} | {auto})
     print(f"{w}x{h}, precision {engine.dtype}, steps {settings.steps}; automatic batch {auto}")

@@ -28,6 +28,7 @@ from PIL import Image
 
 from pipeline.engine.geometry import output_size, pyramid
 from pipeline.engine.optimize import Engine
+from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 from pipeline.styles import Registry
@@ -65,7 +66,7 @@ def engine_step_seconds(engine: Engine, photo: Image.Image, steps: int,
     last = pyramid(w, h, engine.settings)[-1]
     style = Registry.discover().presets["starry-night"]
     painting = Image.open(style.images[0].path).convert("RGB")
-    targets = engine.compute_style_targets([(painting, 1.0)], [last.style_side])
+    targets = StyleTargetMaker(engine.settings).compute([(painting, 1.0)], [last.style_side])
     single = engine.settings.merged({"steps": [steps + 2], "min_side": max(w, h),
                                      "size": max(w, h)})
     bench_engine = Engine(single)

@@ -27,6 +27,7 @@ from yardstick import STYLE_LAYERS, Yardstick
 
 from pipeline.engine.losses import W2Target, gram, w2_relative
 from pipeline.engine.optimize import Engine
+from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def main() -> None:
                                                   | VARIANTS[variant] | common)
                 t0 = time.perf_counter()
                 engine = Engine(settings)
-                targets = engine.compute_style_targets(
+                targets = StyleTargetMaker(engine.settings).compute(
                     [(painting, 1.0)], engine.style_sides(*photo.size))
                 picture = engine.stylize(photo, targets)
                 seconds = time.perf_counter() - t0

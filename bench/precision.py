@@ -23,6 +23,7 @@ from yardstick import Yardstick
 
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.optimize import Engine
+from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def main() -> None:
         engine = Engine(preset.settings.merged({"size": size, "device": str(device),
                                                 "precision": name.removesuffix("-again")}))
         painting = Image.open(preset.images[0].path).convert("RGB")
-        targets = engine.compute_style_targets([(painting, 1.0)],
+        targets = StyleTargetMaker(engine.settings).compute([(painting, 1.0)],
                                                engine.style_sides(*photo.size))
         if device.type == "cuda":
             torch.cuda.synchronize()

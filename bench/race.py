@@ -49,6 +49,7 @@ def ours_worker(photo: Path, style: Path, size: int, folder: Path, seed: int,
     from PIL import Image
 
     from pipeline.engine.optimize import Engine
+    from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.styles import Registry
 
     preset = Registry.discover().resolve("starry-night" if style == STYLE else str(style))
@@ -57,8 +58,8 @@ def ours_worker(photo: Path, style: Path, size: int, folder: Path, seed: int,
     engine = Engine(settings)
     content = Image.open(photo).convert("RGB")
     painting = Image.open(style).convert("RGB")
-    targets = engine.compute_style_targets([(painting, 1.0)],
-                                           engine.style_sides(*content.size))
+    targets = StyleTargetMaker(settings).compute([(painting, 1.0)],
+                                                 engine.style_sides(*content.size))
     times: list[dict[str, float | str]] = []
 
     def snap(progress: object, image: Image.Image) -> None:

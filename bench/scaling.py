@@ -44,6 +44,7 @@ def worker(size: int, steps: str | None, tile_pixels: int, keep: Path | None) ->
     from pipeline.engine import tiles
     from pipeline.engine.geometry import output_size, pyramid
     from pipeline.engine.optimize import Engine, Progress
+    from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.styles import Registry
 
     t0 = time.perf_counter()
@@ -54,7 +55,8 @@ def worker(size: int, steps: str | None, tile_pixels: int, keep: Path | None) ->
     engine = Engine(preset.settings.merged(patch))
     photo = photo_4x3()
     painting = Image.open(preset.images[0].path).convert("RGB")
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
+    sides = engine.style_sides(*photo.size)
+    targets = StyleTargetMaker(engine.settings).compute([(painting, 1.0)], sides)
     t1 = time.perf_counter()
     # Peak RSS so far: Python, torch, the weights (twice: compute and float32 precisions)
     # and the style targets. What stylize adds on top is the optimization's own memory.

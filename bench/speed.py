@@ -84,6 +84,7 @@ def worker(photo: Path, preset_name: str, size: int, overrides: dict[str, Any],
     from PIL import Image
 
     from pipeline.engine.optimize import Engine, Progress
+    from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.styles import Registry
 
     imported = time.time()
@@ -93,7 +94,8 @@ def worker(photo: Path, preset_name: str, size: int, overrides: dict[str, Any],
     loaded = time.time()
     content = Image.open(photo).convert("RGB")
     paintings = [(Image.open(i.path).convert("RGB"), i.weight) for i in preset.images]
-    targets = engine.compute_style_targets(paintings, engine.style_sides(*content.size))
+    sides = engine.style_sides(*content.size)
+    targets = StyleTargetMaker(engine.settings).compute(paintings, sides)
     targeted = time.time()
     steps: list[dict[str, Any]] = []
 

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from pipeline.engine.geometry import MIN_SCALE_SIDE
-from pipeline.engine.optimize import Engine, ProgressFn, StyleTargets
+from pipeline.engine.optimize import Engine, ProgressFn
+from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import Cancelled, InputError, OutOfMemoryError, StylizeError
 from pipeline.executors.base import Finished, Work
 from pipeline.hashing import digest_json
@@ -36,9 +37,10 @@ logger = logging.getLogger(__name__)
 #: After running out of memory, a photo is tried once more at this fraction of the size.
 OOM_RETRY_SCALE = 0.5
 
-#: ``targets(engine, preset, sides)``: the style targets of these sides, from wherever
-#: this executor keeps them (a cache-backed store, or what the driver shipped).
-TargetSource = Callable[[Engine, Preset, list[int]], StyleTargets]
+#: ``targets(settings, preset, sides)``: the style targets of these sides for a photo
+#: stylized with ``settings`` in ``preset``'s style, from wherever this executor keeps
+#: them (a cache-backed store, or what the driver shipped).
+TargetSource = Callable[[Settings, Preset, list[int]], StyleTargets]
 #: ``on_progress(work_id, progress)``.
 WorkProgressFn = Callable[[int, object], None]
 
@@ -110,7 +112,7 @@ def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn
              should_stop: Callable[[], bool] | None, start: float) -> Finished:
     engine = shop.engine(preset.settings)
     photo = shop.decode(work, engine)
-    targets = shop.targets(engine, preset, engine.style_sides(*photo.rgb.size))
+    targets = shop.targets(engine.settings, preset, engine.style_sides(*photo.rgb.size))
     picture = engine.stylize(photo.rgb, targets, on_progress=on_progress,
                              should_stop=should_stop)
     return encode(work, engine, photo, picture, time.perf_counter() - start, shop.worker)
@@ -238,7 +240,7 @@ def _stylize_together(shop: Workshop, engine: Engine, batch: list[_Decoded],
     """The batch's pictures, or None when it should be done one photo at a time."""
     if len(batch) < 2:
         return None
-    targets = shop.targets(engine, batch[0].work.preset,
+    targets = shop.targets(engine.settings, batch[0].work.preset,
                            engine.style_sides(*batch[0].photo.rgb.size))
     last = batch[-1].work.id  # the progress view shows the latest photo started
     pictures: list[Image.Image] | None = None

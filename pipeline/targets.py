@@ -20,14 +20,14 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import torch
 from PIL import Image
 
 from pipeline.cache import ArtifactCache
-from pipeline.engine.optimize import Engine, StyleTargets, mean_key
+from pipeline.engine.style_targets import SideTargets, StyleTargetMaker, StyleTargets
 from pipeline.errors import ConfigError, InputError, OutputNotWritableError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.images import load_image
+from pipeline.settings import Settings
 from pipeline.styles import Preset
 
 CACHE_KIND = "gram"
@@ -35,23 +35,27 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TargetCounts:
+class StoreCounts:
+    """Style target sides computed here and read from the cache, over a store's life."""
+
     computed: int = 0
     cached: int = 0
 
 
-def _side_key(engine: Engine, preset: Preset, side: int) -> str:
+def style_key(maker: StyleTargetMaker, preset: Preset) -> str:
+    """The digest of what decides a style's targets at every side (not the side)."""
+    return digest_json({"engine": maker.identity(),
+                        "images": [[file_digest(img.path), img.weight] for img in preset.images]})
+
+
+def _side_key(maker: StyleTargetMaker, preset: Preset, side: int) -> str:
+    """One side's cache key: the style's identity and the side."""
     return digest_json({
-        "engine": engine.style_identity(),
+        "engine": maker.identity(),
         "images": [[file_digest(img.path), img.weight] for img in preset.images],
         "side": side,
         "version": 1,
     })
-
-
-def _complete(engine: Engine, entry: dict[str, torch.Tensor]) -> bool:
-    """Whether a cache entry holds everything the engine's style layers need."""
-    return all(name in entry and mean_key(name) in entry for name in engine.style_layers)
 
 
 def _load_style_images(preset: Preset) -> list[tuple[Image.Image, float]]:
@@ -74,33 +78,46 @@ class StyleTargetStore:
 
     def __init__(self, cache: ArtifactCache | None) -> None:
         self.cache = cache
-        self.counts = TargetCounts()
+        self.counts = StoreCounts()
+        self._makers: dict[str, StyleTargetMaker] = {}
         self._told_unwritable = False
-        self._memory: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._memory: OrderedDict[str, SideTargets] = OrderedDict()
 
-    def _remember(self, key: str, grams: dict[str, torch.Tensor]) -> None:
+    def _remember(self, key: str, grams: SideTargets) -> None:
         self._memory[key] = grams
         self._memory.move_to_end(key)
         while len(self._memory) > self.MEMORY_ENTRIES:
             self._memory.popitem(last=False)
 
-    def get(self, engine: Engine, preset: Preset, sides: Iterable[int]) -> StyleTargets:
+    def maker(self, settings: Settings) -> StyleTargetMaker:
+        """The target maker of these settings (on their device), built once."""
+        key = digest_json([settings.weights, settings.pooling, settings.pad, settings.device,
+                           settings.preserve_color, settings.style_layers])
+        if key not in self._makers:
+            self._makers[key] = StyleTargetMaker(settings)
+        return self._makers[key]
+
+    def get(self, settings: Settings, preset: Preset, sides: Iterable[int]) -> StyleTargets:
+        """The targets of these sides for a photo stylized with ``settings`` in ``preset``'s
+        style (``settings`` may differ from the preset's: a smaller size after running out
+        of memory)."""
+        maker = self.maker(settings)
         wanted = sorted(set(sides))
         found: StyleTargets = {}
-        keys = {side: _side_key(engine, preset, side) for side in wanted}
+        keys = {side: _side_key(maker, preset, side) for side in wanted}
         for side in wanted:
             if keys[side] in self._memory:
                 found[side] = self._memory[keys[side]]
                 self._memory.move_to_end(keys[side])
             elif self.cache is not None:
                 entry = self.cache.get(CACHE_KIND, keys[side])
-                if entry is not None and _complete(engine, entry):
+                if entry is not None and maker.complete(entry):
                     found[side] = entry
                     self._remember(keys[side], entry)
                     self.counts.cached += 1
         missing = [side for side in wanted if side not in found]
         if missing:
-            computed = engine.compute_style_targets(_load_style_images(preset), missing)
+            computed = maker.compute(_load_style_images(preset), missing)
             for side, grams in computed.items():
                 found[side] = grams
                 self._remember(keys[side], grams)

@@ -89,32 +89,28 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def batch_and_singles_in_float64(engine: object, photos: list[Image.Image], targets: object,
-                                 monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+def batch_and_singles_in_float64(engine: object, photos: list[Image.Image],
+                                 targets: object) -> tuple[list, list]:
     """The float64 pictures of ``photos`` stylized as one batch, then one by one.
 
-    Runs the engine's network in float64 (on a copy: the modules are shared with every
-    engine of the process), so that rounding cannot hide whether photos interact.
+    Runs the engine's network and pictures in float64 (on a copy: the modules are shared
+    with every engine of the process), so that rounding cannot hide whether photos
+    interact.  The pictures are the last optimization pass's results.
     """
     import copy
 
     import torch
 
-    import pipeline.engine.optimize as optimize
-
     engine.net = copy.deepcopy(engine.net).double()  # type: ignore[attr-defined]
     engine.net.dtype = torch.float64  # type: ignore[attr-defined]
-    to_tensor, to_pil = optimize.pil_to_tensor, optimize.tensor_to_pil
-    pictures: list[torch.Tensor] = []
-    monkeypatch.setattr(optimize, "pil_to_tensor", lambda im: to_tensor(im).double())
-    monkeypatch.setattr(optimize, "tensor_to_pil",
-                        lambda x: pictures.append(x.clone()) or to_pil(x.float()))
-    engine.stylize_batch(photos, targets)  # type: ignore[attr-defined]
-    together = list(pictures)
+    engine.picture_dtype = torch.float64  # type: ignore[attr-defined]
+    passes: list = []
+    engine.stylize_batch(photos, targets, on_pass=passes.append)  # type: ignore[attr-defined]
+    together = list(passes[-1].result.split(1))
     alone = []
     for photo in photos:
-        engine.stylize(photo, targets)  # type: ignore[attr-defined]
-        alone.append(pictures[-1])
+        engine.stylize(photo, targets, on_pass=passes.append)  # type: ignore[attr-defined]
+        alone.append(passes[-1].result)
     return together, alone
 
 
@@ -128,3 +124,10 @@ def run_local(plan: object, cache: object, **kwargs: object) -> object:
         return run(plan, executor, **kwargs)  # type: ignore[arg-type]
     finally:
         executor.close()
+
+
+def make_targets(engine: object, paintings: list, sides: object) -> dict:
+    """Style targets of ``paintings`` for ``engine``'s settings at these sides."""
+    from pipeline.engine.style_targets import StyleTargetMaker
+
+    return StyleTargetMaker(engine.settings).compute(paintings, sides)  # type: ignore[attr-defined, arg-type]

@@ -268,7 +268,6 @@ def test_unwritable_cache_put_raises_but_a_run_continues_without_caching(
     cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A read-only cache folder costs speed, not the run (the store logs it once)."""
-    from pipeline.engine.optimize import Engine
     from pipeline.styles import Registry
     from pipeline.targets import StyleTargetStore
 
@@ -282,7 +281,7 @@ def test_unwritable_cache_put_raises_but_a_run_continues_without_caching(
         {"size": 64, "min_side": 32, "precision": "fp32", "device": "cpu"})
     store = StyleTargetStore(cache)
     with caplog.at_level(logging.WARNING, logger="pipeline.targets"):
-        targets = store.get(Engine(preset.settings), preset, [32, 64])
+        targets = store.get(preset.settings, preset, [32, 64])
     assert sorted(targets) == [32, 64] and store.counts.computed == 2
     assert caplog.text.count("style targets are not cached") == 1  # once, not per entry
     assert _temp_files(cache.root) == []

@@ -16,12 +16,15 @@ from conftest import (
     SHARED_STYLE,
     batch_and_singles_in_float64,
     gradient_photo,
+    make_targets,
 )
 from PIL import Image
 
 from pipeline.engine.geometry import output_size, pyramid
 from pipeline.engine.losses import gram, relative_error, total_variation
-from pipeline.engine.optimize import Engine, Progress
+from pipeline.engine.objective import layer_weights
+from pipeline.engine.optimize import Engine, PassInfo, Progress
+from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.errors import Cancelled, InputError
 from pipeline.images import pil_to_tensor
@@ -38,7 +41,7 @@ def painting() -> Image.Image:
 def _run(settings: Settings, content: Image.Image, painting: Image.Image,
          **kw: object) -> Image.Image:
     engine = Engine(settings)
-    targets = engine.compute_style_targets([(painting, 1.0)],
+    targets = make_targets(engine, [(painting, 1.0)],
                                            engine.style_sides(*content.size))
     return engine.stylize(content, targets, **kw)  # type: ignore[arg-type]
 
@@ -118,7 +121,7 @@ def test_style_moves_towards_painting_and_content_stays(painting: Image.Image) -
     out = _run(s, content, painting)
 
     engine = Engine(s)
-    layers = list(engine.style_layers)
+    layers = list(layer_weights(engine.settings)[1])
     net = FeatureExtractor(engine.net.body, engine.net.preprocess, layers + ["relu4_2"])
     with torch.no_grad():
         fc, fo = net(pil_to_tensor(content)), net(pil_to_tensor(out))
@@ -220,7 +223,7 @@ def test_a_batch_gives_each_photo_what_it_gets_alone(painting: Image.Image, opti
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     photos[2] = photos[2].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     engine = Engine(Settings(**FAST, optimizer=optimizer))
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(96, 64))
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(96, 64))
     together = [np.asarray(r, np.int16) for r in engine.stylize_batch(photos, targets)]
     for i, photo in enumerate(photos):
         alone = np.asarray(engine.stylize(photo, targets), np.int16)
@@ -234,7 +237,7 @@ def test_a_batch_gives_each_photo_what_it_gets_alone(painting: Image.Image, opti
 
 def test_a_batch_needs_one_output_size(painting: Image.Image) -> None:
     engine = Engine(Settings(**FAST))
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(96, 64))
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(96, 64))
     with pytest.raises(ValueError, match="one output size"):
         engine.stylize_batch([gradient_photo(96, 64), gradient_photo(64, 96)], targets)
 
@@ -244,8 +247,8 @@ def test_in_float64_a_batch_is_exactly_one_by_one(painting: Image.Image,
     """The fp32 differences above are rounding only: in float64 they vanish entirely."""
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**FAST))
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(96, 64))
-    together, alone = batch_and_singles_in_float64(engine, photos, targets, monkeypatch)
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(96, 64))
+    together, alone = batch_and_singles_in_float64(engine, photos, targets)
     assert len(together) == 3 and together[0].dtype == torch.float64
     for i in range(3):
         assert torch.equal(alone[i], together[i]), i
@@ -253,87 +256,24 @@ def test_in_float64_a_batch_is_exactly_one_by_one(painting: Image.Image,
 
 # -- options of issue 14: W2 loss, averaging, padding, early stopping ----------------------
 
-#: The last commit before these options: with each at its neutral value, the engine must
-#: make that commit's pictures bit for bit.
-BEFORE_OPTIONS = "ee051da"
-
-_RENDER = """
-import sys, torch
-torch.set_num_threads(1)
-from PIL import Image
-from pipeline.engine.optimize import Engine
-from pipeline.settings import Settings
-engine = Engine(Settings.model_validate_json(sys.argv[1]))
-photo = Image.open(sys.argv[2]).convert("RGB")
-painting = Image.open(sys.argv[3]).convert("RGB")
-targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
-sys.stdout.buffer.write(engine.stylize(photo, targets).tobytes())
-import pipeline
-assert pipeline.__file__.startswith(sys.argv[4]), pipeline.__file__
-"""
-
-
-@pytest.mark.timeout(300)
-def test_neutral_options_give_the_picture_of_the_commit_before_them(
-        painting: Image.Image, tmp_path: Path, one_thread: None) -> None:
-    import shutil
-    import subprocess
-    import sys
-
-    git = shutil.which("git")
-    if git is None or subprocess.run([git, "-C", str(REPO), "cat-file", "-e",
-                                      f"{BEFORE_OPTIONS}^{{commit}}"],
-                                     capture_output=True).returncode != 0:
-        pytest.skip(f"needs git and commit {BEFORE_OPTIONS}")
-    archive = subprocess.run([git, "-C", str(REPO), "archive", BEFORE_OPTIONS, "pipeline"],
-                             check=True, capture_output=True).stdout
-    (tmp_path / "old").mkdir()
-    subprocess.run(["tar", "-x", "-C", str(tmp_path / "old")], input=archive, check=True)
-    photo, paint = tmp_path / "photo.png", tmp_path / "painting.png"
-    Image.open(PHOTOS / "chelsea.png").convert("RGB").resize((96, 64)).save(photo)
-    painting.save(paint)
-    for extra in ({}, {"optimizer": "adam", "init": "noise", "precision": "bf16"}):
-        settings = Settings(**(FAST | extra))
-        env = dict(os.environ, PYTHONPATH=str(tmp_path / "old"), OMP_NUM_THREADS="1")
-        old = subprocess.run([sys.executable, "-c", _RENDER, settings.model_dump_json(
-            exclude=set(NEUTRAL_KNOBS) | {"min_steps"}),
-            str(photo), str(paint), str(tmp_path / "old")], check=True, capture_output=True,
-            env=env,
-            # Not the repository: ``python -c`` puts the working folder first on sys.path,
-            # where this checkout's pipeline/ would shadow the old one on PYTHONPATH.
-            cwd=tmp_path).stdout
-        new = _run(settings.merged(NEUTRAL_KNOBS), Image.open(photo), painting)
-        assert new.tobytes() == old, extra
-
-
-def test_averaging_returns_the_moving_average(painting: Image.Image,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_averaging_returns_the_moving_average(painting: Image.Image) -> None:
     """With ``average`` the result is the bias-corrected EMA of the iterates, carried up."""
-    import pipeline.engine.optimize as optimize
-    from pipeline.engine.optimize import _Average
+    from pipeline.engine.loop import Average
 
     x0 = torch.zeros(1, 3, 2, 2)
-    avg = _Average(x0, 0.5)
+    avg = Average(x0, 0.5)
     assert torch.equal(avg.value(), x0)
     avg.update(torch.ones(1, 3, 2, 2))
     # weights (1-d)·d for x0 and (1-d) for x1, normalised: 1/3 and 2/3
     assert torch.allclose(avg.value(), torch.full((1, 3, 2, 2), 2 / 3))
 
-    seen: list[torch.Tensor] = []
-    starts: list[torch.Tensor] = []
-    real = optimize.Engine._optimize
-
-    def spy(self: Engine, x: torch.Tensor, *args: object) -> torch.Tensor:
-        starts.append(x.clone())
-        out = real(self, x, *args)  # type: ignore[arg-type]
-        seen.append(out.clone())
-        return out
-
-    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
+    passes: list[PassInfo] = []
     s = Settings(**(FAST | {"steps": [6, 3], "warm_start": False, "sharpen": 0.0}))
-    plain = _run(s, gradient_photo(), painting)
-    averaged = _run(s.merged({"average": 0.8}), gradient_photo(), painting)
+    plain = _run(s, gradient_photo(), painting, on_pass=passes.append)
+    averaged = _run(s.merged({"average": 0.8}), gradient_photo(), painting,
+                    on_pass=passes.append)
     assert plain.tobytes() != averaged.tobytes()
+    starts, seen = [p.start for p in passes], [p.result for p in passes]
     # The second scale starts from the upsampled average of the first, not its last iterate.
     up = torch.nn.functional.interpolate(seen[2], size=starts[3].shape[-2:], mode="bicubic",
                                          align_corners=False).clamp(0, 1)
@@ -364,10 +304,9 @@ def test_stopping_never_ends_a_scale_before_min_steps(painting: Image.Image) -> 
 
 
 def test_stopping_rule_decides_per_photo_on_the_best_loss() -> None:
-    from pipeline.engine.optimize import STOP_WINDOW, _Stopping
+    from pipeline.engine.loop import STOP_WINDOW, Stopping
 
-    rule = _Stopping(2, tolerance=0.01, min_steps=1)  # min_steps is raised to the window
-    assert rule.min_steps == STOP_WINDOW + 1
+    rule = Stopping(2, tolerance=0.01, min_steps=STOP_WINDOW + 1)
     pictures = torch.arange(2.0).reshape(2, 1, 1, 1)
     for step in range(1, 40):
         # photo 0 stalls at once (with an uphill spike); photo 1 keeps improving 5% a step
@@ -389,16 +328,17 @@ def test_w2_style_loss_moves_towards_the_paintings_statistics(painting: Image.Im
     out = _run(s, content, painting)
     engine = Engine(s)
     with torch.no_grad():
-        fs = engine.style_net(pil_to_tensor(painting.resize(content.size)))
-        fc, fo = engine.style_net(pil_to_tensor(content)), engine.style_net(pil_to_tensor(out))
-    for name in engine.style_layers:
+        net = StyleTargetMaker(s).net
+        fs = net(pil_to_tensor(painting.resize(content.size)))
+        fc, fo = net(pil_to_tensor(content)), net(pil_to_tensor(out))
+    for name in layer_weights(engine.settings)[1]:
         target = W2Target(fs[name].mean((0, 2, 3)), gram(fs[name])[0])
         assert w2_relative(fo[name], target).item() < 0.6 * w2_relative(fc[name], target).item()
 
 
 def test_w2_needs_targets_with_means(painting: Image.Image) -> None:
     engine = Engine(Settings(**(FAST | {"style_loss": "w2"})))
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(64, 43))
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(64, 43))
     old = {side: {k: v for k, v in t.items() if not k.endswith(".mean")}
            for side, t in targets.items()}
     with pytest.raises(ValueError, match="feature means"):
@@ -415,12 +355,12 @@ def test_cached_targets_without_means_are_computed_again(tmp_path: Path) -> None
     engine = Engine(Settings(**FAST))
     cache = ArtifactCache(tmp_path / "cache")
     side = engine.style_sides(64, 43)[0]
-    key = _side_key(engine, preset, side)
-    full = StyleTargetStore(cache).get(engine, preset, [side])[side]
+    key = _side_key(StyleTargetMaker(engine.settings), preset, side)
+    full = StyleTargetStore(cache).get(engine.settings, preset, [side])[side]
     grams_only = {k: v for k, v in full.items() if not k.endswith(".mean")}
     cache.put(CACHE_KIND, key, grams_only)
     store = StyleTargetStore(cache)
-    again = store.get(engine, preset, [side])[side]
+    again = store.get(engine.settings, preset, [side])[side]
     assert store.counts.computed == 1 and set(again) == set(full)
     assert set(cache.get(CACHE_KIND, key) or {}) == set(full)
     for name, value in grams_only.items():
@@ -439,8 +379,8 @@ def test_replicate_padding_is_the_first_convolution_only() -> None:
         assert not torch.allclose(replicate.net.body[0](x), conv(x), atol=1e-2)
     assert all(a is b for a, b in zip(zeros.net.body[1:], replicate.net.body[1:], strict=True))
     # The painting is seen through the same padding, so its targets are other numbers.
-    assert "pad" not in zeros.style_identity()
-    assert replicate.style_identity()["pad"] == "replicate"
+    assert "pad" not in StyleTargetMaker(zeros.settings).identity()
+    assert StyleTargetMaker(replicate.settings).identity()["pad"] == "replicate"
 
 
 def test_neutral_options_leave_the_task_key_as_it_was() -> None:
@@ -491,31 +431,14 @@ def test_pinning_the_earlier_schedule_gives_the_keys_of_the_version_before(
 
 
 def test_warm_start_puts_back_the_photos_detail_and_the_step_size(
-        painting: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+        painting: Image.Image) -> None:
     import torch.nn.functional as F
 
-    import pipeline.engine.optimize as optimize
-    from pipeline.engine.lbfgs import BatchLBFGS
-
-    starts: list[torch.Tensor] = []
-    outs: list[torch.Tensor] = []
-    scales: list[torch.Tensor | None] = []
-    real, real_init = optimize.Engine._optimize, BatchLBFGS.__init__
-
-    def spy(self: Engine, x: torch.Tensor, *args: object) -> torch.Tensor:
-        starts.append(x.clone())
-        outs.append(real(self, x, *args))  # type: ignore[arg-type]
-        return outs[-1]
-
-    def init(self: BatchLBFGS, x: torch.Tensor, **kw: object) -> None:
-        real_init(self, x, **kw)  # type: ignore[arg-type]
-        scales.append(self.initial_scale)
-
-    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
-    monkeypatch.setattr(BatchLBFGS, "__init__", init)
     photo = gradient_photo()
+    passes: list[PassInfo] = []
     _run(Settings(**(FAST | {"steps": [6, 3], "warm_start": True, "sharpen": 0.0})), photo,
-         painting)
+         painting, on_pass=passes.append)
+    starts, outs = [p.start for p in passes], [p.result for p in passes]
     (w0, h0), (w1, h1) = [(s.width, s.height) for s in pyramid(64, 43, Settings(**FAST))]
     coarse = pil_to_tensor(photo.resize((w0, h0), Image.Resampling.LANCZOS))
     fine = pil_to_tensor(photo.resize((w1, h1), Image.Resampling.LANCZOS))
@@ -524,7 +447,8 @@ def test_warm_start_puts_back_the_photos_detail_and_the_step_size(
         return F.interpolate(t, size=(h1, w1), mode="bicubic", align_corners=False)
 
     assert torch.allclose(starts[1], (up(outs[0]) + fine - up(coarse)).clamp(0, 1), atol=1e-6)
-    assert scales[0] is None and scales[1] is not None and float(scales[1][0]) > 0
+    assert passes[0].carried is None
+    assert passes[1].carried is not None and float(passes[1].carried[0]) > 0
 
 
 def test_lbfgs_first_step_with_an_initial_scale() -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_STYLE, batch_and_singles_in_float64, gradient_photo
+from conftest import SHARED_STYLE, batch_and_singles_in_float64, gradient_photo, make_targets
 from PIL import Image
 
 from pipeline.engine.losses import gram, relative_error
+from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.images import pil_to_tensor
@@ -31,14 +32,14 @@ def painting() -> Image.Image:
 
 
 def _targets(engine: Engine, painting: Image.Image, w: int, h: int) -> dict:
-    return engine.compute_style_targets([(painting, 1.0)], engine.style_sides(w, h))
+    return make_targets(engine, [(painting, 1.0)], engine.style_sides(w, h))
 
 
 def _distances(engine: Engine, picture: Image.Image, photo: Image.Image,
                painting: Image.Image) -> tuple[float, float]:
     """Content and style distances of a result (the race's yardstick, in float32)."""
     net = FeatureExtractor(engine.style_net.body, engine.style_net.preprocess,
-                           ["relu4_2", *engine.style_layers])
+                           ["relu4_2", *layer_weights(engine.settings)[1]])
 
     def feats(img: Image.Image) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -46,8 +47,9 @@ def _distances(engine: Engine, picture: Image.Image, photo: Image.Image,
 
     out, ref, sty = feats(picture), feats(photo.resize(picture.size)), feats(painting)
     content = relative_error(out["relu4_2"], ref["relu4_2"]).item()
-    style = sum(relative_error(gram(out[n]), gram(sty[n])).item() for n in engine.style_layers)
-    return content, style / len(engine.style_layers)
+    layers = layer_weights(engine.settings)[1]
+    style = sum(relative_error(gram(out[n]), gram(sty[n])).item() for n in layers)
+    return content, style / len(layers)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -78,7 +80,7 @@ def test_in_float64_a_gpu_batch_is_one_by_one(painting: Image.Image,
     photos = [gradient_photo(96, 64, seed=s) for s in range(3)]
     engine = Engine(Settings(**{**GPU, "size": 96, "precision": "fp32"}))
     targets = _targets(engine, painting, 96, 64)
-    together, alone = batch_and_singles_in_float64(engine, photos, targets, monkeypatch)
+    together, alone = batch_and_singles_in_float64(engine, photos, targets)
     for i in range(3):
         assert torch.allclose(alone[i], together[i], atol=1e-6), i
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, make_targets
 from PIL import Image
 
 from pipeline.engine.losses import (
@@ -14,7 +14,8 @@ from pipeline.engine.losses import (
     trace_sqrt,
     w2_relative,
 )
-from pipeline.engine.optimize import Engine, mean_key
+from pipeline.engine.optimize import Engine
+from pipeline.engine.style_targets import mean_key
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -134,8 +135,8 @@ def test_w2_targets_from_a_blend_are_the_blend_of_the_statistics(tmp_path: objec
     paintings = [(a.resize((80, 64)), 1.0), (b.resize((64, 80)), 3.0)]
     engine = Engine(Settings(device="cpu", precision="fp32", style_loss="w2",
                              style_layers={"relu1_1": 1, "relu2_1": 1}))
-    blended = engine.compute_style_targets(paintings, [64])[64]
-    alone = [engine.compute_style_targets([p], [64])[64] for p in paintings]
+    blended = make_targets(engine, paintings, [64])[64]
+    alone = [make_targets(engine, [p], [64])[64] for p in paintings]
     assert set(blended) == {"relu1_1", "relu2_1", "relu1_1.mean", "relu2_1.mean"}
     for key, value in blended.items():
         assert torch.allclose(value, 0.25 * alone[0][key] + 0.75 * alone[1][key],

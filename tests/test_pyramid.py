@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST, SHARED_STYLE, gradient_photo
+from conftest import FAST, SHARED_STYLE, gradient_photo, make_targets
 from PIL import Image
 
 from pipeline.engine.geometry import Scale, pyramid
-from pipeline.engine.optimize import Engine, Progress
+from pipeline.engine.optimize import Engine, PassInfo, Progress
 from pipeline.engine.pyramid import MIN_LEVEL_SIDE, LaplacianPyramid, gaussian_blur, unsharp
 from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
@@ -64,7 +64,7 @@ def painting() -> Image.Image:
 
 def _losses(settings: Settings, photo: Image.Image, painting: Image.Image) -> list[Progress]:
     engine = Engine(settings)
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(*photo.size))
     seen: list[Progress] = []
     engine.stylize(photo, targets, on_progress=seen.append)
     return seen
@@ -82,48 +82,28 @@ def test_the_pyramid_changes_the_path_not_the_loss(painting: Image.Image) -> Non
     assert bands[-1].loss < 0.5 * bands[0].loss
 
 
-def test_pyramid_scales_counts_from_the_coarsest(painting: Image.Image,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.engine.optimize as optimize
-
-    used: list[bool] = []
-    real = optimize.Engine._optimize
-
-    def spy(self: Engine, *args: object) -> torch.Tensor:
-        used.append(bool(args[-1]))
-        return real(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
+def test_pyramid_scales_counts_from_the_coarsest(painting: Image.Image) -> None:
     engine = Engine(Settings(**(FAST | {"steps": [2], "size": 128, "min_side": 32,
                                         "pyramid_scales": 2})))
     photo = gradient_photo()
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
-    engine.stylize(photo, targets)
-    assert used == [True, True, False]  # scales of short side 32, 52 and 86
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(*photo.size))
+    passes: list[PassInfo] = []
+    engine.stylize(photo, targets, on_pass=passes.append)
+    assert [p.bands for p in passes] == [True, True, False]  # short sides 32, 52 and 86
 
 
 @pytest.mark.parametrize("warm", [False, True])
 def test_sharpen_starts_the_finer_scale_from_the_sharpened_upsampling(
-        painting: Image.Image, monkeypatch: pytest.MonkeyPatch, warm: bool) -> None:
+        painting: Image.Image, warm: bool) -> None:
     """Sharpened, then (with warm_start) the photo's detail added unsharpened: it is exact."""
-    import pipeline.engine.optimize as optimize
-
-    starts: list[torch.Tensor] = []
-    outs: list[torch.Tensor] = []
-    real = optimize.Engine._optimize
-
-    def spy(self: Engine, x: torch.Tensor, *args: object) -> torch.Tensor:
-        starts.append(x.clone())
-        outs.append(real(self, x, *args))  # type: ignore[arg-type]
-        return outs[-1]
-
-    monkeypatch.setattr(optimize.Engine, "_optimize", spy)
     settings = Settings(**(FAST | {"steps": [6, 3], "warm_start": warm, "sharpen": 1.5,
                                    "pyramid_scales": 0}))
     engine = Engine(settings)
     photo = gradient_photo()
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(*photo.size))
-    engine.stylize(photo, targets)
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(*photo.size))
+    passes: list[PassInfo] = []
+    engine.stylize(photo, targets, on_pass=passes.append)
+    starts, outs = [p.start for p in passes], [p.result for p in passes]
     coarse, fine = pyramid(64, 43, settings)
 
     def photo_at(scale: Scale) -> torch.Tensor:

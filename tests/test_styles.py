@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_targets
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -152,8 +153,8 @@ def test_several_paintings_are_blended_by_weight(tmp_path: Path) -> None:
     assert [i.weight for i in preset.images] == [1.0, 3.0]
     engine = Engine(Settings(device="cpu", precision="fp32"))
     paintings = _load_style_images(preset)
-    blended = engine.compute_style_targets(paintings, [64])[64]
-    alone = [engine.compute_style_targets([(img, 1.0)], [64])[64] for img, _ in paintings]
+    blended = make_targets(engine, paintings, [64])[64]
+    alone = [make_targets(engine, [(img, 1.0)], [64])[64] for img, _ in paintings]
     for name, gram in blended.items():
         expected = 0.25 * alone[0][name] + 0.75 * alone[1][name]
         assert torch.allclose(gram, expected, rtol=1e-4, atol=1e-3), name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, SHARED_STYLE, gradient_photo
+from conftest import FAST, SHARED_STYLE, gradient_photo, make_targets
 from PIL import Image
 
 from pipeline.engine import tiles
@@ -59,7 +59,7 @@ def test_a_tiled_scale_is_stylized_without_seams() -> None:
     settings = Settings(**{**FAST, "size": 160, "steps": [12, 8], "tile_pixels": 100 * 96,
                            "tile_overlap": 24})
     engine = Engine(settings)
-    targets = engine.compute_style_targets([(painting, 1.0)], engine.style_sides(160, 96))
+    targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(160, 96))
     seen: list[Progress] = []
     result = engine.stylize(photo, targets, on_progress=seen.append)
     assert result.size == (160, 96)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pipeline.cache import ArtifactCache
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
-from pipeline.engine.optimize import Engine, StyleTargets
+from pipeline.engine.style_targets import StyleTargets
+from pipeline.settings import Settings
 from pipeline.errors import InputError
 from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
 from pipeline.render import Workshop, render_batch
@@ -39,8 +40,8 @@ class LocalExecutor:
     def counts(self) -> TargetCounts:
         return TargetCounts(self.store.counts.computed, self.store.counts.cached, 0)
 
-    def _targets(self, engine: Engine, preset: Preset, sides: list[int]) -> StyleTargets:
-        return self.store.get(engine, preset, sides)
+    def _targets(self, settings: Settings, preset: Preset, sides: list[int]) -> StyleTargets:
+        return self.store.get(settings, preset, sides)
 
     def bind(self, on_event: ExecEventFn, should_stop: Callable[[], bool] | None) -> None:
         self._on_event = on_event
@@ -54,7 +55,7 @@ class LocalExecutor:
             with contextlib.suppress(InputError):
                 wanted.update(engine.style_sides(w, h))
         if wanted:
-            self.store.get(engine, preset, sorted(wanted))
+            self.store.get(engine.settings, preset, sorted(wanted))
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         s = preset.settings

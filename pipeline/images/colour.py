@@ -195,3 +195,22 @@ def colour_to_rgb(img: Image.Image, icc: bytes | None, bits: int | None) -> Imag
     if converted is not None:
         img = converted
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+# -- colour keeping (preserve_color: luminance) ------------------------------------------
+
+
+def luminance(img: Image.Image) -> Image.Image:
+    """The image's brightness as a grey RGB image (a painting seen without its colours)."""
+    return img.convert("L").convert("RGB")
+
+
+def keep_colours(result: Image.Image, content: Image.Image) -> Image.Image:
+    """Brightness of the stylized result, colour (Cb, Cr) of the photo.
+
+    This is the luminance-only transfer of Gatys et al., "Preserving Color in
+    Neural Artistic Style Transfer" (2016), in YCbCr rather than YIQ.
+    """
+    y, _, _ = result.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")

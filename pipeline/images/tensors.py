@@ -38,3 +38,10 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     data = t.detach().to(device="cpu", dtype=torch.float32)
     data = torch.nan_to_num(data, nan=0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return Image.fromarray(data.permute(1, 2, 0).contiguous().numpy())
+
+
+def resized(img: Image.Image, width: int, height: int) -> Image.Image:
+    """``img`` at exactly ``width``×``height`` (Lanczos), or itself when it already is."""
+    if img.size == (width, height):
+        return img
+    return img.resize((width, height), Image.Resampling.LANCZOS)

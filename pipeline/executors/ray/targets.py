@@ -21,16 +21,17 @@ from pipeline.cache import ArtifactCache
 from pipeline.engine.geometry import MIN_SCALE_SIDE, style_sides
 from pipeline.errors import InputError, StylizeError, WeightsError
 from pipeline.executors.base import TargetCounts
+from pipeline.engine.style_targets import style_identity
 from pipeline.executors.ray.connect import ray
 from pipeline.hashing import digest_json, file_digest
 from pipeline.settings import Settings
 from pipeline.styles import Preset
-from pipeline.targets import StyleTargetStore
+from pipeline.targets import StyleTargetStore, style_key
 
 if TYPE_CHECKING:
     import torch
 
-    from pipeline.engine.optimize import Engine, StyleTargets
+    from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
 
 __all__ = ["MissingTargets", "ShippedStyle", "TargetShipper", "WorkerTargets", "sides_needed"]
 
@@ -50,7 +51,7 @@ class MissingTargets(StylizeError):
 class ShippedStyle:
     """The style targets of one style and engine identity, as shipped to workers."""
 
-    engine: Engine  # on the driver's CPU, for computing targets only
+    settings: Settings  # on the driver's CPU in float32, for computing targets only
     identity: dict[str, Any]
     refs: dict[int, Any] = field(default_factory=dict)  # side -> ObjectRef
 
@@ -78,31 +79,20 @@ class TargetShipper:
     def __init__(self, cache: ArtifactCache | None) -> None:
         self.store = StyleTargetStore(cache)
         self.shipped = 0
-        self._engines: dict[str, Engine] = {}
         self._styles: dict[str, ShippedStyle] = {}
 
     @property
     def counts(self) -> TargetCounts:
         return TargetCounts(self.store.counts.computed, self.store.counts.cached, self.shipped)
 
-    def _engine(self, settings: Settings) -> Engine:
-        """A driver-side engine for style targets: the CPU, float32 (targets always are)."""
-        from pipeline.engine.optimize import Engine
-
-        here = settings.merged({"device": "cpu", "precision": "fp32"})
-        key = digest_json(here.model_dump())
-        if key not in self._engines:
-            self._engines[key] = Engine(here)
-        return self._engines[key]
-
     def style(self, preset: Preset) -> ShippedStyle:
-        """What has been shipped of this preset's style (its images, the engine's identity)."""
-        engine = self._engine(preset.settings)
-        identity = engine.style_identity()
-        key = digest_json({"engine": identity, "images": [[file_digest(i.path), i.weight]
-                                                          for i in preset.images]})
+        """What has been shipped of this preset's style (its paintings, the targets' identity)."""
+        # Targets are made on the driver's CPU, whatever the workers run on.
+        here = preset.settings.merged({"device": "cpu", "precision": "fp32"})
+        maker: StyleTargetMaker = self.store.maker(here)
+        key = style_key(maker, preset)
         if key not in self._styles:
-            self._styles[key] = ShippedStyle(engine, identity)
+            self._styles[key] = ShippedStyle(here, maker.identity())
         return self._styles[key]
 
     def ship(self, style: ShippedStyle, preset: Preset, sides: set[int]) -> None:
@@ -111,14 +101,13 @@ class TargetShipper:
         new = sorted(s for s in sides if s not in style.refs)
         if not new:
             return
-        targets = self.store.get(style.engine, preset, new)
+        targets = self.store.get(style.settings, preset, new)
         for side in new:
             style.refs[side] = ray.put(targets[side])
             self.shipped += 1
 
     def clear(self) -> None:
         self._styles.clear()
-        self._engines.clear()
 
 
 class WorkerTargets:
@@ -135,9 +124,11 @@ class WorkerTargets:
         """The references and the driver's engine identity that come with a task."""
         self._refs, self._identity = refs, identity
 
-    def __call__(self, engine: Engine, preset: Preset, sides: list[int]) -> StyleTargets:
+    def __call__(self, settings: Settings, preset: Preset, sides: list[int]) -> StyleTargets:
         assert ray is not None
-        mine = engine.style_identity()
+        from pipeline.engine.weights import load_weights  # torch: on the worker only
+
+        mine = style_identity(settings, load_weights(settings.weights))
         if mine != self._identity:
             # Targets made with other weights would silently make other pictures.
             raise WeightsError(f"the Ray worker {self.worker} has other VGG weights than the "
