@@ -10,6 +10,11 @@ The temporary file is created private (``mkstemp`` makes it 0600), then given th
 mode any new file of the process would get (``0o666 & ~umask``: 0644 under the
 usual umask 022, 0640 under 027) before the rename, so an output is readable by
 whoever the user's umask says, from the moment it appears under its name.
+
+Nothing is written through a link the tool did not expect: the tool's own folders
+(``.stylize``) are opened without following one (:func:`open_private_dir`), and a path a
+person named (``--report``) is replaced only if it is a regular file (:func:`write_named`).
+Reading is :mod:`pipeline.fsread`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import stat
 import tempfile
 import threading
@@ -25,11 +31,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import DiskFullError, OutputNotWritableError
+from pipeline.errors import DiskFullError, OutputNotWritableError, UsageError
 from pipeline.naming import TEMP_PREFIX
 
-__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write_bytes", "current_umask", "fsync_dir",
-           "new_file_mode", "set_mtime", "sweep_temp_files", "translate_os_error"]
+__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write_bytes", "check_named", "current_umask",
+           "fsync_dir", "new_file_mode", "open_private_dir", "set_mtime", "sweep_temp_files",
+           "translate_os_error", "write_named"]
 
 _umask_lock = threading.Lock()
 
@@ -140,10 +147,150 @@ def atomic_path(final: Path, *, mtime_ns: int | None = None) -> Iterator[Path]:
     fsync_dir(folder)
 
 
-def atomic_write_bytes(final: Path, data: bytes, *, mtime_ns: int | None = None) -> None:
-    """Write ``data`` to ``final`` atomically and durably (see :func:`atomic_path`)."""
-    with atomic_path(final, mtime_ns=mtime_ns) as tmp:
-        tmp.write_bytes(data)
+def atomic_write_bytes(final: Path, data: bytes, *, mtime_ns: int | None = None,
+                       private_dir: bool = False) -> None:
+    """Write ``data`` to ``final`` atomically and durably (see :func:`atomic_path`).
+
+    With ``private_dir``, ``final``'s folder is one of the tool's own (``.stylize``):
+    it is made if missing, refused if it is a link (:func:`open_private_dir`), and the
+    file is written and renamed relative to that folder's descriptor, so no link
+    swapped in at any moment can send the bytes anywhere else.
+    """
+    if not private_dir:
+        with atomic_path(final, mtime_ns=mtime_ns) as tmp:
+            tmp.write_bytes(data)
+        return
+    final = Path(final)
+    dir_fd = open_private_dir(final.parent)
+    try:
+        _write_in(dir_fd, final, data, mtime_ns)
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_in(dir_fd: int, final: Path, data: bytes, mtime_ns: int | None) -> None:
+    """``atomic_path``'s steps, every name taken relative to ``dir_fd``, no link followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        tmp = f"{TEMP_PREFIX}{secrets.token_hex(6)}{final.suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise translate_os_error(exc, final) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until renamed: see atomic_path
+        os.fchmod(fd, new_file_mode())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        if mtime_ns is not None:
+            os.utime(fd, ns=(os.fstat(fd).st_atime_ns, mtime_ns))
+        os.replace(tmp, final.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        if isinstance(exc, OSError):
+            raise translate_os_error(exc, final) from exc
+        raise
+    finally:
+        os.close(fd)
+
+
+def check_named(path: Path, *, what: str = "the report") -> os.stat_result | None:
+    """What is at the path a person named for ``what`` (followed through links), if allowed.
+
+    ``None`` where nothing is yet.  A folder, a socket or a block device is refused with
+    one line (:class:`~pipeline.errors.UsageError`, exit 2): checked before a run, so
+    that a mistyped ``--report`` costs nothing, and again when it is written.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write {what} there ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path}: is a folder; {what} needs a file name (such as "
+                         f"{Path(path) / 'report.json'})")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+            or stat.S_ISCHR(st.st_mode)):
+        raise UsageError(f"{path}: is not a file, a pipe or a character device; "
+                         f"{what} is not written there")
+    return st
+
+
+def write_named(path: Path, data: bytes, *, what: str = "the report") -> None:
+    """Write ``data`` where a person asked for it (``--report FILE``).
+
+    Only a regular file (or nothing) is replaced, atomically; through a link, the file it
+    points to is.  A FIFO or a character device (``/dev/stdout``, ``/dev/null``, a link to
+    ``/proc/self/fd/1``) is written to as a stream, as the shell's ``>`` would: replacing
+    it would take the device away from everyone, or leave the pipe's reader with nothing.
+    A FIFO that nobody reads is refused rather than waited on.
+    """
+    st = check_named(path, what=what)
+    if st is None or stat.S_ISREG(st.st_mode):
+        atomic_write_bytes(Path(os.path.realpath(path)) if st is not None else path, data)
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise UsageError(f"{path}: nobody is reading this pipe; {what} was not "
+                             "written") from None
+        raise _not_written(exc, path, what) from exc
+    try:
+        # Opened without waiting (a FIFO with no reader, a device waiting for a line);
+        # written with waiting, as any writer to a pipe does while its reader reads.
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise _not_written(exc, path, what) from exc
+    finally:
+        os.close(fd)
+
+
+def _not_written(exc: OSError, path: Path, what: str) -> Exception:
+    err = translate_os_error(exc, Path(path))
+    if err is exc:
+        return OutputNotWritableError(f"cannot write {what} to {path}: "
+                                      f"{exc.strerror or exc}")
+    return err
+
+
+def open_private_dir(folder: Path) -> int:
+    """A descriptor of the tool's own folder ``folder`` (made if missing), never of a link.
+
+    Records and the run lock live in ``<output>/.stylize``; were that a link, they would be
+    written wherever it points.  So the folder is opened with ``O_NOFOLLOW`` and whatever
+    is written in it is named relative to the descriptor.  A link or a file in its place
+    is refused with one line (:class:`~pipeline.errors.OutputNotWritableError`).
+    """
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)  # the output folder: links allowed
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.lexists(folder):
+            what = "a symbolic link" if os.path.islink(folder) else "not a folder"
+            raise OutputNotWritableError(
+                f"cannot write in {folder}: it is {what}; stylize keeps its records and "
+                "locks only in a real folder there (remove it and run again)") from None
+        err = translate_os_error(exc, folder)
+        if err is exc:
+            err = OutputNotWritableError(f"cannot write in {folder}: "
+                                         f"{exc.strerror or exc}")
+        raise err from exc
 
 
 def sweep_temp_files(folder: Path, *, older_than_s: float = 0.0, recursive: bool = False) -> int:
@@ -187,3 +334,4 @@ def _abandoned(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+

@@ -7,7 +7,6 @@ never on dict order, process, or memory layout.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -17,6 +16,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
+
+from pipeline import fsread
+from pipeline.fsread import open_regular
 
 if TYPE_CHECKING:
     # Imported where tensors are hashed: planning a run (file and JSON digests) needs no torch.
@@ -37,16 +39,6 @@ _memo: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
-def _not_regular(path: str, mode: int) -> OSError:
-    if stat.S_ISDIR(mode):
-        return IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
-    return OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", path)
-
-
-def _nonblocking(path: str, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-
-
 def _stat_key(path: Path) -> tuple[tuple[str, int, int, int], int]:
     """The memo key of ``path`` and its mode.
 
@@ -58,18 +50,20 @@ def _stat_key(path: Path) -> tuple[tuple[str, int, int, int], int]:
     return (resolved, st.st_size, st.st_mtime_ns, st.st_ino), st.st_mode
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Path, *, max_bytes: int | None = None, what: str = "the file") -> str:
     """Return the sha256 hex digest of the file's content.
 
     The result is remembered for this process, keyed on the resolved path and the file's
     size, mtime (ns) and inode, so asking again about an unchanged file costs one ``stat``.
-    Raises ``OSError`` (e.g. ``FileNotFoundError``) if the file cannot be read, and for
-    anything but a regular file: a FIFO would block ``open`` forever and a device such
-    as ``/dev/zero`` never ends, so neither is ever read.
+    The file is read by :func:`pipeline.fsread.open_regular`: anything but a regular file
+    is refused unopened (a FIFO would block forever and ``/dev/zero`` never ends), and a
+    file over ``max_bytes`` (``what`` names it) is refused before a byte is hashed.
+    Raises ``OSError`` (``FileNotFoundError``, ``IsADirectoryError``,
+    :class:`~pipeline.fsread.NotRegularFileError`, :class:`~pipeline.fsread.FileTooLargeError`).
     """
     key, mode = _stat_key(Path(path))
-    if not stat.S_ISREG(mode):
-        raise _not_regular(key[0], mode)
+    if stat.S_ISREG(mode) and max_bytes is not None and key[1] > max_bytes:
+        raise fsread.too_large(key[0], what, key[1], max_bytes)
     with _memo_lock:
         cached = _memo.get(key)
         if cached is not None:
@@ -79,12 +73,7 @@ def file_digest(path: Path) -> str:
     # Hash outside the lock: two threads hashing the same new file at once only waste work,
     # while holding the lock would serialise every caller behind one large file.
     hasher = hashlib.sha256()
-    # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open returns at once
-    # (regular files ignore the flag) and the fstat below refuses it.
-    with open(key[0], "rb", opener=_nonblocking) as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(key[0], mode)
+    with open_regular(key[0], max_bytes=max_bytes, what=what) as fh:
         while block := fh.read(_BLOCK):
             hasher.update(block)
     digest = hasher.hexdigest()

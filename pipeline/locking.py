@@ -1,14 +1,27 @@
-"""One writer per output folder (and per inbox) at a time, enforced by a kernel file lock.
+"""One writer per output folder (and per inbox) at a time, enforced by kernel file locks.
 
-The lock is ``flock(LOCK_EX | LOCK_NB)`` on a small file.  The kernel drops it when the
-holder's file is closed, which includes the holder being killed (even with SIGKILL), so there
-is never a stale lock to clean up by hand.  The holder's PID and start time are written into
-the file only so a person can see who holds it; nothing reads them to decide anything.
+The lock is ``flock(LOCK_EX | LOCK_NB)`` on a small file and, for the locks this module
+hands out (:func:`output_locks`, :func:`inbox_lock`), on the folder that holds it.  The
+kernel drops both when the holder's descriptors are closed, which includes the holder
+being killed (even with SIGKILL), so there is never a stale lock to clean up by hand.
+
+Why the folder too: a lock on a file holds only while the file keeps its name.  Once
+someone deletes ``inbox/.stylize-watch.lock``, a second watcher creates a new file of
+that name, locks it, and both process every photo.  A folder cannot be deleted from under
+its files, so its lock holds whatever happens to the name.  Where the file system cannot
+lock a folder (NFS emulates ``flock`` with locks that need a writable descriptor), the
+file's lock is all there is, as before.
+
+The lock file is never written through a link: it is opened with ``O_NOFOLLOW`` relative
+to its folder's descriptor, and ``<output>/.stylize`` itself must be a real folder
+(:func:`pipeline.fsutil.open_private_dir`).  The holder's PID and start time are written
+into the file only so a person can see who holds it; the note is read back bounded and
+parsed with its nesting bounded, and nothing reads it to decide anything.
 
 POSIX only (``fcntl``).  Note that ``flock`` locks belong to the open file description: a
 child made with ``fork()`` (without ``exec``) shares it and keeps the lock alive after the
-parent dies.  The descriptor is opened close-on-exec, so subprocesses started with ``exec``
-do not inherit it.
+parent dies.  The descriptors are opened close-on-exec, so subprocesses started with
+``exec`` do not inherit them.
 
 This module does not import torch, so the CLI can take the lock and fail fast before paying
 for the heavy imports.
@@ -22,16 +35,23 @@ import fcntl
 import json
 import os
 import socket
+import stat
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.errors import LockedError
-from pipeline.fsutil import translate_os_error
-from pipeline.naming import RECORD_DIR
+from pipeline.errors import LockedError, OutputNotWritableError
+from pipeline.fsutil import open_private_dir, translate_os_error
+from pipeline.jsonio import loads
+from pipeline.naming import INBOX_LOCK_NAME, RECORD_DIR
 
-__all__ = ["OUTPUT_LOCK_NAME", "RunLock", "output_lock_path", "output_locks"]
+__all__ = ["OUTPUT_LOCK_NAME", "RunLock", "inbox_lock", "output_lock_path", "output_locks"]
+
+#: The holder's note is a line of JSON; more than this under that name is not one.
+_NOTE_BYTES = 4096
+#: Errors of a file system that cannot ``flock`` a folder (NFS: EBADF on a read-only fd).
+_CANNOT_LOCK_FOLDER = {errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP}
 
 #: The lock file of an output folder, inside its record folder.
 OUTPUT_LOCK_NAME = ".run.lock"
@@ -53,10 +73,16 @@ def output_locks(folders: Iterable[Path], what: str) -> Iterator[list[RunLock]]:
     with contextlib.ExitStack() as stack:
         locks = []
         for folder in sorted(set(folders)):
-            lock = RunLock(output_lock_path(folder), what=f"{what} (output {folder})")
+            lock = RunLock(output_lock_path(folder), what=f"{what} (output {folder})",
+                           hold_folder=True, private_folder=True)
             stack.enter_context(lock)
             locks.append(lock)
         yield locks
+
+
+def inbox_lock(inbox: Path) -> RunLock:
+    """The lock a watcher holds on its inbox: the inbox folder itself, and a note in it."""
+    return RunLock(Path(inbox) / INBOX_LOCK_NAME, what=f"the inbox {inbox}", hold_folder=True)
 
 
 class RunLock:
@@ -65,12 +91,18 @@ class RunLock:
     ``what`` names the locked thing in the error message (typically the manifest path);
     it defaults to the lock file itself.  Raises :class:`~pipeline.errors.LockedError`
     at once if another process (or another ``RunLock`` in this one) holds the lock.
+    ``hold_folder`` locks the lock file's folder as well (see the module docstring);
+    ``private_folder`` makes that folder if missing and refuses it if it is a link.
     """
 
-    def __init__(self, path: Path, what: str | None = None) -> None:
+    def __init__(self, path: Path, what: str | None = None, *, hold_folder: bool = False,
+                 private_folder: bool = False) -> None:
         self.path = Path(path)
         self.what = what
+        self.hold_folder = hold_folder
+        self.private_folder = private_folder
         self._fd: int | None = None
+        self._dir_fd: int | None = None
 
     def __repr__(self) -> str:
         state = "held" if self.held else "free"
@@ -85,28 +117,95 @@ class RunLock:
         """Take the lock or raise ``LockedError``; see the class docstring."""
         if self._fd is not None:
             raise RuntimeError(f"{self!r} is already held by this object")
+        dir_fd = self._open_folder()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # O_RDWR rather than O_TRUNC: truncating on open would wipe the holder's
-            # information before we know whether we get the lock.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if self.hold_folder:
+                self._lock(dir_fd, None)
+            self._fd = self._lock_note(dir_fd)
+        except BaseException:
+            os.close(dir_fd)  # drops the folder's lock too
+            raise
+        self._dir_fd = dir_fd
+        self._write_holder(self._fd)
+
+    def _open_folder(self) -> int:
+        folder = self.path.parent
+        if self.private_folder:
+            return open_private_dir(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise translate_os_error(exc, self.path) from exc
 
+    def _lock_note(self, dir_fd: int) -> int:
+        """Open and lock the note file, and make sure it still has its name once locked."""
+        for _ in range(8):
+            fd = self._open_note(dir_fd)
+            try:
+                self._lock(fd, fd)
+                # Deleted or replaced between the open and the lock: a lock on a file that
+                # lost its name protects nothing (the next one to come makes a new file).
+                named = os.stat(self.path.name, dir_fd=dir_fd, follow_symlinks=False)
+                if (named.st_ino, named.st_dev) == _identity(fd):
+                    return fd
+            except FileNotFoundError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise LockedError(self._locked_message(None))
+
+    def _open_note(self, dir_fd: int) -> int:
+        # O_RDWR rather than O_TRUNC: truncating on open would wipe the holder's
+        # information before we know whether we get the lock.  O_NOFOLLOW: a link planted
+        # under the name would have us empty whatever it points to; O_NONBLOCK: a FIFO.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path.name, flags, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refused("a symbolic link") from None
+            if exc.errno == errno.EISDIR:
+                raise self._refused("a folder") from None
+            raise translate_os_error(exc, self.path) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._refused("not a regular file (a pipe, socket or device)")
+        return fd
+
+    def _refused(self, what: str) -> OutputNotWritableError:
+        return OutputNotWritableError(f"cannot use the lock {self.path}: it is {what}, and "
+                                      "stylize never writes a lock through one (remove it)")
+
+    def _lock(self, fd: int, note_fd: int | None) -> None:
+        """``flock`` ``fd``, or raise ``LockedError`` naming the holder from its note."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read_holder(fd)
-            os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = _read_holder(note_fd) if note_fd is not None else self._peek_holder(fd)
                 raise LockedError(self._locked_message(holder)) from exc
+            if note_fd is None and exc.errno in _CANNOT_LOCK_FOLDER:
+                return  # this file system cannot lock a folder: the file's lock must do
             raise
-        self._fd = fd
-        self._write_holder(fd)
+
+    def _peek_holder(self, dir_fd: int) -> dict[str, object] | None:
+        """The holder's note, read when the folder is held and the note not yet opened."""
+        try:
+            fd = self._open_note(dir_fd)
+        except (OSError, OutputNotWritableError):
+            return None
+        try:
+            return _read_holder(fd)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         """Give the lock up; the file stays (deleting a locked file races with new lockers)."""
         fd, self._fd = self._fd, None
+        dir_fd, self._dir_fd = self._dir_fd, None
         if fd is None:
             return
         try:
@@ -116,8 +215,10 @@ class RunLock:
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            # Closing drops the lock as well, so even a failed unlock cannot leave it held.
+            # Closing drops the locks as well, so even a failed unlock cannot leave one held.
             os.close(fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -157,11 +258,20 @@ class RunLock:
             os.pwrite(fd, data, 0)
 
 
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_ino, st.st_dev
+
+
 def _read_holder(fd: int) -> dict[str, object] | None:
-    """Best-effort read of the holder's note; ``None`` if absent, partial or unreadable."""
+    """Best-effort read of the holder's note; ``None`` if absent, partial or not a note.
+
+    ``fd`` is the note file this process opened (a regular file, no link followed); at
+    most :data:`_NOTE_BYTES` are read, and the JSON's nesting is bounded, so a planted
+    note of 5,000 ``[`` is simply not a note.
+    """
     try:
-        raw = os.pread(fd, 4096, 0)
-        info = json.loads(raw.decode("utf-8"))
+        info = loads(os.pread(fd, _NOTE_BYTES, 0))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None

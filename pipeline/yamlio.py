@@ -5,10 +5,9 @@ can say a lot in a few bytes.  Before these bounds, ``stylize run /dev/zero`` gr
 24 GB, a FIFO blocked forever in ``open``, a 560-byte alias bomb ("billion laughs")
 took 53 s and 6.4 GB, and 50 MB of keys took 7.5 GB.  So, in this order:
 
-1. **Only a regular file is opened**, and opening never waits: it is ``stat``-ed first
-   (a FIFO, device, socket or folder is refused without being opened), then opened with
-   ``O_NONBLOCK`` and checked again with ``fstat`` (it may have been swapped).
-2. **At most** :data:`MAX_YAML_BYTES` **are read**, whatever the file claims its size is.
+1. **Only a regular file is opened**, and opening never waits, and
+2. **at most** :data:`MAX_YAML_BYTES` **are read**, whatever the file claims its size is:
+   both are :func:`pipeline.fsread.read_bounded`, the reader of every planted file.
 3. **The document is bounded before anything is built from it**: one pass over the
    parser's events counts the nodes the document holds *with every alias expanded*
    (:data:`MAX_YAML_NODES`) and its nesting depth, aliases included
@@ -25,14 +24,13 @@ line, where there is one), raised within a fraction of a second.
 from __future__ import annotations
 
 import errno
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
 
+from pipeline import fsread
 from pipeline.errors import ConfigError
 
 __all__ = ["MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_NODES", "compose", "construct",
@@ -58,68 +56,35 @@ MAX_YAML_DEPTH = 32
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _size(count: int) -> str:
-    if count < 1 << 20:
-        return f"{count} bytes"
-    mib = count / (1 << 20)
-    return f"{mib:.0f} MiB" if mib == int(mib) else f"{mib:.1f} MiB"
-
-
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symbolic link loop"
     return exc.strerror or str(exc)
 
 
-def _refuse_special(path: Path, mode: int, what: str) -> None:
-    if stat.S_ISDIR(mode):
-        raise ConfigError(f"{path}: is a folder; the {what} must be a YAML file")
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{path}: is not a regular file (a pipe, socket or device); "
-                          f"the {what} must be a YAML file")
-
-
 def read_text(path: Path, what: str = "manifest", *, limit: int = MAX_YAML_BYTES) -> str:
     """The UTF-8 text of the regular file ``path``, never blocking, never over ``limit`` bytes.
 
-    Raises ``FileNotFoundError`` as it is (callers word "not found" their own way) and a
-    one-line :class:`ConfigError` for everything else.
+    Read by :func:`pipeline.fsread.read_bounded`.  Raises ``FileNotFoundError`` as it
+    is (callers word "not found" their own way) and a one-line :class:`ConfigError` for
+    everything else.
     """
     path = Path(path)
     try:
-        # stat before open: a FIFO or a device is refused without ever being opened.
-        _refuse_special(path, os.stat(path).st_mode, what)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_NOCTTY", 0))
+        data = fsread.read_bounded(path, limit, f"a {what}")
     except FileNotFoundError:
         raise
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; the {what} must be a YAML file") from None
+    except fsread.NotRegularFileError:
+        raise ConfigError(f"{path}: is not a regular file (a pipe, socket or device); "
+                          f"the {what} must be a YAML file") from None
+    except fsread.FileTooLargeError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what} ({_reason(exc)})") from None
     try:
-        st = os.fstat(fd)
-        _refuse_special(path, st.st_mode, what)  # swapped between the stat and the open
-        if st.st_size > limit:
-            raise ConfigError(f"{path}: too large for a {what} ({_size(st.st_size)}; "
-                              f"the limit is {_size(limit)})")
-        # Read one byte past the limit: a file that grows, or one that reports no size
-        # (as /proc files do), is still never read further than that.
-        chunks: list[bytes] = []
-        got = 0
-        while got <= limit:
-            chunk = os.read(fd, limit + 1 - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the {what} ({_reason(exc)})") from None
-    finally:
-        os.close(fd)
-    if got > limit:
-        raise ConfigError(f"{path}: too large for a {what} (more than {_size(limit)}; "
-                          f"the limit is {_size(limit)})")
-    try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read the {what} (not UTF-8 text: byte "
                           f"{exc.start})") from None

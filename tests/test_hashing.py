@@ -67,14 +67,14 @@ def test_file_digest_memo_avoids_reread(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "a.bin"
     path.write_bytes(b"content")
     opened: list[str] = []
-    real_open = open
+    real_open = hashing.open_regular
 
     def spy_open(file: Any, *args: Any, **kwargs: Any) -> Any:
         opened.append(str(file))
         return real_open(file, *args, **kwargs)
 
-    # Module globals shadow builtins, so this catches exactly hashing's own reads.
-    monkeypatch.setattr(hashing, "open", spy_open, raising=False)
+    # hashing's one way to open a file: the shared bounded reader.
+    monkeypatch.setattr(hashing, "open_regular", spy_open)
 
     first = file_digest(path)
     second = file_digest(path)

@@ -678,13 +678,13 @@ def test_read_photo_checks_like_check_path_and_bounds_the_size(
     expect_error("unreadable", lambda: read_photo(tmp_path / "gone.jpg"), tmp_path / "gone.jpg")
 
     # A file that grows after its size was taken is stopped at the limit while read.
-    real_fstat = os.fstat
+    real_stat, real_fstat = os.stat, os.fstat
 
-    def small_fstat(fd: int) -> os.stat_result:
-        st = real_fstat(fd)
+    def small(st: os.stat_result) -> os.stat_result:
         return os.stat_result((st.st_mode, *st[1:6], 1, *st[7:]))
 
-    monkeypatch.setattr(os, "fstat", small_fstat)
+    monkeypatch.setattr(os, "stat", lambda *a, **k: small(real_stat(*a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: small(real_fstat(fd)))
     err = expect_error("too_large", lambda: read_photo(path, max_bytes=100), path)
     assert "grew" in err.message
 

@@ -25,6 +25,7 @@ from pipeline.cli.common import (
     guard_output,
     make_executor,
     out,
+    say,
     setup_logging,
 )
 from pipeline.errors import Cancelled
@@ -62,6 +63,10 @@ def run(
         from pipeline.ui.run_view import RunDisplay
 
         parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
+        if report is not None:
+            from pipeline.fsutil import check_named
+
+            check_named(report)  # a folder is refused before the run, not after it
         if dry_run:
             RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(plan(parsed, jobs=job))
             return
@@ -118,9 +123,9 @@ def _report(result: Any, report: Path | None, json_out: bool) -> None:
 
     payload = json_bytes(result.as_dict())
     if report is not None:
-        from pipeline.fsutil import atomic_write_bytes
+        from pipeline.fsutil import write_named
 
-        atomic_write_bytes(report, payload)
+        write_named(report, payload)  # a FIFO or a device is written to, never replaced
     if json_out:
         out.file.write(payload.decode("utf-8") + "\n")
         out.file.flush()
@@ -149,18 +154,17 @@ def gallery(
         folder = output if output is not None else parsed.path.parent / "gallery"
         result = build_gallery(parsed, folder, jobs=job)
         for problem in result.problems:
-            err.print(f"[yellow]warning:[/] cannot show {problem}", highlight=False,
-                      soft_wrap=True)
+            say(err, f"cannot show {problem}", label="warning:", style="yellow")
         outdated = f", {result.outdated} outdated" if result.outdated else ""
         err.print(f"{result.photos} photos in {result.jobs} jobs: {result.done} done{outdated}, "
                   f"{result.not_done} not done; thumbnails: {result.thumbs_written} new, "
                   f"{result.thumbs_reused} reused", highlight=False)
-        out.print(str(result.index), markup=False, highlight=False, soft_wrap=True)
+        say(out, result.index)
         if open_page:
             import webbrowser
 
             if not webbrowser.open(result.index.as_uri()):
-                err.print("[yellow]warning:[/] no browser found; open the page above by hand",
-                          highlight=False)
+                say(err, "no browser found; open the page above by hand", label="warning:",
+                    style="yellow")
 
 

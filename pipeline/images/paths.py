@@ -1,9 +1,10 @@
 """Which files may be read, and reading them: path checks, a safe open, whole-file reads.
 
 :func:`check_path` decides from ``stat`` alone whether a path is a non-empty,
-readable regular file inside the input folder; :func:`open_regular` opens it
-without ever blocking and checks again on the open descriptor; :func:`read_photo`
-does both and returns the file's bytes, bounded by ``max_bytes``.  Every OS error
+readable regular file inside the input folder; :func:`open_regular` opens it with the
+tool's one bounded reader (:func:`pipeline.fsread.open_regular`: never blocking, checked
+again on the open descriptor); :func:`read_photo` does both and returns the file's
+bytes, bounded by ``max_bytes``.  Every OS error
 on the way becomes an :class:`~pipeline.errors.InputError` through
 :func:`_refusal`, the one place that maps an errno onto a category and words.
 """
@@ -18,15 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from pipeline import fsread
 from pipeline.errors import InputError
 from pipeline.images.failures import Shown, fail, mebibytes, one_line
 
 #: A photo's file is bounded: a 100-megapixel 16-bit TIFF is about 600 MB, but no
 #: camera JPEG, PNG or HEIC comes near this, and the whole file is held in memory.
 DEFAULT_MAX_BYTES = 512 << 20
-
-# Reads are this size, so a file that grows while it is read stops at the limit.
-_CHUNK = 1 << 20
 
 _NOT_REGULAR = "is not a regular file (a pipe, socket or device)"
 _UNREADABLE = "permission denied (the file cannot be read)"
@@ -123,30 +122,34 @@ def check_path(path: Path, *, root: Path | None = None, follow_symlinks: bool = 
 
 
 @contextlib.contextmanager
-def open_regular(resolved: Path, shown: Shown) -> Iterator[IO[bytes]]:
-    """Open for reading without ever blocking, and re-check that it is a regular file.
+def open_regular(resolved: Path, shown: Shown, *,
+                 max_bytes: int | None = None) -> Iterator[IO[bytes]]:
+    """:func:`pipeline.fsread.open_regular` for a photo: never blocks, no link followed.
 
     ``check_path`` already looked, but the file can be swapped for a FIFO or a link
-    between that look and this open; O_NONBLOCK makes opening a FIFO return at once
-    (regular files ignore the flag) and O_NOFOLLOW refuses a freshly planted link.
+    between that look and this open; the shared reader looks again on the descriptor.
+    Its refusals at the open become the photo's :class:`InputError` here; what the
+    caller's own reads raise is left to the caller.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(resolved, flags)
-    except OSError as exc:
-        raise _refusal(
-            shown, exc, missing="file not found (it disappeared while being read)"
-        ) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise fail(shown, "not_a_file", _NOT_REGULAR)
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fh:
+    with contextlib.ExitStack() as stack:
+        try:
+            fh = stack.enter_context(fsread.open_regular(
+                resolved, max_bytes=max_bytes, what="a photo", follow_links=False))
+        except OSError as exc:
+            raise _read_refusal(shown, exc) from None
         yield fh
+
+
+def _read_refusal(shown: Shown, exc: OSError) -> InputError:
+    if isinstance(exc, fsread.FileTooLargeError):
+        if exc.size is None:
+            return fail(shown, "too_large", "file is too large (it grew past the limit "
+                                            f"of {mebibytes(exc.limit)} while being read)")
+        return fail(shown, "too_large", f"file is too large ({mebibytes(exc.size)}; "
+                                        f"the limit is {mebibytes(exc.limit)})")
+    if isinstance(exc, fsread.NotRegularFileError):
+        return fail(shown, "not_a_file", _NOT_REGULAR)
+    return _refusal(shown, exc, missing="file not found (it disappeared while being read)")
 
 
 def read_photo(
@@ -165,28 +168,12 @@ def read_photo(
         raise ValueError("max_bytes must be at least 1")
     path = Path(path)
     source = check_path(path, root=root, follow_symlinks=follow_symlinks)
-    with open_regular(source, path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > max_bytes:
-            raise fail(path, "too_large", f"file is too large ({mebibytes(size)}; "
-                                          f"the limit is {mebibytes(max_bytes)})")
-        data = _read_bounded(fh, path, max_bytes)
+    with open_regular(source, path, max_bytes=max_bytes) as fh:
+        try:
+            data = fsread.read_all(fh)
+        except OSError as exc:
+            raise _read_refusal(path, exc) from None
     if not data:  # emptied between the check and the read
         raise fail(path, "not_an_image", "file is empty (0 bytes)")
     return data
 
-
-def _read_bounded(fh: IO[bytes], shown: Shown, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        # One byte past the limit is asked for, so "exactly the limit" still passes.
-        while chunk := fh.read(min(_CHUNK, max_bytes + 1 - total)):
-            total += len(chunk)
-            if total > max_bytes:
-                raise fail(shown, "too_large", "file is too large (it grew past the limit "
-                                               f"of {mebibytes(max_bytes)} while being read)")
-            chunks.append(chunk)
-    except OSError as exc:
-        raise _refusal(shown, exc) from None
-    return b"".join(chunks)

@@ -14,7 +14,6 @@ The tracker decides *when* to take a file (and :func:`pipeline.naming.classify_n
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 from pipeline.errors import StylizeError
 from pipeline.fsutil import atomic_write_bytes, fsync_dir
+from pipeline.jsonio import read_json
 from pipeline.naming import DONE_DIR, ERROR_SUFFIX, FAILED_DIR, classify_name, json_bytes
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,18 @@ def file_sig(st: os.stat_result) -> FileSig:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
+#: The registry holds only the files that could not leave the inbox (about 150 bytes each).
+MAX_REGISTRY_BYTES = 4 << 20
+
+
+def _valid_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    sig = [entry.get(k) for k in ("size", "mtime_ns", "ino")]
+    return (all(isinstance(v, int) and not isinstance(v, bool) for v in sig)
+            and isinstance(entry.get("digest"), str | None))
+
+
 class Registry:
     """Files that are finished (done or failed) yet still in the inbox, by name.
 
@@ -62,12 +74,18 @@ class Registry:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()  # the tracker reads and prunes, the worker adds
+        # Anyone who can drop a photo can put something else under this name: a FIFO (which
+        # hung the start), a link to /dev/zero, thousands of "[" (a RecursionError).  It is
+        # read as a record is, and anything that is not a registry counts as an empty one.
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and isinstance(data.get("files"), dict):
-                self.entries = {k: v for k, v in data["files"].items() if isinstance(v, dict)}
-        except (OSError, ValueError):
-            pass
+            data = read_json(path, MAX_REGISTRY_BYTES, "the inbox registry")
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                logger.warning("ignoring %s: %s", path, getattr(exc, "strerror", None) or exc)
+            return
+        files = data.get("files") if isinstance(data, dict) else None
+        if isinstance(files, dict):
+            self.entries = {k: v for k, v in files.items() if _valid_entry(v)}
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries

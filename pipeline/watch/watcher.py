@@ -23,9 +23,9 @@ from typing import Any
 
 from pipeline.errors import Cancelled, StylizeError, UsageError
 from pipeline.fsutil import sweep_temp_files
-from pipeline.locking import RunLock
+from pipeline.locking import inbox_lock
 from pipeline.manifest import Job, Manifest
-from pipeline.naming import INBOX_LOCK_NAME, INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
+from pipeline.naming import INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
 from pipeline.planning import INBOX_OUTPUT_DIR, select_jobs
 from pipeline.watch.events import Emitter, ProcessFn, WatchEventFn, WatchOptions, WatchStatus
 from pipeline.watch.inbox import Registry, retry_failed
@@ -121,7 +121,7 @@ class InboxWatcher:
             if not job.inbox.is_dir():
                 raise UsageError(f"job {job.name!r}: inbox folder not found: {job.inbox} "
                                  "(create it, or mount the share)")
-            lock = RunLock(job.inbox / INBOX_LOCK_NAME, what=f"the inbox {job.inbox}")
+            lock = inbox_lock(job.inbox)  # the folder itself: deleting the file frees nothing
             lock.acquire()
             self._inboxes.append(Inbox(job, job.inbox, lock,
                                        Registry(job.inbox / INBOX_REGISTRY_NAME)))
