@@ -25,7 +25,6 @@ from pipeline.cli.common import (
     guard_output,
     make_executor,
     out,
-    say,
     setup_logging,
 )
 from pipeline.errors import Cancelled
@@ -154,17 +153,18 @@ def gallery(
         folder = output if output is not None else parsed.path.parent / "gallery"
         result = build_gallery(parsed, folder, jobs=job)
         for problem in result.problems:
-            say(err, f"cannot show {problem}", label="warning:", style="yellow")
+            err.print(f"[yellow]warning:[/] cannot show {problem}", highlight=False,
+                      soft_wrap=True)
         outdated = f", {result.outdated} outdated" if result.outdated else ""
         err.print(f"{result.photos} photos in {result.jobs} jobs: {result.done} done{outdated}, "
                   f"{result.not_done} not done; thumbnails: {result.thumbs_written} new, "
                   f"{result.thumbs_reused} reused", highlight=False)
-        say(out, result.index)
+        out.print(str(result.index), markup=False, highlight=False, soft_wrap=True)
         if open_page:
             import webbrowser
 
             if not webbrowser.open(result.index.as_uri()):
-                say(err, "no browser found; open the page above by hand", label="warning:",
-                    style="yellow")
+                err.print("[yellow]warning:[/] no browser found; open the page above by hand",
+                          highlight=False)
 
 
