@@ -25,6 +25,7 @@ from pipeline.cli.common import (
     guard_output,
     make_executor,
     out,
+    say,
     setup_logging,
 )
 from pipeline.errors import Cancelled
@@ -153,18 +154,17 @@ def gallery(
         folder = output if output is not None else parsed.path.parent / "gallery"
         result = build_gallery(parsed, folder, jobs=job)
         for problem in result.problems:
-            err.print(f"[yellow]warning:[/] cannot show {problem}", highlight=False,
-                      soft_wrap=True)
+            say(err, f"cannot show {problem}", label="warning:", style="yellow")
         outdated = f", {result.outdated} outdated" if result.outdated else ""
         err.print(f"{result.photos} photos in {result.jobs} jobs: {result.done} done{outdated}, "
                   f"{result.not_done} not done; thumbnails: {result.thumbs_written} new, "
                   f"{result.thumbs_reused} reused", highlight=False)
-        out.print(str(result.index), markup=False, highlight=False, soft_wrap=True)
+        say(out, result.index)
         if open_page:
             import webbrowser
 
             if not webbrowser.open(result.index.as_uri()):
-                err.print("[yellow]warning:[/] no browser found; open the page above by hand",
-                          highlight=False)
+                say(err, "no browser found; open the page above by hand", label="warning:",
+                    style="yellow")
 
 

@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from pipeline.errors import ConfigError, StylizeError
+from pipeline.naming import safe_text
+from pipeline.ui.console import plain
 from pipeline.validation import format_validation_error
 
 
@@ -110,8 +112,16 @@ class _GuardedStream:
 
 
 stdout = _GuardedStream()
-out = Console(file=stdout)  # type: ignore[arg-type]
-err = Console(stderr=True)
+# Markup off: no text printed is read as Rich markup unless a caller asks for it (the live
+# views, which escape every value).  Lines for people go through say() (safe_text).
+out = Console(file=stdout, markup=False)  # type: ignore[arg-type]
+err = Console(stderr=True, markup=False)
+
+
+def say(console: Console, text: str | os.PathLike[str], *, label: str = "",
+        style: str = "") -> None:
+    """One line: ``label`` (ours) in ``style``, then ``text`` made safe and never markup."""
+    console.print(plain(text, label, style), highlight=False, soft_wrap=True)
 
 
 def guard_output(stop: StopFlag) -> None:
@@ -120,10 +130,10 @@ def guard_output(stop: StopFlag) -> None:
 
 
 def fail(exc: StylizeError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
+    say(err, exc.message, label="error:", style="bold red")
     if isinstance(exc, ConfigError):
         for line in exc.problems[1:]:
-            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+            say(err, f"  {line}")
     raise typer.Exit(exc.exit_code)
 
 
@@ -142,9 +152,18 @@ def errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines through the one sanitizer: library warnings name files (a photo that ran
+    out of memory, a corrupt cache entry), and a name must not reach stderr raw."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return safe_text(super().formatMessage(record))
+
+
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 # -- options shared by several commands --------------------------------------------------

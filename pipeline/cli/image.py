@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from pipeline.cli.app import app
-from pipeline.cli.common import CacheDirOpt, StopFlag, err, errors, fail, setup_logging
+from pipeline.cli.common import CacheDirOpt, StopFlag, err, errors, fail, say, setup_logging
 from pipeline.cli.knobs import IMAGE_KNOBS, settings_from_set, with_knobs
 from pipeline.errors import UsageError
 from pipeline.naming import format_of_path
@@ -126,11 +126,11 @@ def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: P
         fail(report.stopped)
     result = report.results[0]
     if result.status != "done":
-        err.print(f"[bold red]error:[/] {result.reason}", highlight=False, soft_wrap=True)
+        say(err, result.reason, label="error:", style="bold red")
         raise typer.Exit(1)
     if result.reason:  # even with --quiet: the result is smaller than asked for
-        err.print(f"note: {result.reason}", highlight=False, soft_wrap=True)
+        say(err, f"note: {result.reason}")
     if not quiet:
         d = result.details
-        err.print(f"wrote {output} ({d['width']}×{d['height']}, style {preset.name}, "
-                  f"{d['device']} {d['precision']})", highlight=False, soft_wrap=True)
+        say(err, f"wrote {os.fsdecode(output)} ({d['width']}×{d['height']}, style "
+                 f"{preset.name}, {d['device']} {d['precision']})")

@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.app import styles_app
-from pipeline.cli.common import err, errors, out
+from pipeline.cli.common import err, errors, out, say
+from pipeline.ui.console import plain
 
 
 @styles_app.command("list")
@@ -32,11 +33,12 @@ def styles_list(
             for name in registry.names():
                 p = registry.presets[name]
                 source = p.source + (f" (overrides {p.overrides})" if p.overrides else "")
-                table.add_row(name, source, ", ".join(i.path.name for i in p.images),
-                              p.description)
+                # Cells as Text: a preset's description or painting name is never markup.
+                table.add_row(*(plain(cell) for cell in (
+                    name, source, ", ".join(i.path.name for i in p.images), p.description)))
             out.print(table)
         for problem in registry.problems:
-            err.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+            say(err, problem, label="warning:", style="yellow")
 
 
 @styles_app.command("show")

@@ -1,8 +1,12 @@
-"""What both live views share: a console, plain lines, and names made safe to show.
+"""What the commands and the live views share: lines for people, and names made safe.
 
 Every name and message shown goes through :func:`pipeline.naming.safe_text`
-(control characters escaped) and, for Rich markup, :func:`markup`, so no file
-name can move the cursor, retitle the terminal, forge a line or inject markup.
+(control characters escaped), so no file name can move the cursor, retitle the
+terminal or forge a line.  Nor is any of it read as Rich markup: the consoles are
+made with markup off, :func:`plain` builds a line as a ``Text`` (never parsed),
+and the live views, the one place that writes markup, escape every value with
+:func:`markup`.  A name holding ``[/]`` once crashed ``stylize image`` after it had
+written its result (``MarkupError``); ``[bold]`` in a name silently vanished.
 """
 
 from __future__ import annotations
@@ -11,8 +15,16 @@ import os
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from pipeline.naming import safe_text
+
+
+def plain(text: str | os.PathLike[str], label: str = "", style: str = "") -> Text:
+    """A line that is never read as markup: ``label`` (our own word) in ``style``, then
+    ``text`` (a message, a path: anything a user did not write) made safe."""
+    line = Text(safe_text(text))
+    return Text.assemble((label, style), " ", line) if label else line
 
 
 def shown_path(path: os.PathLike[str] | str) -> str:
@@ -48,4 +60,4 @@ class View:
 
     def line(self, text: str) -> None:
         """One line of Rich markup; callers escape every value with :func:`markup`."""
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(text, markup=True, highlight=False, soft_wrap=True)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,7 +25,7 @@ from rich.table import Table
 from pipeline.naming import safe_text
 from pipeline.planning import Plan
 from pipeline.runner import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
-from pipeline.ui.console import View, markup, shown, shown_path
+from pipeline.ui.console import View, markup, plain, shown, shown_path
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": "yellow"}
 
@@ -45,8 +44,9 @@ class RunDisplay(View):
     def print_plan(self, plan: Plan) -> None:
         table = Table("status", "job", "input", "style", "output", box=None)
         for t in plan.tasks:
-            table.add_row(t.status, t.job, shown(t.input), escape(t.style),
-                          shown(t.output))
+            # Text cells: never read as markup, whatever the console's setting.
+            table.add_row(t.status, t.job, plain(shown_path(t.input)), plain(t.style),
+                          plain(shown_path(t.output)))
         if not self.console.is_terminal:
             # Tab-separated for scripts, written as is: Rich would expand the tabs to spaces.
             for t in plan.tasks:
