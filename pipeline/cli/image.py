@@ -78,14 +78,19 @@ def image(
     """Stylize one photo with a preset or a painting."""
     setup_logging(verbose)
     with errors():
-        from pipeline.styles import Registry
+        from pipeline.settings import resolve_weights
+        from pipeline.styles import Registry, check_weights
 
         # A broken link or a link loop is there, just unusable: the loader says why.
         if not content.exists() and not content.is_symlink():
             raise UsageError(f"photo not found: {content}")
         # The named options win over --set for the same knob.
-        preset = Registry.discover().resolve(style).with_overrides(settings_from_set(set_),
-                                                                    knobs)
+        overrides = settings_from_set(set_)
+        for patch in (overrides, knobs):
+            if isinstance(patch.get("weights"), str):  # recorded absolute, for `explain`
+                patch["weights"] = resolve_weights(patch["weights"], Path.cwd())
+        preset = Registry.discover().resolve(style).with_overrides(overrides, knobs)
+        check_weights(preset.settings.weights)
         if output is None:
             output = Path(f"{content.stem}-{preset.name}.jpg")
         fmt = format_of_path(output)

