@@ -38,7 +38,36 @@ class Explanation:
 
     @property
     def command_line(self) -> str:
-        return shlex.join(self.command)
+        """The command as one line to paste into a shell (bash, zsh, ksh): see
+        :func:`shell_quote`; it holds no control character, so it is also safe to show."""
+        return " ".join(shell_quote(arg) for arg in self.command)
+
+
+def shell_quote(arg: str) -> str:
+    """``arg`` as one shell word that gives back exactly ``arg``, and is safe to show.
+
+    Printable text is quoted as :func:`shlex.quote` does (``'...'`` where needed), so
+    ``$(...)``, backticks and ``;`` in a name run nothing when pasted.  Anything else (a
+    newline, ESC, a bidi override, bytes that are not UTF-8) is written as ``$'...'``
+    with escapes: a name that safe_text showed as a literal ``\n`` gave a command that
+    said "photo not found" when pasted.
+    """
+    if arg.isprintable():  # surrogates (undecodable bytes) are not printable either
+        return shlex.quote(arg)
+    out = []
+    for ch in arg:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, from os.fsdecode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        else:  # \u: the character's UTF-8 (a \x above 0x7f would be one raw byte)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return "$'" + "".join(out) + "'"
 
 
 def _flow(value: Any) -> str:
@@ -87,8 +116,10 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
     warnings: list[str] = []
     style, base = _style_and_base(made, warnings)
     wanted = Settings.model_validate(made["settings"])
-    again = again or output.with_name(f"{output.stem}.again{output.suffix}")
-    command = ["stylize", "image", record.input, "--style", style, "-o", os.fsdecode(again)]
+    # Absolute, so that the command works from any folder (a relative --again would be
+    # relative to where explain was run, not to where the command is pasted).
+    again = (again or output.with_name(f"{output.stem}.again{output.suffix}")).absolute()
+    command = ["stylize", "image", "--style", style, "-o", os.fsdecode(again)]
     for name, value in wanted.model_dump().items():
         if name not in _NOT_SET and getattr(base, name) != getattr(wanted, name):
             command += ["--set", f"{name}={_flow(value)}"]
@@ -96,6 +127,11 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
     command += ["--device", device]
     if made.get("precision") in _PRECISION:
         command += ["--precision", _PRECISION[made["precision"]]]
+    # The photo first, as a person writes it; after the options and "--" when it begins
+    # with "-" (a record of an earlier version may hold "-ofoo.png", which is an option).
+    photo = record.input
+    command = (command + ["--", photo] if photo.startswith("-")
+               else command[:2] + [photo] + command[2:])
     _check_photo(record, warnings)
     return Explanation(record, made, command, warnings)
 

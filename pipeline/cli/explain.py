@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import app
-from pipeline.cli.common import err, errors, out
+from pipeline.cli.common import err, errors, out, say
 
 
 @app.command()
@@ -23,7 +23,6 @@ def explain(
 ) -> None:
     """Show how a picture was made (photo, style, settings, weights, device) from its record."""
     with errors():
-        from pipeline.naming import safe_text
         from pipeline.provenance import reproduce
 
         ex = reproduce(output, again=again)
@@ -40,10 +39,10 @@ def explain(
             if m.get("note"):
                 rows.append(("note", m["note"]))
             for key, value in rows:
-                out.print(f"{key + ':':<28}{safe_text(str(value))}", markup=False,
-                          highlight=False, soft_wrap=True)
-            out.print("to make it again:", markup=False, highlight=False)
-        out.print(safe_text(ex.command_line), markup=False, highlight=False, soft_wrap=True)
+                say(out, f"{key + ':':<28}{value}")
+            say(out, "to make it again:")
+        # Shell-quoted ($'...' for a newline or ESC): nothing in it for safe_text to change,
+        # and pasted it gives the same names back.
+        say(out, ex.command_line)
         for warning in ex.warnings:
-            err.print(f"warning: {safe_text(warning)}", markup=False, highlight=False,
-                      soft_wrap=True)
+            say(err, f"warning: {warning}")

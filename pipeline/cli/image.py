@@ -84,6 +84,9 @@ def image(
         # A broken link or a link loop is there, just unusable: the loader says why.
         if not content.exists() and not content.is_symlink():
             raise UsageError(f"photo not found: {content}")
+        # Recorded absolute (not resolved: a link keeps its name), so that `explain` run
+        # from another folder finds it, and "./-x.png" does not become the option "-x.png".
+        content = content.absolute()
         # The named options win over --set for the same knob.
         overrides = settings_from_set(set_)
         for patch in (overrides, knobs):
