@@ -142,3 +142,14 @@ def test_image_refuses_a_scale_ratio_just_above_one_in_one_line(tmp_path: Path) 
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [
         "error: invalid setting: scale_ratio: Input should be greater than or equal to 1.1"]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--poll", "1e-9"), ("--rescan", "0.001"),
+                                               ("--settle", "inf"), ("--settle", "-1")])
+def test_watch_timings_are_bounded(tmp_path: Path, option: str, value: str) -> None:
+    # A poll or rescan every nanosecond is a busy loop; an endless settle takes nothing.
+    path = _manifest(tmp_path, "inbox: inbox")
+    result = runner.invoke(app, ["watch", str(path), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "inbox").exists()

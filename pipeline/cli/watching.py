@@ -31,14 +31,19 @@ from pipeline.cli.common import (
 def watch(
     manifest: ManifestArg = Path("jobs.yaml"),
     job: JobsOpt = None,
+    # Bounded: a poll or rescan every microsecond is a busy loop over the inbox, and an
+    # endless settle never takes a photo.
     poll: Annotated[float | None, typer.Option(
-        metavar="SECONDS", help="Look for new files every SECONDS instead of using the "
+        metavar="SECONDS", min=0.1, max=86400,
+        help="Look for new files every SECONDS instead of using the "
         "system's file events (for network shares).", show_default=False)] = None,
     settle: Annotated[float, typer.Option(
-        metavar="SECONDS", help="A file is taken once its size and time have not changed "
+        metavar="SECONDS", min=0, max=86400,
+        help="A file is taken once its size and time have not changed "
         "for this long (and it decodes fully).")] = 3.0,
     rescan: Annotated[float, typer.Option(
-        metavar="SECONDS", help="Scan each inbox this often whatever the events said, "
+        metavar="SECONDS", min=1, max=86400,
+        help="Scan each inbox this often whatever the events said, "
         "so a lost event never loses a file.")] = 30.0,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="First move the photos in <inbox>/failed back into the "
