@@ -7,7 +7,9 @@ entry never needs invalidating: changed settings simply produce a different key.
 Files are safetensors, never pickle, so a cache folder another user can write to cannot run
 code in this process.  Each entry records the digest of its own tensors; an entry that is
 truncated, corrupt or tampered with is detected on read, deleted and reported as a miss, so
-the caller rebuilds it instead of producing a wrong picture.
+the caller rebuilds it instead of producing a wrong picture.  An entry is read once, whole,
+by the bounded reader (:func:`pipeline.fsread.read_bounded`): a FIFO, a folder, a link or
+a file over :data:`MAX_ENTRY_BYTES` in an entry's place is dropped the same way.
 
 Write failures: :meth:`ArtifactCache.put` raises the tool's own errors from
 :mod:`pipeline.fsutil`.  ``DiskFullError`` means the run must stop (outputs would fail next).
@@ -21,16 +23,20 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import safetensors.torch
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
-from pipeline import fsutil
+from pipeline import fsutil, jsonio
+from pipeline.errors import OutputNotWritableError
+from pipeline.fsread import FileTooLargeError, NotRegularFileError, read_bounded
 from pipeline.hashing import digest_tensors
 
 __all__ = ["ArtifactCache", "default_cache_dir", "ENV_CACHE_DIR"]
@@ -42,6 +48,10 @@ ENV_CACHE_DIR = "STYLIZE_CACHE_DIR"
 
 #: Metadata fields the cache owns; callers cannot set them.
 RESERVED_METADATA = frozenset({"key", "sha256", "kind", "created"})
+
+#: The largest entry read.  Style targets are a few MB per side (Gram matrices and means of
+#: five VGG layers, 2.4 MB in float32); every layer of VGG-19 in float64 stays under 60 MB.
+MAX_ENTRY_BYTES = 256 << 20
 
 #: Leftover temp files younger than this may belong to a live writer in another process.
 STALE_TEMP_AGE_S = 3600.0
@@ -97,62 +107,29 @@ class ArtifactCache:
     def get(self, kind: str, key: str) -> dict[str, torch.Tensor] | None:
         """Return the tensors stored under ``(kind, key)`` (on CPU), or ``None`` on a miss.
 
-        An entry that fails verification is logged, deleted and counted in
-        and ``None`` is returned so the caller rebuilds it.
+        An entry that is not a regular file (a FIFO, a folder, a link), is larger than
+        :data:`MAX_ENTRY_BYTES` or fails verification is logged, deleted, and ``None``
+        is returned so the caller rebuilds it.
         """
         path = self.path_for(kind, key)
         try:
-            before = os.stat(path)
+            before = os.lstat(path)
+            # Read whole through the bounded reader: a FIFO planted here blocked the run for
+            # good, and a sparse 2 GiB entry with a valid header was read whole.
+            data = read_bounded(path, MAX_ENTRY_BYTES, "a cache entry", follow_links=False)
+            tensors = _verified(data, kind, key)
         except FileNotFoundError:
+            # Missing, or deleted since (another process found it corrupt): a plain miss.
+            return None
+        except (_CorruptEntry, IsADirectoryError, NotRegularFileError,
+                FileTooLargeError) as exc:
+            logger.warning("discarding corrupt cache entry %s: %s", path, _why(exc))
+            self._discard(path, before)
             return None
         except OSError as exc:
             # Unreadable is not corrupt: deleting would not help and may not be allowed.
             logger.warning("cannot read cache entry %s (%s); computing it again", path, exc)
             return None
-
-        try:
-            tensors = self._load_verified(path, kind, key)
-        except FileNotFoundError:
-            # Deleted between stat and open (another process found it corrupt): a plain miss.
-            return None
-        except _CorruptEntry as exc:
-            logger.warning("discarding corrupt cache entry %s: %s", path, exc)
-            self._discard(path, before)
-            return None
-        except OSError as exc:
-            logger.warning("cannot read cache entry %s (%s); computing it again", path, exc)
-            return None
-        return tensors
-
-    @staticmethod
-    def _load_verified(path: Path, kind: str, key: str) -> dict[str, torch.Tensor]:
-        # One safe_open handle serves both the metadata and the tensors (this is what
-        # safetensors.torch.load_file does inside): opening the path twice could pair the
-        # metadata of one version with the tensors of another if a writer replaced the
-        # file in between, and a good entry would then be thrown away.
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                metadata = handle.metadata()
-                # The handle is not a Mapping and cannot be iterated: .keys() is required.
-                names = handle.keys()  # noqa: SIM118
-                tensors = {name: handle.get_tensor(name) for name in names}
-        except (SafetensorError, ValueError, RuntimeError) as exc:
-            raise _CorruptEntry(f"unreadable safetensors file ({exc})") from exc
-
-        if not metadata:
-            raise _CorruptEntry("no metadata")
-        stored_key = metadata.get("key")
-        if stored_key != key:
-            raise _CorruptEntry(f"metadata key {stored_key!r} does not match requested key")
-        stored_kind = metadata.get("kind")
-        if stored_kind is not None and stored_kind != kind:
-            raise _CorruptEntry(f"metadata kind {stored_kind!r} does not match {kind!r}")
-        expected = metadata.get("sha256")
-        if not expected:
-            raise _CorruptEntry("no sha256 in metadata")
-        actual = digest_tensors(tensors)
-        if actual != expected:
-            raise _CorruptEntry(f"content hash mismatch (expected {expected}, got {actual})")
         return tensors
 
     @staticmethod
@@ -160,9 +137,12 @@ class ArtifactCache:
         # Only delete the very file that failed: if a concurrent writer has already
         # replaced it (new inode), its fresh entry must survive.
         try:
-            now = os.stat(path)
+            now = os.lstat(path)
             if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
-                path.unlink()
+                if stat.S_ISDIR(now.st_mode):
+                    os.rmdir(path)  # an empty one; anything in it is not ours to delete
+                else:
+                    path.unlink()
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -203,17 +183,24 @@ class ArtifactCache:
             "sha256": digest_tensors(prepared),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        with fsutil.atomic_path(final) as tmp:
-            try:
-                safetensors.torch.save_file(prepared, str(tmp), metadata=header)
-            except SafetensorError as exc:
-                # Re-raise I/O failures as OSError so atomic_path translates them
-                # (ENOSPC -> DiskFullError) and removes the temporary file.
-                match = _OS_ERROR_RE.search(str(exc))
-                if match:
-                    code = int(match.group(1))
-                    raise OSError(code, os.strerror(code), str(tmp)) from exc
-                raise
+        try:
+            with fsutil.atomic_path(final) as tmp:
+                try:
+                    safetensors.torch.save_file(prepared, str(tmp), metadata=header)
+                except SafetensorError as exc:
+                    # Re-raise I/O failures as OSError so atomic_path translates them
+                    # (ENOSPC -> DiskFullError) and removes the temporary file.
+                    match = _OS_ERROR_RE.search(str(exc))
+                    if match:
+                        code = int(match.group(1))
+                        raise OSError(code, os.strerror(code), str(tmp)) from exc
+                    raise
+        except OSError as exc:
+            # What atomic_path leaves as it is: a folder that would not go away in the
+            # entry's place, say.  Caching is then off for this entry, as for a read-only
+            # cache, instead of stopping the run.
+            raise OutputNotWritableError(f"cannot write the cache entry {final}: "
+                                         f"{exc.strerror or exc}") from exc
         return final
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -232,6 +219,55 @@ class ArtifactCache:
         except FileNotFoundError:
             return False
         return True
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+
+
+def _header(data: bytes) -> dict[str, Any]:
+    """The JSON header of safetensors ``data``: 8 bytes of length, then that much JSON."""
+    if len(data) < 8:
+        raise _CorruptEntry(f"unreadable safetensors file ({len(data)} bytes)")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise _CorruptEntry("unreadable safetensors file (its header runs past its end)")
+    try:
+        header = jsonio.loads(data[8:8 + size])
+    except ValueError as exc:
+        raise _CorruptEntry(f"unreadable safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise _CorruptEntry("unreadable safetensors header (not a JSON object)")
+    return header
+
+
+def _verified(data: bytes, kind: str, key: str) -> dict[str, torch.Tensor]:
+    """The tensors of an entry's bytes, checked against its key, kind and content digest.
+
+    Metadata and tensors come from the same bytes, read once: two opens could pair the
+    metadata of one version with the tensors of another if a writer replaced the file in
+    between, and a good entry would then be thrown away.
+    """
+    metadata = _header(data).get("__metadata__")
+    if not metadata or not isinstance(metadata, dict):
+        raise _CorruptEntry("no metadata")
+    try:
+        tensors = safetensors.torch.load(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise _CorruptEntry(f"unreadable safetensors file ({exc})") from exc
+    stored_key = metadata.get("key")
+    if stored_key != key:
+        raise _CorruptEntry(f"metadata key {stored_key!r} does not match requested key")
+    stored_kind = metadata.get("kind")
+    if stored_kind is not None and stored_kind != kind:
+        raise _CorruptEntry(f"metadata kind {stored_kind!r} does not match {kind!r}")
+    expected = metadata.get("sha256")
+    if not expected:
+        raise _CorruptEntry("no sha256 in metadata")
+    actual = digest_tensors(tensors)
+    if actual != expected:
+        raise _CorruptEntry(f"content hash mismatch (expected {expected}, got {actual})")
+    return tensors
 
 
 def _prepare_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

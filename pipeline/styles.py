@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline import yamlio
 from pipeline.errors import ConfigError, InputError, UsageError
-from pipeline.images import check_path
+from pipeline.images import DEFAULT_MAX_BYTES, check_path, probe
+from pipeline.images.failures import mebibytes
 from pipeline.naming import display_name, safe_text
 from pipeline.settings import (
     MAX_WEIGHTS_BYTES,
@@ -99,18 +100,32 @@ class Preset:
 
 
 def check_style_image(path: Path, shown: str | Path | None = None) -> Path:
-    """The resolved path of a painting, refused unless it is a regular file we can read.
+    """The resolved path of a painting, refused unless it is an image file we can use.
 
     The same checks as a photo's (:func:`pipeline.images.check_path`), done before
     anything is opened: a FIFO, a device such as ``/dev/zero``, a folder, an empty or
     unreadable file or a link loop is refused here, when the manifest or the preset is
-    read, instead of blocking or spinning later while the run lock is held.  Its pixel
-    count is checked when it is decoded, as a photo's is.
+    read, instead of blocking or spinning later while the run lock is held.  Then its
+    size in bytes and the pixel count its header declares, against the limits a painting
+    is loaded with: a painting is hashed in full to key its style targets, and a 20 GiB
+    one took up to a minute to hash before being refused at its decode.
     """
+    resolved = Path(path)
     try:
-        return check_path(Path(path))
+        resolved = check_path(resolved)
+        size = resolved.stat().st_size
+        if size > DEFAULT_MAX_BYTES:
+            raise InputError(f"{display_name(path)}: file is too large ({mebibytes(size)}; "
+                             f"the limit is {mebibytes(DEFAULT_MAX_BYTES)})",
+                             category="too_large")
+        probe(resolved)  # the header only: format and pixel count (DEFAULT_MAX_PIXELS)
+        return resolved
+    except OSError as exc:  # the file changed since check_path looked
+        raise UsageError(f"style image {safe_text(shown if shown is not None else path)}: "
+                         f"cannot be read ({exc.strerror or exc})") from None
     except InputError as exc:
-        what = exc.message.removeprefix(f"{display_name(path)}: ")
+        what = exc.message.removeprefix(f"{display_name(path)}: ").removeprefix(
+            f"{display_name(resolved)}: ")
         raise UsageError(f"style image {safe_text(shown if shown is not None else path)}: "
                          f"{what}") from None
 
