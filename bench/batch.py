@@ -93,7 +93,7 @@ def main() -> None:
     painting = Image.open(preset.images[0].path).convert("RGB")
     w, h = output_size(args.size, args.size * 3 // 4, args.size)
     targets = StyleTargetMaker(engine.settings).compute([(painting, 1.0)], engine.style_sides(w, h))
-    auto = memory.auto_batch_size(engine.device, engine.dtype, w * h)
+    auto = memory.batch_size(engine.settings, engine.device, engine.dtype, w * h)
     sizes = sorted({int(b) for b in args.batches.split(",")} | {auto})
     print(f"{w}x{h}, precision {engine.dtype}, steps {settings.steps}; automatic batch {auto}")
     engine.stylize_batch(photos_of_one_size(2, args.size), targets)  # warm-up

@@ -34,9 +34,10 @@ sys.path.insert(0, str(REPO))
 from pipeline.cache import ArtifactCache  # noqa: E402
 from pipeline.executors.base import Executor  # noqa: E402
 from pipeline.executors.local import LocalExecutor  # noqa: E402
+from pipeline.images import probe  # noqa: E402
 from pipeline.manifest import load_manifest  # noqa: E402
 from pipeline.planning import Plan, plan  # noqa: E402
-from pipeline.runner import header_sizes, run  # noqa: E402
+from pipeline.runner import run  # noqa: E402
 
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 
@@ -103,7 +104,8 @@ def main() -> None:
              for name in ("local", "ray-1xT", "ray-1x1", "ray-2x1")}
     local = LocalExecutor(cache)
     tasks = plans["local"].due
-    local.prepare(tasks[0].preset, [s for s in header_sizes(tasks) if s is not None])
+    infos = [probe(t.input) for t in tasks]
+    local.prepare(tasks[0].preset, [(i.width, i.height) for i in infos])
     times = {"local": timed(f"in-process, {args.threads} thread(s)", plans["local"], local)}
     local.close()
 

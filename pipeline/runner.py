@@ -20,13 +20,14 @@ import errno
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__, records
-from pipeline.engine.geometry import output_size
+from pipeline.batching import Batcher
+from pipeline.engine.geometry import output_size, style_sides
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
@@ -37,7 +38,8 @@ from pipeline.errors import (
 from pipeline.executors.base import ExecEvent, Executor, Finished, Started, Step, Work
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.hashing import digest_json
-from pipeline.images import probe, read_photo
+from pipeline.images import read_photo
+from pipeline.images.header import probe_bytes
 from pipeline.naming import TEMP_PREFIX, display_name, output_too_long
 from pipeline.planning import Plan, Status, Task
 from pipeline.styles import Preset
@@ -186,6 +188,7 @@ class _Driver:
         self.due = plan.due
         self.report = Report(results=[TaskResult(t, "skipped") for t in plan.skipped])
         self.sent: dict[int, _Sent] = {}
+        self.prepared: set[int] = set()  # style sides the executor has for this group
         self.started = 0
         self.in_flight = 0
         self.next_id = 0
@@ -208,28 +211,57 @@ class _Driver:
     # -- sending ----------------------------------------------------------------------
 
     def run_group(self, tasks: list[Task]) -> None:
+        """Send a group's photos (one preset) in batches, each photo read once.
+
+        Style targets are made as photos of new sizes come (:meth:`_prepare`), each
+        before the first batch that needs it is sent.
+        """
         preset = tasks[0].preset
-        sizes = header_sizes(tasks)  # headers only, read once
-        before = self.executor.counts
-        self.executor.prepare(preset, [s for s in sizes if s is not None])
-        made = self.executor.counts - before
-        self.on_event(TargetsReady(preset.name, made.computed, made.cached))
-        for batch in make_batches(tasks, sizes, self.executor.batch_size):
-            works = [w for w in (self._work(t) for t in batch) if w is not None]
-            if works:
-                while self.in_flight >= self.executor.capacity():
-                    self._collect()
-                self.executor.submit(works)
-                self.in_flight += 1
+        self.prepared = set()
+        batcher: Batcher[Work] = Batcher(
+            lambda w, h: self.executor.batch_size(preset, w, h))
+        for task in tasks:
+            read = self._work(task)
+            if read is not None:
+                work, size = read
+                out = None if size is None else output_size(*size, preset.settings.size)
+                for batch in batcher.add(work, out, len(work.photo)):
+                    self._submit(batch)
+        for batch in batcher.rest():
+            self._submit(batch)
         while self.in_flight:
             self._collect()
 
-    def _work(self, task: Task) -> Work | None:
-        """Read the photo (here, on the driver) into a Work item; a bad file fails now."""
+    def _prepare(self, preset: Preset, size: tuple[int, int]) -> None:
+        """Have the executor make the style targets a photo of this (file) size needs."""
+        try:
+            sides = set(style_sides(*size, preset.settings))
+        except InputError:
+            return  # too thin for this size: the photo fails in its own task, with its name
+        if sides - self.prepared:
+            before = self.executor.counts
+            self.executor.prepare(preset, [size])
+            made = self.executor.counts - before
+            self.prepared |= sides
+            self.on_event(TargetsReady(preset.name, made.computed, made.cached))
+
+    def _submit(self, works: list[Work]) -> None:
+        while self.in_flight >= self.executor.capacity():
+            self._collect()
+        self.executor.submit(works)
+        self.in_flight += 1
+
+    def _work(self, task: Task) -> tuple[Work, tuple[int, int] | None] | None:
+        """Read the photo (here, on the driver) into a Work item and its size from its
+        header (None if the header is unusable: the photo then fails in the executor with
+        the decoder's reason); a file that cannot be read fails now."""
         too_long = output_too_long(task.output)
         if too_long:
             self.finish(TaskResult(task, "failed", "unwritable",
                                    f"{display_name(task.output)}: cannot be written ({too_long})"))
+            return None
+        if _finished_meanwhile(task):
+            self.finish(TaskResult(task, "skipped"))
             return None
         try:
             # Taken before reading: if the photo changes meanwhile, its record's size and
@@ -251,10 +283,18 @@ class _Driver:
             return None
         work_id = self.next_id
         self.next_id += 1
-        digest = hashlib.sha256(data).hexdigest()
+        # The digest made while planning, unless the photo changed since: hashed once.
+        digest = task.input_digest if task.input_digest and stat == task.input_stat \
+            else hashlib.sha256(data).hexdigest()
         self.sent[work_id] = _Sent(task, digest, stat)
-        return Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
+        work = Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
                     software=f"stylize {__version__} (style {task.style})")
+        try:
+            info = probe_bytes(data, task.input, max_pixels=task.preset.settings.max_pixels)
+        except InputError:
+            return work, None
+        self._prepare(task.preset, (info.width, info.height))
+        return work, (info.width, info.height)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -287,32 +327,12 @@ class _Driver:
                                         **finished.details}))
 
 
-def header_sizes(tasks: list[Task]) -> list[tuple[int, int] | None]:
-    """Each photo's size from its header (None when unreadable: its task fails on its own)."""
-    sizes: list[tuple[int, int] | None] = []
-    for task in tasks:
-        try:
-            info = probe(task.input, max_pixels=task.preset.settings.max_pixels,
-                         root=task.root, follow_symlinks=task.follow_symlinks)
-            sizes.append((info.width, info.height))
-        except InputError:
-            sizes.append(None)
-    return sizes
-
-
-def make_batches(tasks: list[Task], sizes: list[tuple[int, int] | None],
-                 batch_size: Callable[[Preset, int, int], int]) -> list[list[Task]]:
-    """Tasks of one preset bucketed by the output size their header predicts, then cut to
-    ``batch_size(preset, width, height)``; an unreadable header makes a batch of one."""
-    buckets: dict[tuple[int, int] | None, list[Task]] = {}
-    for task, size in zip(tasks, sizes, strict=True):
-        out = output_size(*size, task.preset.settings.size) if size is not None else None
-        buckets.setdefault(out, []).append(task)
-    batches: list[list[Task]] = []
-    for out, bucket in buckets.items():
-        n = 1 if out is None else max(1, batch_size(bucket[0].preset, *out))
-        batches += [bucket[i:i + n] for i in range(0, len(bucket), n)]
-    return batches
+def _finished_meanwhile(task: Task) -> bool:
+    """Whether a record made since the plan (by a run that held the lock before this one
+    got it) already says this task is done: the plan is made once, before the lock."""
+    rec = records.read_record(task.output)
+    return (rec is not None and task.key is not None and rec.key == task.key
+            and records.output_matches(task.output, rec))
 
 
 def _max_file_bytes(task: Task) -> int:
@@ -321,8 +341,13 @@ def _max_file_bytes(task: Task) -> int:
 
 
 def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
-        should_stop: Callable[[], bool] | None = None) -> Report:
-    """Run the due tasks of a plan; returns the report (never raises for one photo)."""
+        should_stop: Callable[[], bool] | None = None,
+        checked: Collection[Path] = ()) -> Report:
+    """Run the due tasks of a plan; returns the report (never raises for one photo).
+
+    ``checked``: output folders the caller has already found writable (``stylize run``
+    checks before it locks them), which are not checked again.
+    """
     start = time.perf_counter()
     # The executor may outlive this run (a watcher's, reused): its counts are running
     # totals, and the report is about this run only.
@@ -333,7 +358,8 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         sweep_temp_files(folder)
         # Records are written the same way, so a kill can leave temp files there too.
         sweep_temp_files(folder / records.RECORD_DIR)
-    for folder in sorted({t.output.parent for t in due if not output_too_long(t.output)}):
+    for folder in sorted({t.output.parent for t in due if not output_too_long(t.output)}
+                         - set(checked)):
         check_writable(folder)  # a path too long fails its photos alone (in _work)
     for task in plan.skipped:
         if task.stale_stat:

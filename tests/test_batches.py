@@ -17,12 +17,16 @@ from conftest import gradient_photo, run_local
 from PIL import Image
 
 from pipeline import records
+from pipeline.batching import Batcher
 from pipeline.cache import ArtifactCache
+from pipeline.engine.geometry import output_size
 from pipeline.engine.optimize import Engine
+from pipeline.errors import InputError
 from pipeline.executors.local import LocalExecutor
+from pipeline.images import probe
 from pipeline.manifest import load_manifest
 from pipeline.planning import plan
-from pipeline.runner import TaskStarted, header_sizes, make_batches
+from pipeline.runner import TaskStarted
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
@@ -50,14 +54,38 @@ def test_batches_bucket_by_output_size_and_keep_the_batch_size(tmp_path: Path) -
     manifest = load_manifest(_project(tmp_path, 3))
     tasks = plan(manifest).due
     executor = LocalExecutor(None)
-    batches = make_batches(tasks, header_sizes(tasks), executor.batch_size)
+    batches = _batches(tasks, executor)
     names = [[t.input.name for t in b] for b in batches]
     assert sorted(n for b in names for n in b) == sorted(t.input.name for t in tasks)
     assert ["same-0.png", "same-1.png", "same-2.png"] in names
     assert ["same-3.png"] in names and ["portrait.png"] in names and ["broken.png"] in names
     # On the CPU the automatic choice is one photo at a time, in plan order.
     auto = [replace(t, preset=t.preset.with_overrides({"batch_size": 0})) for t in tasks]
-    assert make_batches(auto, header_sizes(auto), executor.batch_size) == [[t] for t in auto]
+    assert _batches(auto, executor) == [[t] for t in auto]
+
+
+def _batches(tasks: list, executor: LocalExecutor) -> list[list]:
+    """The batches the runner would send, photos taken in plan order."""
+    preset = tasks[0].preset
+    batcher: Batcher = Batcher(lambda w, h: executor.batch_size(preset, w, h))
+    batches = []
+    for task in tasks:
+        try:
+            info = probe(task.input)
+            size = output_size(info.width, info.height, preset.settings.size)
+        except InputError:
+            size = None
+        batches += batcher.add(task, size)
+    return batches + batcher.rest()
+
+
+def test_held_photos_are_bounded() -> None:
+    batcher: Batcher[str] = Batcher(lambda w, h: 4, max_held_bytes=100)
+    assert batcher.add("a", (10, 10), 60) == []
+    assert batcher.add("b", (20, 10), 30) == []
+    assert batcher.add("c", (30, 10), 20) == [["a"]]  # 110 bytes held: the fullest goes
+    assert batcher.add("d", (20, 10), 1) == []
+    assert batcher.rest() == [["b", "d"], ["c"]]
 
 
 def test_a_batched_run_matches_a_one_by_one_run(tmp_path: Path) -> None:
@@ -115,3 +143,18 @@ def test_settings_validate_batch_and_tile_knobs() -> None:
         Settings(tile_overlap=4)
     # Hardware knobs do not make finished results due again.
     assert Settings(batch_size=8, tile_pixels=10**6).engine_view() == Settings().engine_view()
+
+
+def test_the_batch_size_is_decided_by_memory_batch_size() -> None:
+    from pipeline.engine import memory
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    assert memory.batch_size(Settings(), cpu, torch.float32, 100) == 1  # auto: none on a CPU
+    assert memory.batch_size(Settings(batch_size=2), cpu, torch.float32, 100) == 2
+    # Asked-for and automatic batches never hold more than one pass may (the tile limit).
+    assert memory.batch_size(Settings(batch_size=8, tile_pixels=5000), cpu, torch.float32,
+                             1500) == 3
+    assert memory.batch_size(Settings(tile_pixels=10_000), gpu, torch.float32, 300) == 33
+    assert memory.batch_size(Settings(tile_pixels=10**8), gpu, torch.float32, 300) == \
+        memory.MAX_AUTO_BATCH
+    assert memory.batch_size(Settings(batch_size=1), gpu, torch.float32, 300) == 1

@@ -99,6 +99,7 @@ def test_auto_batch_size_uses_free_gpu_memory() -> None:
     from pipeline.engine import memory
 
     device = torch.device("cuda")
-    n = memory.auto_batch_size(device, torch.bfloat16, 512 * 512)
+    n = memory.batch_size(Settings(device="cuda"), device, torch.bfloat16, 512 * 512)
     assert 1 < n <= memory.MAX_AUTO_BATCH
-    assert memory.auto_batch_size(device, torch.bfloat16, 20_000 * 20_000) == 1
+    assert memory.batch_size(Settings(device="cuda"), device, torch.bfloat16,
+                             20_000 * 20_000) == 1

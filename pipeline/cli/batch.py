@@ -75,15 +75,15 @@ def run(
 
         stop = StopFlag()
         guard_output(stop)
-        # Planned once before the lock, so that a collision (a manifest error) is refused
-        # before anything is written; the run plans again under the lock (cheap: file
-        # digests are remembered), so that it sees what a run before it finished.
-        plan(parsed, jobs=job)
+        # Planned once, before the lock, so that a collision (a manifest error) is refused
+        # before anything is written; a photo that a run before this one finished while
+        # this one waited for the lock is skipped when its turn comes (runner).
+        the_plan = plan(parsed, jobs=job)
         outputs = [j.output for j in select_jobs(parsed, job)]
         for folder in outputs:
             check_writable(folder)  # one clear line (73, 74) before the lock is made there
         with output_locks(outputs, what=str(manifest)), stop.installed():
-            result = _run(parsed, job, cache_dir, stop,
+            result = _run(parsed, the_plan, outputs, cache_dir, stop,
                           RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose),
                           (executor, ray_address, workers))
         _report(result, report, json_out)
@@ -97,20 +97,19 @@ def run(
             raise typer.Exit(result.exit_code)
 
 
-def _run(parsed: Any, jobs: list[str] | None, cache_dir: Path | None, stop: StopFlag,
-         display: Any, where: tuple[str | None, str | None, int | None]) -> Any:
+def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None,
+         stop: StopFlag, display: Any, where: tuple[str | None, str | None, int | None]) -> Any:
     from pipeline.cache import ArtifactCache
-    from pipeline.planning import plan
     from pipeline.runner import run as run_plan
 
     cache = ArtifactCache(cache_dir)
     cache.sweep()
-    the_plan = plan(parsed, jobs=jobs)
     executor = make_executor(parsed, cache, *where)
     try:
         # Installed again once the executor is up: starting Ray puts its own handlers in.
         with stop.installed(), display.live(the_plan):
-            result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop)
+            result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop,
+                              checked=outputs)
     finally:
         executor.close()
     display.print_summary(result)

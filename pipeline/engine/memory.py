@@ -17,6 +17,8 @@ import contextlib
 
 import torch
 
+from pipeline.settings import Settings
+
 #: Bytes per pixel of one optimization pass, by the precision the network runs in.
 BYTES_PER_PIXEL = {torch.float32: 2600, torch.bfloat16: 1800, torch.float16: 2400}
 #: Share of the free memory a pass may take: the rest is for the process's other needs
@@ -49,12 +51,17 @@ def pass_pixels(device: torch.device, dtype: torch.dtype) -> int:
     return int(free_bytes(device) * USABLE_FRACTION / BYTES_PER_PIXEL[dtype])
 
 
-def auto_batch_size(device: torch.device, dtype: torch.dtype, pixels: int) -> int:
-    """Photos of ``pixels`` each to optimize together: several on a GPU, one elsewhere.
+def batch_size(settings: Settings, device: torch.device, dtype: torch.dtype,
+               pixels: int) -> int:
+    """How many photos of ``pixels`` each to optimize together: decided here and only here.
 
-    On a CPU a batch makes no step cheaper per photo (the cores are busy with
-    one photo already), so it is always 1 there.
+    ``batch_size: 0`` (the default) batches on a GPU as many photos as its free memory
+    holds (up to :data:`MAX_AUTO_BATCH`) and none on a CPU, where a batch makes no step
+    cheaper per photo (the cores are busy with one photo already).  A batch size that was
+    asked for is honoured up to what one pass may hold, so that a batch never needs more
+    memory than the tile limit allows.
     """
-    if device.type != "cuda":
+    if settings.batch_size == 1 or (settings.batch_size == 0 and device.type != "cuda"):
         return 1
-    return max(1, min(MAX_AUTO_BATCH, pass_pixels(device, dtype) // max(1, pixels)))
+    fits = max(1, (settings.tile_pixels or pass_pixels(device, dtype)) // max(1, pixels))
+    return min(settings.batch_size or MAX_AUTO_BATCH, fits)

@@ -2,9 +2,9 @@
 
 Engines are built once per settings and kept for the executor's life (a
 watcher keeps one for days), and style targets come from the disk cache
-through one :class:`~pipeline.targets.StyleTargetStore`.  On a GPU, photos of
-one output size are batched up to what the free memory holds; on the CPU a
-batch makes no step cheaper, so every photo goes alone.
+through one :class:`~pipeline.targets.StyleTargetStore`.  Photos of one output size are batched as
+:func:`pipeline.engine.memory.batch_size` decides (on a GPU, up to what its free
+memory holds; on the CPU, one at a time).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pipeline.cache import ArtifactCache
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
 from pipeline.engine.style_targets import StyleTargets
-from pipeline.settings import Settings
 from pipeline.errors import InputError
 from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
 from pipeline.render import Workshop, render_batch
+from pipeline.settings import Settings
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore
 
@@ -60,12 +60,8 @@ class LocalExecutor:
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         s = preset.settings
         engine = self.shop.engine(s)
-        if s.batch_size == 1 or (s.batch_size == 0 and engine.device.type != "cuda"):
-            return 1
-        if s.batch_size:
-            return s.batch_size
         out_w, out_h = output_size(width, height, s.size)
-        return memory.auto_batch_size(engine.device, engine.dtype, out_w * out_h)
+        return memory.batch_size(s, engine.device, engine.dtype, out_w * out_h)
 
     def capacity(self) -> int:
         return 1  # one device, one batch at a time: more would only queue here

@@ -10,6 +10,7 @@ are the oriented ones, so a portrait phone photo is portrait.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -172,11 +173,22 @@ def probe(
     source = check_path(path, root=root, follow_symlinks=follow_symlinks)
     refuse_heif_without_decoder(path)
     with open_regular(source, path) as fh:
-        img = open_header(fh, path, max_pixels)
-        with img:
-            try:
-                info = _info_from_header(img, max_pixels)
-            except Image.DecompressionBombWarning as exc:
-                raise bomb_error(path, exc, max_pixels) from None
+        return _probe_open(fh, path, max_pixels)
+
+
+def probe_bytes(data: bytes, shown: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> ImageInfo:
+    """:func:`probe` of a photo's bytes already read (``shown`` names it in messages)."""
+    refuse_heif_without_decoder(shown)
+    return _probe_open(io.BytesIO(data), shown, max_pixels)
+
+
+def _probe_open(fh: IO[bytes], path: Path, max_pixels: int) -> ImageInfo:
+    img = open_header(fh, path, max_pixels)
+    with img:
+        try:
+            info = _info_from_header(img, max_pixels)
+        except Image.DecompressionBombWarning as exc:
+            raise bomb_error(path, exc, max_pixels) from None
     check_size(path, info.width, info.height, max_pixels=max_pixels, min_side=1)
     return info

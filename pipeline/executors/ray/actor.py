@@ -54,13 +54,13 @@ class Worker:
                 "gpus": torch.cuda.device_count()}
 
     @_control
-    def auto_batch_size(self, settings: Settings, pixels: int) -> int:
+    def batch_size(self, settings: Settings, pixels: int) -> int:
         from pipeline.engine import memory
         from pipeline.engine.device import resolve_device, resolve_precision
 
         device = resolve_device(settings.device)
-        return memory.auto_batch_size(device, resolve_precision(settings.precision, device),
-                                      pixels)
+        return memory.batch_size(settings, device,
+                                 resolve_precision(settings.precision, device), pixels)
 
     def render(self, works: list[Work], sides: dict[int, Any],
                identity: dict[str, Any]) -> list[Finished]:

@@ -135,9 +135,7 @@ class RayExecutor:
         assert ray is not None
         s = preset.settings
         if s.batch_size == 1 or (s.batch_size == 0 and not self.gpus):
-            return 1  # on a CPU a batch makes no step cheaper
-        if s.batch_size:
-            return s.batch_size
+            return 1  # memory.batch_size's answer for CPU workers, without asking one
         out_w, out_h = output_size(width, height, s.size)
         key = (digest_json(s.model_dump()), out_w * out_h)
         if key not in self._batch_sizes:
@@ -145,7 +143,7 @@ class RayExecutor:
             actor = (self._pool.idle or self._pool.actors)[0]
             try:
                 self._batch_sizes[key] = ray.get(
-                    actor.auto_batch_size.remote(s, out_w * out_h), timeout=60)
+                    actor.batch_size.remote(s, out_w * out_h), timeout=60)
             except ray.exceptions.RayTaskError as exc:
                 raise exc.cause from None
             except ray.exceptions.RayError:

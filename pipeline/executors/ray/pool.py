@@ -82,7 +82,7 @@ class WorkerPool:
               max_task_retries: int) -> None:
         """Ask Ray for the workers; they answer ``ready()`` once their engine can be built."""
         assert ray is not None
-        # A second thread for ready() and auto_batch_size(), which must answer while
+        # A second thread for ready() and batch_size(), which must answer while
         # the worker is busy with a photo.
         worker_class = ray.remote(  # type: ignore[call-overload]
             concurrency_groups={"control": 1})(Worker)

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import ArtifactCache
 from pipeline.engine.geometry import MIN_SCALE_SIDE, style_sides
+from pipeline.engine.style_targets import style_identity
 from pipeline.errors import InputError, StylizeError, WeightsError
 from pipeline.executors.base import TargetCounts
-from pipeline.engine.style_targets import style_identity
 from pipeline.executors.ray.connect import ray
-from pipeline.hashing import digest_json, file_digest
 from pipeline.settings import Settings
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore, style_key
