@@ -30,7 +30,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from pipeline.locking import RunLock
 from pipeline.manifest import Job
 from pipeline.naming import DONE_DIR, FAILED_DIR, classify_name
-from pipeline.watch.events import Emitter, WatchOptions, WatchStatus
+from pipeline.watch.board import StatusBoard
+from pipeline.watch.events import Emitter, WatchOptions
 from pipeline.watch.inbox import FileSig, Registry, file_sig, stat_or_none
 
 logger = logging.getLogger(__name__)
@@ -76,14 +77,14 @@ class Tracker:
     """Hints and scans in, settled items out (see the module docstring)."""
 
     def __init__(self, boxes: list[Inbox], options: WatchOptions, emit: Emitter,
-                 status: WatchStatus, stop: threading.Event) -> None:
+                 board: StatusBoard, stop: threading.Event) -> None:
         self.boxes = boxes
         self.by_dir = {box.path: box for box in boxes}
         self.options = options
         self.emit = emit
-        self.status = status
+        self.board = board
         self.stop = stop
-        self.lock = threading.Condition()  # guards hints, pending, queued and status
+        self.lock = threading.Condition()  # guards hints, pending and queued
         self._hints: set[Path] = set()
         self._pending: dict[Path, _Pending] = {}
         self._queued: set[Path] = set()
@@ -105,8 +106,7 @@ class Tracker:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        with self.lock:
-            self.status.queued = self._queue.qsize()
+        self.board.waiting(queued=self._queue.qsize())
         return item
 
     def queued(self) -> int:
@@ -230,13 +230,14 @@ class Tracker:
                     continue
                 self._queued.add(item.path)
                 self._queue.put(item)
-                self.status.queued = self._queue.qsize()
+                self.board.waiting(queued=self._queue.qsize())
             if self._announced.get(item.path) != item.sig:
                 self._announced[item.path] = item.sig
                 self.emit("queued", item.job, item.path, size=item.sig[0],
                           queue=self._queue.qsize())
         with self.lock:
-            self.status.pending = len(self._pending)
+            pending = len(self._pending)
+        self.board.waiting(pending=pending)
 
     # -- observers --------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import Cancelled, StylizeError, UsageError
 from pipeline.fsutil import sweep_temp_files
@@ -27,10 +27,15 @@ from pipeline.locking import inbox_lock
 from pipeline.manifest import Job, Manifest
 from pipeline.naming import INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
 from pipeline.planning import INBOX_OUTPUT_DIR, select_jobs
+from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, ProcessFn, WatchEventFn, WatchOptions, WatchStatus
 from pipeline.watch.inbox import Registry, retry_failed
 from pipeline.watch.tracker import Inbox, Tracker
 from pipeline.watch.worker import Stylizer, Worker
+
+if TYPE_CHECKING:
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.base import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +69,8 @@ def watched_jobs(manifest: Manifest, names: list[str] | None = None) -> list[Job
 class InboxWatcher:
     """Watches the inboxes of ``jobs`` and stylizes what is dropped there (see module doc)."""
 
-    def __init__(self, jobs: list[Job], *, executor: Any = None, cache: Any = None,
+    def __init__(self, jobs: list[Job], *, executor: Executor | None = None,
+                 cache: ArtifactCache | None = None,
                  options: WatchOptions | None = None, on_event: WatchEventFn | None = None,
                  process: ProcessFn | None = None) -> None:
         if not jobs or any(j.inbox is None for j in jobs):
@@ -94,11 +100,11 @@ class InboxWatcher:
         try:
             self._take_inboxes()
             retried = self._prepare_folders()
-            self.tracker = Tracker(self._inboxes, self.options, self.emit, self.status,
-                                   self._stop)
-            worker = Worker(self.tracker, self._process, self.options, self.emit, self.status)
-            if self._process is None:
-                worker.process = self._stylizer(worker)
+            # Wired one way: the board first, then what reports to it.
+            board = StatusBoard(self.status, self.emit)
+            self.tracker = Tracker(self._inboxes, self.options, self.emit, board, self._stop)
+            process = self._process or self._stylizer(board)
+            worker = Worker(self.tracker, process, self.options, self.emit, board)
             for box in self._inboxes:
                 self.tracker.ensure_observer(box)
                 self.emit("watching", box.job, inbox=box.path,
@@ -140,13 +146,13 @@ class InboxWatcher:
                 retried[box.job.name] = len(retry_failed(box.path))
         return retried
 
-    def _stylizer(self, worker: Worker) -> Stylizer:
+    def _stylizer(self, board: StatusBoard) -> Stylizer:
         if self._executor is None:
             from pipeline.executors.local import LocalExecutor
 
             self._executor = LocalExecutor(self._cache)
             self._owns_executor = True
-        stylizer = Stylizer(self._executor, worker.on_step, self._stop.is_set)
+        stylizer = Stylizer(self._executor, board.on_step, self._stop.is_set)
         # The model is loaded here, once; style targets are fetched (from the cache, or
         # computed once) for each photo size as photos arrive.
         stylizer.prepare(self.jobs)
@@ -225,5 +231,4 @@ class InboxWatcher:
                     worker.failed_internal(item, exc)
             finally:
                 self.tracker.release(item)
-                with self.tracker.lock:
-                    self.status.current = self.status.step = ""
+                worker.board.end()

@@ -23,15 +23,20 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import StylizeError
 from pipeline.hashing import file_digest
 from pipeline.manifest import Job
 from pipeline.naming import safe_text
-from pipeline.watch.events import Emitter, Outcome, ProcessFn, WatchOptions, WatchStatus
+from pipeline.watch.board import StatusBoard
+from pipeline.watch.events import Emitter, Outcome, ProcessFn, WatchOptions
 from pipeline.watch.inbox import file_sig, put_aside_failed, stat_or_none, take_out
 from pipeline.watch.tracker import Item, Tracker
+
+if TYPE_CHECKING:
+    from pipeline.executors.base import Executor
+    from pipeline.runner import TaskStep
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ logger = logging.getLogger(__name__)
 class Stylizer:
     """Every style of a job for one photo, through the runner and one long-lived executor."""
 
-    def __init__(self, executor: Any, on_step: Callable[[Job, Path, Any], None],
+    def __init__(self, executor: Executor, on_step: Callable[[Job, Path, TaskStep], None],
                  should_stop: Callable[[], bool]) -> None:
         self.executor = executor
         self.on_step = on_step
@@ -53,7 +58,7 @@ class Stylizer:
 
     def __call__(self, job: Job, path: Path) -> Outcome:
         from pipeline.planning import Plan, job_task
-        from pipeline.runner import TaskStep, run
+        from pipeline.runner import TaskStep, run  # noqa: F811 (at run time: no torch at import)
 
         tasks = [job_task(job, path, preset) for preset in job.styles]
         outcome = Outcome(ok=True)
@@ -87,16 +92,14 @@ def _maybe_incomplete(outcome: Outcome, item: Item) -> bool:
 class Worker:
     """Handles queued items one at a time (see the module docstring)."""
 
-    def __init__(self, tracker: Tracker, process: ProcessFn | None, options: WatchOptions,
-                 emit: Emitter, status: WatchStatus) -> None:
+    def __init__(self, tracker: Tracker, process: ProcessFn, options: WatchOptions,
+                 emit: Emitter, board: StatusBoard) -> None:
         self.tracker = tracker
         self.process = process
         self.options = options
         self.emit = emit
-        self.status = status
+        self.board = board
         self._incomplete: dict[Path, tuple[tuple[int, int, int], float]] = {}
-        self._current: Item | None = None
-        self._announced = False
 
     def handle(self, item: Item) -> None:
         path, box = item.path, item.box
@@ -112,13 +115,9 @@ class Worker:
             if digest is not None and box.registry.same_content(path.name, digest):
                 box.registry.update_sig(path.name, item.sig)  # touched only: nothing new
                 return self._forget(path)
-        self._current, self._announced = item, False
+        self.board.begin(item, self.tracker.queued())
         start = time.perf_counter()
-        assert self.process is not None, "the watcher sets the stylizer before starting"
-        try:
-            outcome = self.process(item.job, path)
-        finally:
-            self._current = None
+        outcome = self.process(item.job, path)
         if not outcome.ok:
             if not (path.exists() or path.is_symlink()):
                 return self._forget(path)  # gone while it was being read
@@ -130,34 +129,9 @@ class Worker:
             return self._forget(path)
         if file_sig(after) != item.sig:
             return self.tracker.hand_back(item)  # new content arrived meanwhile: again
-        self._announce(item)
+        self.board.announce()
         self._done(item, digest, outcome, round(time.perf_counter() - start, 3))
         return None
-
-    def _announce(self, item: Item) -> None:
-        """``started``, once per photo: at its first optimizer step, or when it is done.
-
-        Not before: a photo that turns out not to decode (a file still arriving, a
-        broken one) was never started, and the live view shows no such photo as current.
-        """
-        if self._announced:
-            return
-        self._announced = True
-        with self.tracker.lock:
-            self.status.current = f"{item.job.name}/{safe_text(item.path.name)}"
-        self.emit("started", item.job, item.path, styles=[p.name for p in item.job.styles],
-                  queue=self.tracker.queued())
-
-    def on_step(self, job: Job, path: Path, event: Any) -> None:
-        """A step of the current photo (from the stylizer)."""
-        if self._current is not None:
-            self._announce(self._current)
-        p = event.progress
-        with self.tracker.lock:
-            self.status.step = (f"{event.task.style} · scale {p.scale}/{p.scales} · step "
-                                f"{p.step}/{p.steps}")
-        self.emit("step", job, path, style=event.task.style, scale=p.scale, scales=p.scales,
-                  step=p.step, steps=p.steps, loss=p.loss)
 
     def _give_more_time(self, item: Item) -> bool:
         """True while a truncated-looking file is within its grace (it goes back)."""
@@ -189,8 +163,7 @@ class Worker:
             self.emit("warning", job, path, message=f"{path.name} is done but could not be "
                       f"{verb}: {exc.strerror or exc}; it stays in the inbox and is not redone")
         self._forget(path)
-        with self.tracker.lock:
-            self.status.done += 1
+        self.board.finished(ok=True)
         self.emit("done", job, path, outputs=[str(o) for o in outcome.outputs],
                   already_done=outcome.skipped, seconds=seconds,
                   moved_to=str(moved) if moved else None,
@@ -218,8 +191,7 @@ class Worker:
                 box.registry.add(path.name, item.sig, digest, "failed")
             logger.warning("cannot move %s to failed/: %s", safe_text(path), exc)
         self._forget(path)
-        with self.tracker.lock:
-            self.status.failed += 1
+        self.board.finished(ok=False)
         self.emit("failed", job, path, category=outcome.category, message=outcome.message,
                   style=outcome.style or None, moved_to=str(moved) if moved else None,
                   error_file=str(error_file) if error_file else None)
