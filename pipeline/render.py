@@ -1,9 +1,10 @@
 """One photo (or one batch of same-size photos), start to finish, where the engine is.
 
-Decode the photo's bytes, get the style targets, optimize, encode the result:
-every executor calls :func:`render` and :func:`render_batch`, so a photo is
-stylized the same way whether it comes from ``stylize image``, ``run`` or
-``watch``, in this process or on a cluster worker.  The out-of-memory policy is
+Decode the photo's bytes, get the style targets, optimize, encode the result.
+Every executor calls :func:`render_batch` (which calls :func:`render` for a batch of
+one, or for each photo of a batch that failed together), so a photo is stylized the
+same way whether it comes from ``stylize image``, ``run`` or ``watch``, in this
+process or on a cluster worker.  The out-of-memory policy is
 written once, here: a photo that runs out of memory is tried once more at half
 the size with a fresh engine, and the result says so.
 

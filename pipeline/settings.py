@@ -41,7 +41,11 @@ MAX_DEVICE_INDEX = 127
 #: Largest photo accepted at all: 1 gigapixel takes 3 GB to hold decoded.
 MAX_INPUT_PIXELS = 1_000_000_000
 
-#: Knobs that change no byte of a result, so are not part of its key.
+#: Knobs left out of a result's key: where and how the work is laid out, not what it is.
+#: Device, tile and batch size can change a result's last bits (other kernels, other
+#: rounding, tile seams), but not the picture a person sees; a result is not redone
+#: because it would now be made on another device or in other tiles.  ``max_pixels``
+#: and ``keep_mtime`` change no byte of it.
 HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap", "batch_size",
                             "keep_mtime"})
 

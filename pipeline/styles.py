@@ -4,7 +4,7 @@ A preset is a YAML file (``<name>.yaml``) or a folder holding ``preset.yaml``,
 plus the painting(s) it names, with paths relative to the YAML file::
 
     description: one line shown by `stylize styles list`
-    images:                    # one or more; weights blend their Gram targets
+    images:                    # one or more; weights blend their style targets
       - starry_night.jpg
       - {path: other.jpg, weight: 0.5}
     settings:                  # any knob of pipeline.settings.Settings

@@ -207,7 +207,7 @@ def test_second_run_exits_75_and_a_killed_run_leaves_no_stale_lock(tmp_path: Pat
     """The lock belongs to the outputs: a run writing the same outputs waits its turn (75),
     whatever its cache folder; a run of an unrelated job goes ahead."""
     _project(tmp_path, {"a.jpg": 1}, textwrap.dedent("""\
-          - {name: slow, input: photos, styles: [udnie], output: out/slow, steps: [1000000]}
+          - {name: slow, input: photos, styles: [udnie], output: out/slow, steps: [10000]}
           - {name: quick, input: empty, styles: [udnie], output: out/quick}
     """))
     (tmp_path / "empty").mkdir()
@@ -255,7 +255,7 @@ def test_sigterm_stops_between_two_steps_with_130_and_keeps_nothing_partial(
     # What `systemctl stop` or a cron timeout does to a long batch.
     _project(tmp_path, {"a.jpg": 1, "b.jpg": 2},
              "  - {name: slow, input: photos, styles: [udnie], output: out, "
-             "steps: [1000000]}\n")
+             "steps: [10000]}\n")
     run = _start("run", "jobs.yaml", "--report", "r.json", cwd=tmp_path,
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

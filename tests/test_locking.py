@@ -175,8 +175,10 @@ def test_reacquiring_a_held_object_is_an_error(tmp_path: Path) -> None:
 
 
 def test_different_locks_do_not_block_each_other(tmp_path: Path) -> None:
-    with RunLock(tmp_path / "a.lock"), RunLock(tmp_path / "b.lock"):
-        pass
+    with RunLock(tmp_path / "a.lock") as a, RunLock(tmp_path / "b.lock") as b:
+        assert a.held and b.held
+        with pytest.raises(LockedError):  # while the same lock does block
+            RunLock(tmp_path / "a.lock").acquire()
 
 
 # -- output locks ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pipeline.executors.ray.progress import ProgressSender
 from pipeline.executors.ray.targets import WorkerTargets
 from pipeline.settings import Settings
 
-__all__ = ["Worker"]
+__all__ = ["RayWorker"]
 
 
 def _control(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,7 +31,7 @@ def _control(method: Callable[..., Any]) -> Callable[..., Any]:
     return ray.method(concurrency_group="control")(method)  # type: ignore[no-any-return]
 
 
-class Worker:
+class RayWorker:
     """A Ray actor (made remote by :class:`~.pool.WorkerPool`): see the module docstring."""
 
     def __init__(self, threads: int, progress: str) -> None:

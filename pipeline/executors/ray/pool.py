@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import UsageError
-from pipeline.executors.ray.actor import Worker
+from pipeline.executors.ray.actor import RayWorker
 from pipeline.executors.ray.connect import one_line, ray
 
 __all__ = ["DEFAULT_CPU_THREADS", "START_TIMEOUT_S", "Shape", "WorkerPool", "alive_nodes",
@@ -85,7 +85,7 @@ class WorkerPool:
         # A second thread for ready() and batch_size(), which must answer while
         # the worker is busy with a photo.
         worker_class = ray.remote(  # type: ignore[call-overload]
-            concurrency_groups={"control": 1})(Worker)
+            concurrency_groups={"control": 1})(RayWorker)
         for _ in range(shape.workers):
             actor = worker_class.options(  # type: ignore[attr-defined]
                 num_cpus=shape.cpus, num_gpus=shape.gpus, max_restarts=max_restarts,

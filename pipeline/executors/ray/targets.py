@@ -1,8 +1,8 @@
 """Style targets by object reference: made once on the driver, used as shipped on workers.
 
-The driver computes each style's Gram targets (or reads them from its cache) for
-every side a photo may need, the half-size retry after running out of memory
-included, and puts each side in Ray's object store once per style and engine
+The driver computes each style's targets (Gram matrices and feature means), or reads
+them from its cache, for every side a photo may need, the half-size retry after running
+out of memory included, and puts each side in Ray's object store once per style and engine
 identity (:class:`TargetShipper`); tasks carry the references.  A worker fetches
 a reference once and keeps what it fetched (:class:`WorkerTargets`), so targets
 are computed once per cluster and a worker never opens a painting.  A side that
@@ -114,7 +114,7 @@ class WorkerTargets:
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
-        self._refs: dict[int, Any] = {}  # side -> ObjectRef of its Gram targets
+        self._refs: dict[int, Any] = {}  # side -> ObjectRef of its style targets
         self._identity: dict[str, Any] = {}
         # Fetched targets by reference, oldest first: a watcher's worker lives for days.
         self._grams: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
