@@ -1,0 +1,366 @@
+"""Training a preset's transformation network on the user's own photos (the fast path).
+
+The network (:mod:`pipeline.engine.network`) is trained with Adam on random square crops
+of the photos, at a random scale and flipped at random, against the very objective the
+optimizer minimizes (:class:`~pipeline.engine.objective.Objective`): content towards the
+VGG-19 features of the crops themselves, style towards the cached style targets of the
+crop's size, total variation of the output.  Iterations, not epochs, decide the length:
+a collection of 20 photos and one of 20,000 train for the same number of steps.
+
+A :class:`Trainer` is a library object: it never prints and never exits.  Each step is
+reported to an ``on_step`` callback as a :class:`TrainProgress`, a ``should_stop``
+callable is asked between steps, and a checkpoint (network, Adam's moments, the step and
+the crop generator's state) is one safetensors file written atomically, from which
+:meth:`Trainer.resume` continues exactly where it was: on the CPU in float32 a resumed
+run's losses are those of a run never interrupted.  Nothing is pickled.
+
+Precision: the network's weights and Adam stay float32; its convolutions run under
+autocast in bfloat16 on CPUs that have it natively and on GPUs (float16 with a gradient
+scaler where bfloat16 is missing), and VGG-19 runs in the same precision as for the
+optimizer (:func:`pipeline.engine.weights.load_network`).  The losses are float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from PIL import Image
+
+from pipeline import fsread, fsutil, jsonio
+from pipeline.engine.device import resolve_device, resolve_precision
+from pipeline.engine.geometry import MIN_SCALE_SIDE, style_side
+from pipeline.engine.network import NetworkConfig, TransformNet, read_safetensors
+from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
+from pipeline.engine.style_targets import StyleTargets
+from pipeline.engine.vgg import FeatureExtractor
+from pipeline.engine.weights import load_network
+from pipeline.errors import Cancelled, UsageError, WeightsError
+from pipeline.hashing import digest_tensors
+from pipeline.images import pil_to_tensor
+from pipeline.settings import Settings
+
+__all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", "Trainer",
+           "random_crops", "train", "training_side"]
+
+#: In every checkpoint's metadata; a file without it is refused.
+CHECKPOINT_FORMAT = "stylize-train-checkpoint-1"
+#: The largest checkpoint read: a network file's bound, three times (weights and moments).
+MAX_CHECKPOINT_BYTES = 3 * (256 << 20)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a network is trained, besides the preset's settings (which decide the loss)."""
+
+    crop: int = 256  # side of the square training crops, in pixels
+    batch: int = 4  # crops per step
+    steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
+    learning_rate: float = 1e-3
+    seed: int = 0  # decides the crops, their scales and flips, and so the network
+    # The crop's side as a fraction of the photo's short side, drawn log-uniformly: the
+    # network sees the collection's subjects both whole and up close.
+    scale: tuple[float, float] = (0.25, 1.0)
+    config: NetworkConfig = field(default_factory=NetworkConfig)
+    device: str | None = None  # None: the settings' device
+    precision: str | None = None  # None: the settings' precision
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if self.crop < MIN_SCALE_SIDE:
+            raise ValueError(f"crop must be at least {MIN_SCALE_SIDE} px, not {self.crop}")
+        if self.batch < 1 or self.steps < 0 or not self.learning_rate > 0:
+            raise ValueError("batch must be at least 1, steps at least 0, learning_rate > 0")
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale must be 0 < low <= high <= 1, not {self.scale}")
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with the run that resumes it: everything that
+        decides the network except the step count (a run may be extended) and the
+        hardware."""
+        out = asdict(self)
+        for name in ("steps", "device", "precision"):
+            del out[name]
+        out["scale"], out["config"] = list(self.scale), self.config.as_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training step done, as reported to ``on_step``."""
+
+    step: int  # steps done in all, this one included (1-based)
+    steps: int  # steps the run aims at
+    loss: float  # the step's objective, averaged over its crops
+    photos_per_s: float  # crops per second since this run (or resumption) started
+    elapsed: float  # seconds since this run (or resumption) started
+    resumed_from: int = 0  # the step the run resumed from (0: started afresh)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    net: TransformNet  # the trained network, in eval mode, on the training device
+    steps: int  # steps done in all
+    resumed_from: int
+    seconds: float  # of this run (not of the runs it resumed)
+    loss: float | None  # the last step's (None when no step ran)
+
+
+StepFn = Callable[[TrainProgress], None]
+
+
+def training_side(settings: Settings, crop: int) -> int:
+    """The style side the targets of ``crop``×``crop`` training crops are computed at:
+    the one the optimizer would use for a picture of that size."""
+    return style_side(crop, crop, settings.style_scale)
+
+
+def random_crops(photos: Sequence[Image.Image], count: int, crop: int,
+                 scale: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """``count`` random square crops (``count×3×crop×crop``, float32 in [0, 1]).
+
+    Each: a photo drawn uniformly, a square of side ``f`` × its short side (``f`` drawn
+    log-uniformly from ``scale``) at a uniform position, resized to ``crop`` (bicubic,
+    antialiased when it shrinks), mirrored with probability ½.  Every draw comes from
+    ``generator``, so its state decides the crops and a checkpoint can carry it.
+    """
+    lo, hi = scale
+    out = []
+    for _ in range(count):
+        img = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+        u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        side = min(img.width, img.height) * lo * (hi / lo) ** u[0]
+        x0, y0 = u[1] * (img.width - side), u[2] * (img.height - side)
+        piece = img.resize((crop, crop), Image.Resampling.BICUBIC,
+                           box=(x0, y0, x0 + side, y0 + side))
+        t = pil_to_tensor(piece)
+        out.append(t.flip(-1) if u[3] < 0.5 else t)
+    return torch.cat(out)
+
+
+class Trainer:
+    """A network, its optimizer and its crop generator, trained one step at a time.
+
+    ``targets`` holds the style targets of :func:`training_side` (more sides may be
+    there).  ``photos`` may be any sequence (a lazy one for a large collection); each
+    step draws :attr:`TrainOptions.batch` crops from it.
+    """
+
+    def __init__(self, settings: Settings, targets: StyleTargets,
+                 photos: Sequence[Image.Image], options: TrainOptions | None = None) -> None:
+        self.settings, self.photos = settings, photos
+        self.options = o = options or TrainOptions()
+        if not photos:
+            raise UsageError("training needs at least one photo")
+        side = training_side(settings, o.crop)
+        if side not in targets:
+            raise ValueError(f"style targets for side {side} (the crops' side) are missing")
+        self.device = resolve_device(o.device or settings.device)
+        self.dtype = resolve_precision(o.precision or settings.precision, self.device)
+        features, preprocess, _ = load_network(settings.weights, settings.pooling,
+                                               self.device, self.dtype)
+        content, style = layer_weights(settings)
+        self.vgg = FeatureExtractor(features, preprocess, [*content, *style], pad=settings.pad)
+        self.style: list[Term] = style_terms(settings, targets[side], self.device,
+                                             self.vgg.feature_scale)
+        with torch.random.fork_rng(devices=[]):  # the seed decides the initial weights,
+            torch.manual_seed(o.seed)  # without resetting the process's generator
+            self.net = TransformNet(o.config).to(self.device).train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.learning_rate)
+        # Float16 gradients underflow without scaling; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(o.seed)
+        self.step = 0
+
+    def train_step(self) -> float:
+        """One Adam step on a fresh batch of crops; the batch's mean objective."""
+        o = self.options
+        photos = random_crops(self.photos, o.batch, o.crop, o.scale, self.generator)
+        photos = photos.to(self.device)
+        with torch.no_grad():
+            objective = Objective.build(self.settings, self.vgg(photos), self.style)
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            pictures = self.net(photos)  # float32: the output head runs in float32
+        # Mean, not sum, over the crops: the learning rate then means the same at any batch.
+        loss = objective(self.vgg(pictures), pictures).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, photos: torch.Tensor) -> float:
+        """The mean objective of the network's pictures of ``photos`` (``B×3×H×W``, crops
+        of the training size), without training: a fixed yardstick, where the steps'
+        losses move with their random crops."""
+        photos = photos.to(self.device)
+        objective = Objective.build(self.settings, self.vgg(photos), self.style)
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            pictures = self.net(photos)
+        return float(objective(self.vgg(pictures), pictures).mean())
+
+    def run(self, on_step: StepFn | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            on_checkpoint: Callable[[], None] | None = None,
+            checkpoint_every_s: float = math.inf) -> TrainResult:
+        """Steps until :attr:`TrainOptions.steps` are done in all.
+
+        ``on_checkpoint`` is called every ``checkpoint_every_s`` seconds, when the last
+        step is done, and when ``should_stop`` says stop, before :class:`Cancelled` is
+        raised: a stopped run loses nothing.
+        """
+        start = time.perf_counter()
+        resumed_from, loss = self.step, None
+        last_save = time.monotonic()
+        while self.step < self.options.steps:
+            if should_stop is not None and should_stop():
+                if on_checkpoint is not None:
+                    on_checkpoint()
+                raise Cancelled(f"training stopped on request at step {self.step}")
+            loss = self.train_step()
+            elapsed = time.perf_counter() - start
+            if on_step is not None:
+                done = (self.step - resumed_from) * self.options.batch
+                on_step(TrainProgress(self.step, self.options.steps, loss,
+                                      done / max(elapsed, 1e-9), elapsed, resumed_from))
+            if on_checkpoint is not None and (self.step == self.options.steps or
+                                              time.monotonic() - last_save >= checkpoint_every_s):
+                on_checkpoint()
+                last_save = time.monotonic()
+        self.net.eval()
+        return TrainResult(self.net, self.step, resumed_from, time.perf_counter() - start, loss)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint_bytes(self, key: str = "") -> bytes:
+        """The whole training state as safetensors bytes.
+
+        Tensors: the network's (``net.``), Adam's moments and step counts by parameter
+        name (``adam.<name>.<field>``: ``torch.save`` of the optimizer's state dict would be
+        a pickle), the crop generator's state (``rng``).  Metadata: the step, the options
+        that must match on resume, the caller's ``key`` (e.g. the network's cache key), the
+        gradient scaler's state, and the digest of the tensors.
+        """
+        tensors = {f"net.{n}": t.detach().cpu().contiguous()
+                   for n, t in self.net.state_dict().items()}
+        names = [n for n, _ in self.net.named_parameters()]
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for field_name, value in state.items():
+                tensors[f"adam.{names[index]}.{field_name}"] = (
+                    torch.as_tensor(value).detach().cpu().contiguous())
+        tensors["rng"] = self.generator.get_state()
+        state = {"step": self.step, "key": key, "options": self.options.identity(),
+                 "scaler": self.scaler.state_dict()}
+        metadata = {"format": CHECKPOINT_FORMAT, "sha256": digest_tensors(tensors),
+                    "state": json.dumps(state, sort_keys=True)}
+        return safetensors.torch.save(tensors, metadata=metadata)
+
+    def save_checkpoint(self, path: Path, key: str = "") -> None:
+        """Write :meth:`checkpoint_bytes` to ``path`` atomically: a kill at any moment
+        leaves the previous checkpoint or this one, whole.  Raises ``DiskFullError`` (the
+        previous checkpoint is then intact) or ``OutputNotWritableError``."""
+        fsutil.atomic_write_bytes(Path(path), self.checkpoint_bytes(key))
+
+    def resume(self, path: Path, key: str = "") -> int:
+        """Continue from the checkpoint at ``path``; the step it was taken at.
+
+        Refused with one :class:`~pipeline.errors.WeightsError` line (category
+        ``checkpoint``) when the file is damaged, not a checkpoint, or of another
+        network (other options or another ``key``): nothing of it is used then.
+        """
+        path = Path(path)
+        try:
+            data = fsread.read_bounded(path, MAX_CHECKPOINT_BYTES, "a training checkpoint")
+        except OSError as exc:
+            raise _refusal(path.name, f"cannot be read ({exc.strerror or exc})") from None
+        return self.restore(data, path.name, key)
+
+    def restore(self, data: bytes, source: str, key: str = "") -> int:
+        """:meth:`resume` from a checkpoint's bytes; ``source`` names them in refusals."""
+        tensors, metadata = read_safetensors(data, source, what="training checkpoint",
+                                             category="checkpoint")
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise _refusal(source, "is not a training checkpoint of this version")
+        if digest_tensors(tensors) != metadata.get("sha256"):
+            raise _refusal(source, "is corrupt (its tensors do not match their digest)")
+        try:
+            state = jsonio.loads(metadata.get("state", "").encode())
+            step, options, saved_key, scaler = (state["step"], state["options"],
+                                                state["key"], state["scaler"])
+        except (ValueError, KeyError, TypeError):
+            raise _refusal(source, "is corrupt (its training state is unreadable)") from None
+        if options != self.options.identity() or saved_key != key:
+            raise _refusal(source, "was made for other training settings; train anew "
+                                   "(--force) or resume with the settings it was made with",
+                           corrupt=False)
+        if type(step) is not int or step < 0:
+            raise _refusal(source, "is corrupt (its step is not a count)")
+        self._load_tensors(tensors, source)
+        self.scaler.load_state_dict(scaler)
+        self.step = step
+        return step
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        net = {n.removeprefix("net."): t for n, t in tensors.items() if n.startswith("net.")}
+        params = dict(self.net.named_parameters())
+        shapes = {n: t.shape for n, t in self.net.state_dict().items()}
+        adam: dict[int, dict[str, torch.Tensor]] = {}
+        index = {n: i for i, n in enumerate(params)}
+        for name, t in tensors.items():
+            if not name.startswith("adam."):
+                continue
+            param, _, field_name = name.removeprefix("adam.").rpartition(".")
+            if param not in index or (field_name != "step" and t.shape != params[param].shape):
+                raise _refusal(source, f"does not fit this network (at {name!r})")
+            adam.setdefault(index[param], {})[field_name] = t
+        if {n: t.shape for n, t in net.items()} != shapes or "rng" not in tensors:
+            raise _refusal(source, "does not fit this network (its tensors differ)")
+        try:
+            self.generator.set_state(tensors["rng"])
+        except RuntimeError:
+            raise _refusal(source, "is corrupt (its random state is unreadable)") from None
+        self.net.load_state_dict(net)
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": adam, "param_groups": groups})
+
+
+def _refusal(source: str, why: str, *, corrupt: bool = True) -> WeightsError:
+    advice = "; delete it to train anew" if corrupt else ""
+    prefix = f"{source}: " if source else ""
+    return WeightsError(f"{prefix}{why}{advice}", category="checkpoint")
+
+
+def train(settings: Settings, targets: StyleTargets,
+          photos: Sequence[Image.Image], options: TrainOptions | None = None, *,
+          checkpoint: Path | None = None, key: str = "", checkpoint_every_s: float = 300.0,
+          on_step: StepFn | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train (or, from an existing ``checkpoint``, go on training) a network.
+
+    ``targets`` must hold the side of the crops (:func:`training_side`).  With
+    ``checkpoint``, the state is written there every ``checkpoint_every_s`` seconds, at
+    the end, and when ``should_stop`` stops the run (then
+    :class:`~pipeline.errors.Cancelled` is raised);
+    ``key`` names what is trained, and a checkpoint of anything else is refused.
+    """
+    trainer = Trainer(settings, targets, photos, options)
+    save = None
+    if checkpoint is not None:
+        if checkpoint.exists():
+            trainer.resume(checkpoint, key)
+        save = lambda: trainer.save_checkpoint(checkpoint, key)  # noqa: E731
+    return trainer.run(on_step, should_stop, save, checkpoint_every_s)
