@@ -1,0 +1,171 @@
+"""Training the fast path's network: it learns, it reports, it checkpoints and resumes exactly.
+
+Tiny: 32 px crops, two a step, a network 8 channels wide with two residual blocks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors
+import torch
+from conftest import FAST, SHARED_STYLE, gradient_photo
+from PIL import Image
+
+from pipeline.engine.network import NetworkConfig
+from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
+from pipeline.engine.training import (
+    CHECKPOINT_FORMAT,
+    Trainer,
+    TrainOptions,
+    TrainProgress,
+    random_crops,
+    train,
+    training_side,
+)
+from pipeline.errors import Cancelled, UsageError, WeightsError
+from pipeline.settings import Settings
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("one_thread")]
+
+SETTINGS = Settings(**FAST)  # cpu, fp32: reproducible
+SMALL = NetworkConfig(width=8, blocks=2)
+
+
+@pytest.fixture(scope="module")
+def targets() -> StyleTargets:
+    painting = Image.open(SHARED_STYLE).convert("RGB").resize((96, 60))
+    sides = [training_side(SETTINGS, 32)]
+    return StyleTargetMaker(SETTINGS).compute([(painting, 1.0)], sides)
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Image.Image]:
+    return [gradient_photo(96, 64, seed=0), gradient_photo(64, 80, seed=1).convert("L"),
+            gradient_photo(120, 90, seed=2)]
+
+
+def _options(**kw: object) -> TrainOptions:
+    base: dict[str, object] = {"crop": 32, "batch": 2, "steps": 6, "config": SMALL, "seed": 7}
+    return TrainOptions(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_random_crops_follow_their_generator(photos: list[Image.Image]) -> None:
+    def crops(seed: int) -> torch.Tensor:
+        return random_crops(photos, 5, 24, (0.3, 1.0), torch.Generator().manual_seed(seed))
+
+    a = crops(1)
+    assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.equal(a, crops(1)) and not torch.equal(a, crops(2))
+
+
+def test_training_lowers_the_loss(targets: StyleTargets, photos: list[Image.Image]) -> None:
+    trainer = Trainer(SETTINGS, targets, photos, _options(steps=20))
+    held = random_crops([gradient_photo(80, 72, seed=9)], 2, 32, (0.5, 1.0),
+                        torch.Generator().manual_seed(0))
+    before = trainer.evaluate(held)
+    seen: list[TrainProgress] = []
+    result = trainer.run(on_step=seen.append)
+    after = trainer.evaluate(held)
+    assert after < 0.8 * before, (before, after)
+    assert [p.step for p in seen] == list(range(1, 21)) and {p.steps for p in seen} == {20}
+    assert all(p.photos_per_s > 0 and p.loss > 0 for p in seen)
+    assert result.steps == 20 and result.resumed_from == 0 and result.loss == seen[-1].loss
+    assert not result.net.training
+
+
+def _losses(trainer: Trainer) -> list[float]:
+    seen: list[TrainProgress] = []
+    trainer.run(on_step=seen.append)
+    return [p.loss for p in seen]
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    whole = Trainer(SETTINGS, targets, photos, _options(steps=6))
+    expected = _losses(whole)
+
+    first = Trainer(SETTINGS, targets, photos, _options(steps=3))
+    assert _losses(first) == expected[:3]
+    path = tmp_path / "train.ckpt.safetensors"
+    first.save_checkpoint(path, key="k1")
+
+    again = Trainer(SETTINGS, targets, photos, _options(steps=6))
+    assert again.resume(path, key="k1") == 3
+    assert _losses(again) == expected[3:]
+    for (name, a), b in zip(whole.net.state_dict().items(),
+                            again.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_is_safetensors_without_pickle(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
+    trainer.run()
+    path = tmp_path / "ckpt.safetensors"
+    trainer.save_checkpoint(path)
+    with safetensors.safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+        names = set(handle.keys())  # noqa: SIM118 (not a Mapping)
+    assert meta["format"] == CHECKPOINT_FORMAT and json.loads(meta["state"])["step"] == 1
+    assert "rng" in names and "adam.out.conv.weight.exp_avg_sq" in names
+    assert "net.down.0.norm.weight" in names
+    assert not list(tmp_path.glob(".stylize-tmp-*"))  # written atomically: nothing left
+
+
+def test_train_checkpoints_when_stopped_and_resumes(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    path = tmp_path / "ckpt.safetensors"
+    steps: list[int] = []
+    with pytest.raises(Cancelled, match="step 2"):
+        train(SETTINGS, targets, photos, _options(steps=4), checkpoint=path, key="k",
+              on_step=lambda p: steps.append(p.step), should_stop=lambda: len(steps) >= 2)
+    assert steps == [1, 2] and path.is_file()
+    seen: list[TrainProgress] = []
+    result = train(SETTINGS, targets, photos, _options(steps=4), checkpoint=path, key="k",
+                   on_step=seen.append)
+    assert result.resumed_from == 2 and result.steps == 4
+    assert [(p.step, p.resumed_from) for p in seen] == [(3, 2), (4, 2)]
+
+
+def _refusal(trainer: Trainer, path: Path, key: str = "") -> str:
+    with pytest.raises(WeightsError) as info:
+        trainer.resume(path, key)
+    message = info.value.message
+    assert "\n" not in message and message.startswith(path.name)
+    assert info.value.category == "checkpoint"
+    return message
+
+
+def test_foreign_or_damaged_checkpoints_are_refused(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
+    trainer.run()
+    path = tmp_path / "ckpt.safetensors"
+    trainer.save_checkpoint(path, key="k")
+    fresh = Trainer(SETTINGS, targets, photos, _options(steps=2))
+    assert "other training settings" in _refusal(fresh, path, key="other")
+    other = Trainer(SETTINGS, targets, photos, _options(steps=2, learning_rate=2e-3))
+    assert "other training settings" in _refusal(other, path, key="k")
+
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(data))
+    assert "corrupt" in _refusal(fresh, damaged, key="k")
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"step": 1}, pickled)
+    assert "pickled" in _refusal(fresh, pickled)
+    assert fresh.step == 0  # nothing of a refused file was used
+
+
+def test_what_training_needs(targets: StyleTargets, photos: list[Image.Image]) -> None:
+    with pytest.raises(UsageError):
+        Trainer(SETTINGS, targets, [], _options())
+    with pytest.raises(ValueError, match="side 96"):
+        Trainer(SETTINGS, targets, photos, _options(crop=96))
+    with pytest.raises(ValueError):
+        _options(scale=(0.5, 0.2))
