@@ -36,10 +36,15 @@ def _within_depth(text: str, max_depth: int) -> bool:
     not valid JSON, and refused either way.  Each round is a C-speed ``str.replace``.
     """
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if re.search(r"[\[{]" + "{" + str(max_depth + 1) + "}", brackets):
+        return False  # that many opened in a row: too deep, found in one C-speed scan
     for _ in range(max_depth):
         if not brackets:
             return True
-        brackets = brackets.replace("[]", "").replace("{}", "")
+        inner = brackets.replace("[]", "").replace("{}", "")
+        if len(inner) == len(brackets):
+            return False  # no pair left to take out: brackets that do not match
+        brackets = inner
     return not brackets
 
 
