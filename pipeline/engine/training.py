@@ -223,6 +223,7 @@ class Trainer:
         step is done, and when ``should_stop`` says stop, before :class:`Cancelled` is
         raised: a stopped run loses nothing.
         """
+        self.net.train()
         start = time.perf_counter()
         resumed_from, loss = self.step, None
         last_save = time.monotonic()
@@ -310,7 +311,13 @@ class Trainer:
         if type(step) is not int or step < 0:
             raise _refusal(source, "is corrupt (its step is not a count)")
         self._load_tensors(tensors, source)
-        self.scaler.load_state_dict(scaler)
+        if scaler and self.scaler.is_enabled():
+            # Empty when saved without float16 (a checkpoint may move between devices and
+            # precisions): the scaler then starts afresh, as it would at step 0.
+            try:
+                self.scaler.load_state_dict(scaler)
+            except (RuntimeError, TypeError, KeyError, AttributeError):
+                raise _refusal(source, "is corrupt (its loss scale is unreadable)") from None
         self.step = step
         return step
 
@@ -331,7 +338,7 @@ class Trainer:
             raise _refusal(source, "does not fit this network (its tensors differ)")
         try:
             self.generator.set_state(tensors["rng"])
-        except RuntimeError:
+        except (RuntimeError, TypeError, ValueError):
             raise _refusal(source, "is corrupt (its random state is unreadable)") from None
         self.net.load_state_dict(net)
         groups = self.optimizer.state_dict()["param_groups"]
