@@ -14,6 +14,7 @@ The tracker decides *when* to take a file (and :func:`pipeline.naming.classify_n
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -152,12 +153,34 @@ def unique_name(folder: Path, name: str) -> Path:
     return target
 
 
+def _open_aside(folder: Path) -> int:
+    """A descriptor of ``done/`` or ``failed/`` (made if missing), never of a link.
+
+    Anyone who can drop a photo in the inbox can put a link there under either name; were
+    it followed, every photo would be moved (and error files written) wherever it points.
+    Raises ``OSError``, which the worker reports as a photo that could not leave the inbox.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder)
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(exc.errno, f"{folder.name}/ in the inbox is a symbolic link or not a "
+                          "folder; photos are never moved through one (remove it)",
+                          str(folder)) from None
+        raise
+
+
 def move_aside(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` (created), never over an existing file; durable."""
-    folder.mkdir(exist_ok=True)
-    target = unique_name(folder, path.name)
-    os.rename(path, target)
-    fsync_dir(folder)
+    """Move ``path`` into ``folder`` (created, never a link), never over a file; durable."""
+    dir_fd = _open_aside(folder)
+    try:
+        target = unique_name(folder, path.name)
+        os.rename(path, target.name, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     fsync_dir(path.parent)
     return target
 
@@ -166,8 +189,8 @@ def retry_failed(inbox: Path) -> list[Path]:
     """Move every photo in ``<inbox>/failed/`` back into the inbox; drop its error file."""
     failed = inbox / FAILED_DIR
     moved: list[Path] = []
-    if not failed.is_dir():
-        return moved
+    if failed.is_symlink() or not failed.is_dir():
+        return moved  # a link: what it points to is nobody's failed photos
     for entry in sorted(failed.iterdir()):
         if entry.name.endswith(ERROR_SUFFIX) or classify_name(entry.name) == "litter":
             continue
@@ -198,16 +221,19 @@ def put_aside_failed(path: Path, info: dict[str, Any]) -> tuple[Path, Path]:
     path of the photo and of its error file; raises ``OSError`` or ``StylizeError``.
     """
     failed_dir = path.parent / FAILED_DIR
-    failed_dir.mkdir(exist_ok=True)
-    target = unique_name(failed_dir, path.name)
-    error_file = Path(f"{target}{ERROR_SUFFIX}")
-    atomic_write_bytes(error_file, json_bytes(info))
+    dir_fd = _open_aside(failed_dir)
     try:
-        os.rename(path, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            error_file.unlink()
-        raise
-    fsync_dir(failed_dir)
+        target = unique_name(failed_dir, path.name)
+        error_file = Path(f"{target}{ERROR_SUFFIX}")
+        atomic_write_bytes(error_file, json_bytes(info), private_dir=True)
+        try:
+            os.rename(path, target.name, dst_dir_fd=dir_fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(error_file.name, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     fsync_dir(path.parent)
     return target, error_file

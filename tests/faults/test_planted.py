@@ -110,6 +110,29 @@ def test_an_inbox_lock_replaced_by_a_link_never_empties_its_target(tmp_path: Pat
     assert victim.read_text() == "precious"
 
 
+@pytest.mark.parametrize("folder", ["done", "failed"])
+def test_a_linked_done_or_failed_folder_in_an_inbox_is_never_moved_into(tmp_path: Path,
+                                                                        folder: str) -> None:
+    """Before: every finished photo was moved (and error files written) where it pointed."""
+    from pipeline.watch.inbox import put_aside_failed, retry_failed, take_out
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "theirs.jpg").write_bytes(b"not a failed photo")
+    (inbox / folder).symlink_to(elsewhere)
+    photo = inbox / "p.jpg"
+    photo.write_bytes(b"photo")
+    with pytest.raises(OSError, match="symbolic link"):
+        if folder == "done":
+            take_out(photo, "move")
+        else:
+            put_aside_failed(photo, {"file": "p.jpg", "category": "not_an_image"})
+    assert photo.read_bytes() == b"photo"
+    assert retry_failed(inbox) == []  # nor is anything taken out of where it points
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["theirs.jpg"]
+
+
 # -- 2. --report replaces only a regular file ---------------------------------------------
 
 
