@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
 from pipeline import fsutil, jsonio
+from pipeline.cache_dir import ENV_CACHE_DIR, default_cache_dir
 from pipeline.errors import OutputNotWritableError
 from pipeline.fsread import FileTooLargeError, NotRegularFileError, read_bounded
 from pipeline.hashing import digest_tensors
@@ -42,9 +42,6 @@ from pipeline.hashing import digest_tensors
 __all__ = ["ArtifactCache", "default_cache_dir", "ENV_CACHE_DIR"]
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable that moves the cache (tests, shared scratch disks, CI).
-ENV_CACHE_DIR = "STYLIZE_CACHE_DIR"
 
 #: Metadata fields the cache owns; callers cannot set them.
 RESERVED_METADATA = frozenset({"key", "sha256", "kind", "created"})
@@ -64,14 +61,6 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_-]{2,128}\Z")
 # safetensors reports I/O failures as SafetensorError("... (os error 28)") rather than
 # OSError; the errno is recovered from the message so ENOSPC is still told apart.
 _OS_ERROR_RE = re.compile(r"os error (\d+)")
-
-
-def default_cache_dir() -> Path:
-    """Return ``$STYLIZE_CACHE_DIR`` if set (and not empty), else the per-user cache folder."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    return platformdirs.user_cache_path("stylize")
 
 
 class _CorruptEntry(Exception):

@@ -55,7 +55,13 @@ HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap
 #: a ``stop_tolerance``).
 NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
                                     "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
-                                    "pyramid_scales": 0, "min_scales": 1}
+                                    "pyramid_scales": 0, "min_scales": 1, "method": "optimize"}
+
+#: Knobs that decide a preset's trained network.  They are not in a result's key as
+#: settings: a fast result's key holds the network's digest, which they decide, and an
+#: optimized result does not depend on them at all.
+NETWORK_KNOBS = frozenset({"network_width", "train_steps", "train_size", "train_batch",
+                           "train_learning_rate"})
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -158,6 +164,25 @@ class Settings(BaseModel):
         "content", description="start from the photo (content) or from noise")
     seed: int = Field(0, ge=0, le=2**63 - 1,  # torch's generators take 64-bit seeds
                       description="random seed (noise init); CPU runs are reproducible")
+    # -- the fast path: a feed-forward network trained once per preset
+    method: Literal["optimize", "fast"] = Field(
+        "optimize", description="optimize: each photo optimized (about 200 VGG-19 passes); "
+        "fast: one pass through the preset's trained network (trained first if it has none)",
+    )
+    network_width: int = Field(
+        16, ge=4, le=128, description="channels of the network's first layer: 16 (half "
+        "width, the default: about 4x faster on a CPU) or 32 (Johnson et al.'s full width)",
+    )
+    train_steps: int = Field(
+        6000, ge=1, le=1_000_000, description="training iterations of the network (one "
+        "batch of crops each); training resumes where it stopped",
+    )
+    train_size: int = Field(
+        192, ge=32, le=1024, description="side of the square crops the network is trained on"
+    )
+    train_batch: int = Field(4, ge=1, le=64, description="crops per training iteration")
+    train_learning_rate: float = Field(
+        1e-3, gt=0, le=1, description="Adam's step size for training the network")
     # -- the network and the hardware
     weights: str = Field(
         "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")
@@ -263,7 +288,7 @@ class Settings(BaseModel):
         the file time (``keep_mtime``), which changes no byte of it.  Knobs at their
         neutral value (:data:`NEUTRAL_KNOBS`) are left out too.
         """
-        view = self.model_dump(exclude=set(HARDWARE_KNOBS))
+        view = self.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS))
         for name, neutral in NEUTRAL_KNOBS.items():
             if view[name] == neutral:
                 del view[name]
