@@ -246,6 +246,11 @@ def write_named(path: Path, data: bytes, *, what: str = "the report") -> None:
                              "written") from None
         raise _not_written(exc, path, what) from exc
     try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a file since the stat
+            os.close(fd)
+            fd = -1
+            atomic_write_bytes(Path(os.path.realpath(path)), data)
+            return
         # Opened without waiting (a FIFO with no reader, a device waiting for a line);
         # written with waiting, as any writer to a pipe does while its reader reads.
         os.set_blocking(fd, True)
@@ -255,7 +260,8 @@ def write_named(path: Path, data: bytes, *, what: str = "the report") -> None:
     except OSError as exc:
         raise _not_written(exc, path, what) from exc
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 def _not_written(exc: OSError, path: Path, what: str) -> Exception:
