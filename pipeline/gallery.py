@@ -32,12 +32,14 @@ import numpy as np
 from PIL import Image
 
 from pipeline import records
+from pipeline.cache_dir import default_cache_dir
 from pipeline.errors import StylizeError, UsageError
 from pipeline.fsutil import atomic_write_bytes, sweep_temp_files
 from pipeline.gallery_page import Cell, JobView, Row, Thumb, render_page
 from pipeline.images import LoadedImage, check_path, load_image, save_image
 from pipeline.manifest import Job, Manifest
 from pipeline.naming import display_name
+from pipeline.networks import bind_networks
 from pipeline.planning import Task, plan, select_jobs
 
 THUMBS_DIR = "thumbs"
@@ -189,6 +191,8 @@ def build_gallery(manifest: Manifest, out_dir: Path, *, jobs: list[str] | None =
     out_dir = Path(out_dir).resolve()  # links are relative to where the page really is
     selected = select_jobs(manifest, jobs)
     _check_out_dir(out_dir, selected)
+    # Fast styles' results are current only for the network that made them.
+    manifest = bind_networks(manifest, default_cache_dir())
     the_plan = plan(manifest, jobs=[j.name for j in selected])
     result = GalleryResult(out_dir / INDEX_NAME)
     thumbs = _Thumbnailer(out_dir, thumb_size, result)

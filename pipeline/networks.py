@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import fsread, jsonio
 from pipeline.engine.sources import weights_digest
 from pipeline.hashing import digest_json, file_digest
+from pipeline.manifest import Manifest
 from pipeline.styles import Preset
 
 #: A preset's own trained network, in its folder.
@@ -120,6 +121,22 @@ def find_network(preset: Preset, cache_root: Path) -> NetworkRef | None:
         if meta is not None and meta.get(META_KEY) == key and meta.get(META_DIGEST):
             return NetworkRef(path, meta[META_DIGEST], source, meta)
     return None
+
+
+def bind(preset: Preset, cache_root: Path) -> Preset:
+    """``preset`` naming the network its fast results are made with (unchanged otherwise)."""
+    if preset.settings.method != "fast":
+        return preset
+    ref = find_network(preset, cache_root)
+    return replace(preset, network=ref.digest if ref is not None else "")
+
+
+def bind_networks(manifest: Manifest, cache_root: Path) -> Manifest:
+    """The manifest with each fast style bound to its network (see :func:`bind`), so that
+    planning keys fast results by the network that makes them."""
+    jobs = tuple(replace(job, styles=tuple(bind(p, cache_root) for p in job.styles))
+                 for job in manifest.jobs)
+    return replace(manifest, jobs=jobs)
 
 
 def describe(ref: NetworkRef | None) -> dict[str, Any]:

@@ -170,7 +170,10 @@ def output_path(job: Job, photo: Path, preset: Preset, fmt: str) -> Path:
 
 
 def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
-    """What decides the pixels of a result: the photo, the settings, the paintings, the net."""
+    """What decides the pixels of a result: the photo, the settings, the paintings, the net
+    (VGG-19), and for ``method: fast`` the trained network (a retrained one makes its
+    results due again)."""
+    fast = {"network": preset.network or None} if preset.settings.method == "fast" else {}
     return digest_json({
         "v": KEY_VERSION,
         "input": input_digest,
@@ -178,6 +181,7 @@ def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
         "style_images": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(preset.settings.weights),
         "format": fmt,
+        **fast,
     })
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from pipeline import records
-from pipeline.errors import UsageError
+from pipeline.errors import StylizeError, UsageError
 from pipeline.settings import HARDWARE_KNOBS, Settings
 
 #: torch's dtype names, as the precision setting spells them.
@@ -133,7 +133,29 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
     command = (command + ["--", photo] if photo.startswith("-")
                else command[:2] + [photo] + command[2:])
     _check_photo(record, warnings)
+    if made.get("network"):
+        _check_network(made, style, wanted, warnings)
     return Explanation(record, made, command, warnings)
+
+
+def _check_network(made: dict[str, Any], style: str, wanted: Settings,
+                   warnings: list[str]) -> None:
+    """A fast picture is made again only by the very network that made it."""
+    from pipeline.cache_dir import default_cache_dir
+    from pipeline.networks import find_network
+    from pipeline.styles import Registry
+
+    try:
+        preset = Registry.discover().resolve(style).with_overrides(wanted.model_dump())
+        ref = find_network(preset, default_cache_dir())
+    except StylizeError:
+        ref = None
+    if ref is None:
+        warnings.append(f"the network that made it ({made['network'][:12]}) is not here: "
+                        "the command trains one first, which paints differently")
+    elif ref.digest != made["network"]:
+        warnings.append(f"the network that made it ({made['network'][:12]}) was retrained "
+                        f"since (now {ref.digest[:12]}): the picture will differ")
 
 
 def _check_photo(record: records.Record, warnings: list[str]) -> None:

@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 import torch
 from PIL import Image
 
+from pipeline.engine.fast import FastStylizer
 from pipeline.engine.geometry import MIN_SCALE_SIDE
+from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.optimize import Engine, ProgressFn
 from pipeline.engine.style_targets import StyleTargets
-from pipeline.errors import Cancelled, InputError, OutOfMemoryError, StylizeError
+from pipeline.errors import Cancelled, InputError, OutOfMemoryError, StylizeError, UsageError
 from pipeline.executors.base import Finished, Work
 from pipeline.hashing import digest_json
 from pipeline.images import LoadedImage, decode_photo, encode_image, output_metadata
@@ -42,28 +44,45 @@ OOM_RETRY_SCALE = 0.5
 #: stylized with ``settings`` in ``preset``'s style, from wherever this executor keeps
 #: them (a cache-backed store, or what the driver shipped).
 TargetSource = Callable[[Settings, Preset, list[int]], StyleTargets]
+#: ``networks(preset)``: the checked, trained network of a fast preset, from wherever
+#: this executor keeps them (the cache and preset folders, or what the driver shipped).
+NetworkSource = Callable[[Preset], LoadedNetwork]
 #: ``on_progress(work_id, progress)``.
 WorkProgressFn = Callable[[int, object], None]
+#: What stylizes: the optimizer, or a trained network (``method: fast``).
+Stylist = Engine | FastStylizer
 
 
 class Workshop:
-    """Engines built once per settings, and where style targets come from."""
+    """Engines and networks built once per settings, and where targets come from."""
 
-    def __init__(self, targets: TargetSource, worker: str = "") -> None:
+    def __init__(self, targets: TargetSource, worker: str = "",
+                 networks: NetworkSource | None = None) -> None:
         self.targets = targets
+        self.networks = networks
         self.worker = worker
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, Stylist] = {}
         # The last photo decoded: the next style of the same photo (a watched photo, a
         # photo of a batch run in several styles) needs the same pixels.
         self._decoded: tuple[tuple[str, int, int], LoadedImage] | None = None
 
-    def engine(self, settings: Settings) -> Engine:
-        key = digest_json(settings.model_dump())
+    def engine(self, preset: Preset) -> Stylist:
+        """What stylizes photos of this preset: its optimizer, or its trained network."""
+        settings = preset.settings
+        if settings.method != "fast":
+            key = digest_json(settings.model_dump())
+            if key not in self._engines:
+                self._engines[key] = Engine(settings)
+            return self._engines[key]
+        if self.networks is None:
+            raise UsageError("this executor cannot run method fast")
+        network = self.networks(preset)
+        key = digest_json([settings.model_dump(), network.digest])
         if key not in self._engines:
-            self._engines[key] = Engine(settings)
+            self._engines[key] = FastStylizer(settings, network)
         return self._engines[key]
 
-    def decode(self, work: Work, engine: Engine) -> LoadedImage:
+    def decode(self, work: Work, engine: Stylist) -> LoadedImage:
         """The photo at no more than the output size, refused with its name if unusable."""
         s = engine.settings
         key = (work.digest, s.max_pixels, s.size)
@@ -96,7 +115,7 @@ def free_memory(device: torch.device | None = None) -> None:
         torch.cuda.empty_cache()
 
 
-def encode(work: Work, engine: Engine, photo: LoadedImage, picture: Image.Image,
+def encode(work: Work, engine: Stylist, photo: LoadedImage, picture: Image.Image,
            seconds: float, worker: str = "") -> Finished:
     """The finished picture as the bytes of its file, with the photo's metadata and alpha."""
     s = engine.settings
@@ -106,14 +125,23 @@ def encode(work: Work, engine: Engine, photo: LoadedImage, picture: Image.Image,
     return Finished(work.id, data, picture.width, picture.height, size=s.size, seconds=seconds,
                     worker=worker, metadata_notes=tuple(photo.metadata_notes) + tuple(meta.notes),
                     details={"device": str(engine.device),
-                             "precision": str(engine.dtype).removeprefix("torch.")})
+                             "precision": str(engine.dtype).removeprefix("torch."),
+                             **_method_details(engine)})
+
+
+def _method_details(engine: Stylist) -> dict[str, str]:
+    """What a fast result's record must name: the network that made it."""
+    if isinstance(engine, FastStylizer):
+        return {"method": "fast", "network": engine.digest}
+    return {}
 
 
 def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn | None,
              should_stop: Callable[[], bool] | None, start: float) -> Finished:
-    engine = shop.engine(preset.settings)
+    engine = shop.engine(preset)
     photo = shop.decode(work, engine)
-    targets = shop.targets(engine.settings, preset, engine.style_sides(*photo.rgb.size))
+    sides = engine.style_sides(*photo.rgb.size)
+    targets = shop.targets(engine.settings, preset, sides) if sides else {}
     picture = engine.stylize(photo.rgb, targets, on_progress=on_progress,
                              should_stop=should_stop)
     return encode(work, engine, photo, picture, time.perf_counter() - start, shop.worker)
@@ -128,7 +156,7 @@ def render(shop: Workshop, work: Work, *, on_progress: ProgressFn | None = None,
         try:
             return _attempt(shop, work, work.preset, on_progress, should_stop, start)
         except torch.OutOfMemoryError:
-            where = f" on {shop.engine(work.preset.settings).device}"
+            where = f" on {shop.engine(work.preset).device}"
         except MemoryError:
             where = ""
         # Retried outside the except clause, so that the failed attempt's tensors
@@ -203,7 +231,7 @@ def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgress
         return [render(shop, works[0], on_progress=_progress_of(works[0], on_progress),
                        should_stop=should_stop)]
     start = time.perf_counter()
-    engine = shop.engine(works[0].preset.settings)
+    engine = shop.engine(works[0].preset)
     results: list[Finished] = []
     decoded: list[_Decoded] = []
     for work in works:
@@ -235,14 +263,14 @@ def _progress_of(work: Work, on_progress: WorkProgressFn) -> ProgressFn:
     return lambda p: on_progress(work.id, p)
 
 
-def _stylize_together(shop: Workshop, engine: Engine, batch: list[_Decoded],
+def _stylize_together(shop: Workshop, engine: Stylist, batch: list[_Decoded],
                       on_progress: WorkProgressFn,
                       should_stop: Callable[[], bool] | None) -> list[Image.Image] | None:
     """The batch's pictures, or None when it should be done one photo at a time."""
     if len(batch) < 2:
         return None
-    targets = shop.targets(engine.settings, batch[0].work.preset,
-                           engine.style_sides(*batch[0].photo.rgb.size))
+    sides = engine.style_sides(*batch[0].photo.rgb.size)
+    targets = shop.targets(engine.settings, batch[0].work.preset, sides) if sides else {}
     last = batch[-1].work.id  # the progress view shows the latest photo started
     pictures: list[Image.Image] | None = None
     try:

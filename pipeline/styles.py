@@ -93,10 +93,13 @@ class Preset:
     source: str  # builtin, plugin:<dist>, user, or "image" for an ad-hoc painting
     path: Path
     overrides: str | None = None  # the source this preset shadows, if any
+    #: With ``method: fast``, the digest of the trained network its results are made with
+    #: (:func:`pipeline.networks.bind_networks`); "" while it has none.
+    network: str = ""
 
     def with_overrides(self, *patches: Any) -> Preset:
         return Preset(self.name, self.description, self.images, self.settings.merged(*patches),
-                      self.source, self.path, self.overrides)
+                      self.source, self.path, self.overrides, self.network)
 
 
 def check_style_image(path: Path, shown: str | Path | None = None) -> Path:

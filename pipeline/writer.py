@@ -32,6 +32,10 @@ def write_result(task: Task, finished: Finished, digest: str, stat: tuple[int, i
         # Made smaller after running out of memory: the record holds the smaller size's
         # key, so that a later run tries the full size again.
         preset = preset.with_overrides({"size": finished.size})
+    network = finished.details.get("network", "")
+    if network and network != preset.network:
+        # Trained (or retrained) since the plan: the record names the network used.
+        preset = replace(preset, network=network)
     key = task.key if digest == task.input_digest and preset is task.preset and task.key \
         else task_key(digest, preset, task.fmt)
     atomic_write_bytes(task.output, finished.data,

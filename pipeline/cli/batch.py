@@ -58,11 +58,15 @@ def run(
     """
     setup_logging(verbose)
     with errors():
+        from pipeline.cache_dir import default_cache_dir
         from pipeline.manifest import load_manifest
+        from pipeline.networks import bind_networks
         from pipeline.planning import plan, select_jobs
         from pipeline.ui.run_view import RunDisplay
 
         parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
+        # Fast styles are keyed by the network that makes them: found before planning.
+        parsed = bind_networks(parsed, cache_dir or default_cache_dir())
         if report is not None:
             from pipeline.fsutil import check_named
 

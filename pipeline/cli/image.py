@@ -112,15 +112,18 @@ def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: P
 
     from pipeline.cache import ArtifactCache
     from pipeline.executors.local import LocalExecutor
+    from pipeline.networks import bind
     from pipeline.planning import Plan, make_task
     from pipeline.runner import check_writable, run
 
     # Before any work: a result that cannot be written is not worth computing.
     check_writable(output.parent)
+    cache = ArtifactCache(cache_dir)
+    preset = bind(preset, cache.root)  # method fast: the network it is made with
     # An explicit command always renders, even when an identical result is there.
     task = replace(make_task("image", content, preset, output, root=None, fmt=fmt),
                    status="due")
-    executor = LocalExecutor(ArtifactCache(cache_dir))
+    executor = LocalExecutor(cache)
     stop = StopFlag()
     progress = _PhotoProgress(not quiet)
     try:

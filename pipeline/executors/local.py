@@ -15,11 +15,13 @@ from collections import deque
 from collections.abc import Callable
 
 from pipeline.cache import ArtifactCache
+from pipeline.cache_dir import default_cache_dir
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import InputError
 from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
+from pipeline.network_loader import NetworkLoader
 from pipeline.render import Workshop, render_batch
 from pipeline.settings import Settings
 from pipeline.styles import Preset
@@ -31,7 +33,9 @@ class LocalExecutor:
 
     def __init__(self, cache: ArtifactCache | None) -> None:
         self.store = StyleTargetStore(cache)
-        self.shop = Workshop(self._targets, worker=f"local:{os.getpid()}")
+        self.networks = NetworkLoader(cache.root if cache is not None else default_cache_dir())
+        self.shop = Workshop(self._targets, worker=f"local:{os.getpid()}",
+                             networks=self.networks)
         self._queue: deque[list[Work]] = deque()
         self._on_event: ExecEventFn = lambda e: None
         self._should_stop: Callable[[], bool] | None = None
@@ -48,7 +52,7 @@ class LocalExecutor:
         self._should_stop = should_stop
 
     def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
-        engine = self.shop.engine(preset.settings)  # the network is loaded here, once
+        engine = self.shop.engine(preset)  # the networks are loaded here, once
         wanted: set[int] = set()
         for w, h in sizes:
             # A photo too thin for this size fails in its own task, with its name.
@@ -59,7 +63,7 @@ class LocalExecutor:
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         s = preset.settings
-        engine = self.shop.engine(s)
+        engine = self.shop.engine(preset)
         out_w, out_h = output_size(width, height, s.size)
         return memory.batch_size(s, engine.device, engine.dtype, out_w * out_h)
 

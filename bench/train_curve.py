@@ -1,0 +1,100 @@
+"""Train a preset's network on the shared collection and keep snapshots along the way.
+
+The quality-against-time curve of the fast path: the network is trained with the
+preset's settings (or overrides) on the collection's photos less the held-out ones,
+checkpointed every few minutes (a killed run resumes: run the same command again), and
+a copy of the network is kept at each time mark (minutes of training, not of wall
+clock, so a resumed run keeps its marks).  bench/fast_quality.py scores the snapshots
+on the held-out photos.  Prints one line a minute; writes <out>/log.jsonl.
+
+    python bench/train_curve.py --style udnie --out bench/out/curve-udnie --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+COLLECTION = REPO.parent / "shared" / "data" / "collection"
+#: Never trained on: the photos the curve is judged on.
+HELD_OUT = ("bridge.jpg", "dune.jpg", "garden.jpg", "kleiber.jpg")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--style", default="udnie")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=180.0, help="stop after this much training")
+    ap.add_argument("--marks", default="5,15,30,60,90,120,150,180",
+                    help="minutes of training at which the network is kept")
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                    help="a setting override (YAML value), e.g. train_size=128")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+    import yaml
+    from PIL import Image
+
+    from pipeline.cache import ArtifactCache
+    from pipeline.engine.network import NetworkConfig, write_network
+    from pipeline.engine.training import TrainOptions, Trainer, training_side
+    from pipeline.styles import Registry
+    from pipeline.targets import StyleTargetStore
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    preset = Registry.discover().resolve(args.style).with_overrides(overrides)
+    s = preset.settings
+    photos = [Image.open(p).convert("RGB") for p in sorted(COLLECTION.glob("*.jpg"))
+              if p.name not in HELD_OUT]
+    side = training_side(s, s.train_size)
+    targets = StyleTargetStore(ArtifactCache()).get(s, preset, [side])
+    options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=10**9,
+                           learning_rate=s.train_learning_rate, seed=s.seed,
+                           config=NetworkConfig(width=s.network_width))
+    trainer = Trainer(s, targets, photos, options)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"
+    trained_s = 0.0
+    if ckpt.exists():
+        trainer.resume(ckpt)
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        trained_s = json.loads(lines[-1])["trained_s"] if lines else 0.0
+    marks = sorted(float(m) for m in args.marks.split(","))
+    (args.out / "settings.json").write_text(json.dumps(
+        {"style": args.style, "overrides": overrides, "photos": len(photos),
+         "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
+    last_ckpt = last_log = time.perf_counter()
+    losses: list[float] = []
+    while trained_s < args.minutes * 60:
+        t0 = time.perf_counter()
+        losses.append(trainer.train_step())
+        step_s = time.perf_counter() - t0
+        before, trained_s = trained_s, trained_s + step_s
+        for mark in marks:
+            if before < mark * 60 <= trained_s:
+                write_network(args.out / f"net-{int(mark):03d}min.safetensors", trainer.net)
+        now = time.perf_counter()
+        if now - last_log >= 60:
+            entry = {"step": trainer.step, "trained_s": round(trained_s, 1),
+                     "loss": round(sum(losses) / len(losses), 4),
+                     "s_per_step": round(step_s, 3)}
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            print(json.dumps(entry), flush=True)
+            losses, last_log = [], now
+        if now - last_ckpt >= 180:
+            trainer.save_checkpoint(ckpt)
+            last_ckpt = now
+    trainer.save_checkpoint(ckpt)
+
+
+if __name__ == "__main__":
+    main()

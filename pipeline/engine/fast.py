@@ -1,0 +1,115 @@
+"""The fast path's stylization: one pass of a preset's trained network per photo.
+
+Brush size.  The network learned to paint on crops of ``train_size`` pixels a side,
+against the painting resized to the same area (the style targets of that side): its
+strokes have a fixed size in pixels.  The optimizer paints each photo against the
+painting resized to the photo's own area, so its strokes keep their size relative to
+the picture whatever the output size.  To give the same strokes, the network runs on
+the photo at a working size whose area is ``train_size²`` (never above the output
+size) and its picture is upsampled to the output size; the photo's own fine detail,
+which that upsampling cannot restore, is put back as its Laplacian band (the detail
+lost between the working and the output size), as the optimizer's finest scales keep
+the photo's edges.  See docs/benchmarks.md for the stroke sizes measured.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
+from pipeline.engine.geometry import output_size
+from pipeline.engine.network import MIN_SIDE, LoadedNetwork
+from pipeline.engine.optimize import Progress, ProgressFn
+from pipeline.errors import InputError
+from pipeline.images import pil_to_tensor, tensor_to_pil
+from pipeline.images.colour import keep_colours
+from pipeline.images.tensors import resized
+from pipeline.settings import Settings
+
+#: Below this side the network is not run (its two 2× downsamplings leave too little).
+MIN_WORKING_SIDE = 32
+
+
+def working_size(width: int, height: int, train_size: int) -> tuple[int, int]:
+    """The size the network paints a ``width``×``height`` output at (see module doc)."""
+    area = width * height
+    if area <= train_size * train_size:
+        return width, height
+    f = train_size / math.sqrt(area)
+    return (max(MIN_WORKING_SIDE, round(width * f)), max(MIN_WORKING_SIDE, round(height * f)))
+
+
+class FastStylizer:
+    """A loaded network, ready to stylize photos on one device with one preset's settings."""
+
+    def __init__(self, settings: Settings, network: LoadedNetwork) -> None:
+        self.settings = settings
+        self.network = network
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_precision(settings.precision, self.device)
+        self.net = network.net.to(self.device).eval()
+
+    @property
+    def digest(self) -> str:
+        return self.network.digest
+
+    def style_sides(self, width: int, height: int) -> list[int]:
+        """None: the style is in the network.  Refuses a photo too thin for it."""
+        out_w, out_h = output_size(width, height, self.settings.size)
+        if min(out_w, out_h) < MIN_SIDE:
+            raise InputError(f"image is {out_w}×{out_h} at the requested size; both sides "
+                             f"must be at least {MIN_SIDE} px (use a larger --size)",
+                             category="too_small")
+        return []
+
+    def stylize(self, content: Image.Image, targets: object = None, *,
+                on_progress: ProgressFn | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Image.Image:
+        """One photo (``targets`` and ``should_stop``: as the optimizer's, unused: one
+        pass is not interrupted)."""
+        return self.stylize_batch([content], on_progress=on_progress)[0]
+
+    @torch.no_grad()
+    def stylize_batch(self, contents: Sequence[Image.Image], targets: object = None, *,
+                      on_progress: ProgressFn | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
+        """Photos of one output size, through the network together."""
+        start = time.perf_counter()
+        s = self.settings
+        sizes = {output_size(c.width, c.height, s.size) for c in contents}
+        if len(sizes) != 1:
+            raise ValueError(f"a batch needs photos of one output size, not {sorted(sizes)}")
+        out_w, out_h = sizes.pop()
+        work_w, work_h = working_size(out_w, out_h, s.train_size)
+        photos = [resized(c.convert("RGB"), out_w, out_h) for c in contents]
+        full = torch.cat([pil_to_tensor(p) for p in photos]).to(self.device)
+        small = torch.cat([pil_to_tensor(resized(p, work_w, work_h)) for p in photos]
+                          ).to(self.device)
+        painted = self._run(small)
+        if (work_w, work_h) != (out_w, out_h):
+            painted = _up(painted, out_h, out_w) + full - _up(small, out_h, out_w)
+        pictures = [tensor_to_pil(x.clamp(0, 1).cpu()) for x in painted.split(1)]
+        if on_progress is not None:  # one step: the live views show the photo as done
+            on_progress(Progress(1, 1, 1, 1, 0.0, time.perf_counter() - start, out_w, out_h))
+        if s.preserve_color == "luminance":
+            pictures = [keep_colours(p, c) for p, c in zip(pictures, photos, strict=True)]
+        return pictures
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        # bfloat16 where the hardware runs it natively (see training: the network was
+        # trained under the same autocast); the head's output is float32 either way.
+        if self.dtype != torch.float32 and (self.device.type == "cuda" or cpu_has_bf16()):
+            dtype = torch.bfloat16 if self.dtype == torch.bfloat16 else torch.float16
+            with torch.autocast(self.device.type, dtype=dtype):
+                return self.net(x).float()
+        return self.net(x).float()
+
+
+def _up(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)

@@ -1,0 +1,50 @@
+"""Trained networks as an executor uses them: found, read once, checked, then kept.
+
+The lookup is :func:`pipeline.networks.find_network` (the cache, then the preset's own
+file); the reading and every check are :func:`pipeline.engine.network.read_network`'s.
+A network is kept by digest, so a watcher that runs for days reads each once, and a
+network retrained meanwhile (a new digest) is read afresh.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
+from pipeline.errors import UsageError, WeightsError
+from pipeline.networks import BLOCKS, find_network
+from pipeline.styles import Preset
+
+#: Networks kept in memory (a few MB each).
+KEPT = 8
+
+
+def no_network(preset: Preset) -> UsageError:
+    return UsageError(f"style {preset.name!r} has no trained network for these settings; "
+                      f"train one with: stylize train {preset.name} --on FOLDER")
+
+
+class NetworkLoader:
+    """``loader(preset)``: the checked network a fast job of ``preset`` uses."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.cache_root = cache_root
+        self._kept: OrderedDict[str, LoadedNetwork] = OrderedDict()
+
+    def __call__(self, preset: Preset) -> LoadedNetwork:
+        ref = find_network(preset, self.cache_root)
+        if ref is None:
+            raise no_network(preset)
+        if ref.digest not in self._kept:
+            expected = NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
+            loaded = read_network(ref.path, expected)
+            if loaded.digest != ref.digest:
+                raise WeightsError(f"{ref.path.name}: its header names another network than "
+                                   "its tensors hold; delete it and train again",
+                                   category="network")
+            self._kept[ref.digest] = loaded
+            while len(self._kept) > KEPT:
+                self._kept.popitem(last=False)
+        self._kept.move_to_end(ref.digest)
+        return self._kept[ref.digest]

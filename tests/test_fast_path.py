@@ -1,0 +1,175 @@
+"""``method: fast`` end to end: a preset's trained network in the cache (or its folder)
+stylizes photos in ``image`` and ``run``, records name the network, a rerun skips, a
+retrained network makes results due again, ``explain`` remakes a fast picture byte for
+byte, and a damaged or pickled network is refused in one line.
+
+The network is a real one, trained here for a few steps at a tiny size (width 8): what
+is tested is the plumbing around it, not its looks.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shlex
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import FAST, SHARED_STYLE, gradient_photo
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline import records
+from pipeline.cli import app
+from pipeline.networks import (
+    META_DIGEST,
+    META_KEY,
+    META_STYLE,
+    PRESET_NETWORK_FILE,
+    cache_paths,
+    network_key,
+)
+from pipeline.styles import Registry
+
+pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
+
+#: A tiny fast preset: the network is 8 channels wide and trained on 32 px crops.
+TINY = FAST | {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 3,
+               "train_batch": 2}
+
+
+@pytest.fixture
+def styles(tmp_path: Path) -> Path:
+    folder = tmp_path / "styles"
+    (folder / "quick").mkdir(parents=True)
+    Image.open(SHARED_STYLE).convert("RGB").resize((96, 60)).save(folder / "quick" / "p.png")
+    lines = ["description: a tiny fast preset", "images: [p.png]", "settings:"]
+    lines += [f"  {k}: {v}" for k, v in TINY.items()]
+    (folder / "quick" / "preset.yaml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _preset(styles: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STYLIZE_STYLES_PATH", str(styles))
+    return Registry.discover().resolve("quick")
+
+
+def _train(preset, target: Path, seed: int = 0) -> str:  # type: ignore[no-untyped-def]
+    """A real network for ``preset``, a few steps trained, written where it is looked up."""
+    from pipeline.engine.network import NetworkConfig, write_network
+    from pipeline.engine.style_targets import StyleTargetMaker
+    from pipeline.engine.training import TrainOptions, Trainer, training_side
+
+    s = preset.settings
+    targets = StyleTargetMaker(s).compute([(Image.open(preset.images[0].path), 1.0)],
+                                          [training_side(s, s.train_size)])
+    photos = [gradient_photo(64, 48, seed=i) for i in range(4)]
+    trainer = Trainer(s, targets, photos, TrainOptions(
+        crop=s.train_size, batch=2, steps=3, seed=seed, config=NetworkConfig(width=8)))
+    trainer.run()
+    from pipeline.engine.network import network_digest, network_tensors
+
+    digest = network_digest(trainer.net.config, network_tensors(trainer.net))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_network(target, trainer.net, {META_KEY: network_key(preset), META_DIGEST: digest,
+                                        META_STYLE: preset.name})
+    return digest
+
+
+def _invoke(*args: str, styles: Path, cache: Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [*args], env={"STYLIZE_STYLES_PATH": str(styles),
+                                                   "STYLIZE_CACHE_DIR": str(cache)})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_image_with_a_trained_network_names_it_and_explain_remakes_it(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    digest = _train(preset, cache_paths(cache, network_key(preset))[0])
+    photo, out = tmp_path / "cat.png", tmp_path / "made" / "cat.png"
+    gradient_photo(72, 48, seed=3).save(photo)
+    code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
+                           styles=styles, cache=cache)
+    assert code == 0, err
+    assert Image.open(out).size == (64, 43)
+    made = records.read_record(out).made  # type: ignore[union-attr]
+    assert made["method"] == "fast" and made["network"] == digest
+    code, command, err = _invoke("explain", str(out), "--command", styles=styles, cache=cache)
+    assert code == 0, err
+    argv = shlex.split(command.strip())
+    code, _, err = _invoke(*argv[1:], "-q", styles=styles, cache=cache)
+    assert code == 0, err
+    again = Path(argv[argv.index("-o") + 1])
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_a_fast_run_records_the_network_skips_after_and_redoes_when_retrained(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    network = cache_paths(cache, network_key(preset))[0]
+    first = _train(preset, network)
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        gradient_photo(80, 60, seed=i).save(tmp_path / "photos" / f"p{i}.png")
+    (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""
+        jobs:
+          - {name: main, input: photos, styles: [quick], output: out}
+    """))
+    manifest = str(tmp_path / "jobs.yaml")
+    code, _, err = _invoke("run", manifest, "--json", styles=styles, cache=cache)
+    assert code == 0, err
+    outputs = sorted((tmp_path / "out").glob("*.jpg"))
+    assert len(outputs) == 3
+    assert {records.read_record(o).made["network"] for o in outputs} == {first}  # type: ignore[union-attr]
+    code, text, err = _invoke("run", manifest, "--json", styles=styles, cache=cache)
+    assert code == 0 and json.loads(text)["summary"]["skipped"] == 3, err
+    second = _train(preset, network, seed=1)  # retrained: another network
+    assert second != first
+    code, text, err = _invoke("run", manifest, "--json", styles=styles, cache=cache)
+    assert code == 0 and json.loads(text)["summary"]["done"] == 3, err
+    assert {records.read_record(o).made["network"] for o in outputs} == {second}  # type: ignore[union-attr]
+
+
+def test_a_preset_ships_its_network_and_a_pickle_there_is_refused(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    shipped = styles / "quick" / PRESET_NETWORK_FILE
+    digest = _train(preset, shipped)
+    photo, out = tmp_path / "cat.png", tmp_path / "cat-quick.png"
+    gradient_photo(72, 48, seed=3).save(photo)
+    code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
+                           styles=styles, cache=cache)
+    assert code == 0, err
+    assert records.read_record(out).made["network"] == digest  # type: ignore[union-attr]
+
+    class Boom:
+        def __reduce__(self) -> tuple:
+            return (Path(tmp_path / "pwned").touch, ())
+
+    shipped.write_bytes(pickle.dumps({"net": Boom()}))
+    code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
+                           styles=styles, cache=cache)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no trained network" in err and "stylize train quick" in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_corrupt_network_is_refused_in_one_line(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    network = cache_paths(cache, network_key(preset))[0]
+    _train(preset, network)
+    data = bytearray(network.read_bytes())
+    data[-5] ^= 0xFF  # a flipped byte in the last tensor
+    network.write_bytes(bytes(data))
+    photo, out = tmp_path / "cat.png", tmp_path / "cat-quick.png"
+    gradient_photo(72, 48, seed=3).save(photo)
+    code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
+                           styles=styles, cache=cache)
+    assert code != 0 and len(err.strip().splitlines()) == 1, err
+    assert "corrupt" in err and not out.exists()
