@@ -173,3 +173,54 @@ def test_a_corrupt_network_is_refused_in_one_line(
                            styles=styles, cache=cache)
     assert code != 0 and len(err.strip().splitlines()) == 1, err
     assert "corrupt" in err and not out.exists()
+
+
+def test_watch_stylizes_inbox_photos_with_the_network(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.manifest import load_manifest
+    from pipeline.networks import bind_networks
+    from pipeline.watch import InboxWatcher, WatchOptions
+
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    digest = _train(preset, cache_paths(cache, network_key(preset))[0])
+    for name in ("photos", "inbox"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""
+        jobs:
+          - {name: main, input: photos, inbox: inbox, styles: [quick], output: out}
+    """))
+    manifest = bind_networks(load_manifest(tmp_path / "jobs.yaml"), cache)
+    executor = LocalExecutor(ArtifactCache(cache))
+    watcher = InboxWatcher(list(manifest.jobs), executor=executor,
+                           options=WatchOptions(settle=0.2, rescan=1.0))
+    watcher.start()
+    try:
+        gradient_photo(80, 60, seed=5).save(tmp_path / "inbox" / "new.png")
+        out = tmp_path / "out" / "inbox" / "new.png.quick.jpg"
+        deadline = time.monotonic() + 60
+        while records.read_record(out) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        watcher.stop()
+        executor.close()
+    made = records.read_record(out).made  # type: ignore[union-attr]
+    assert made["method"] == "fast" and made["network"] == digest
+
+
+def test_watch_refuses_a_fast_style_without_a_network_in_one_line(
+        tmp_path: Path, styles: Path) -> None:
+    for name in ("photos", "inbox"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""
+        jobs:
+          - {name: main, input: photos, inbox: inbox, styles: [quick], output: out}
+    """))
+    code, _, err = _invoke("watch", str(tmp_path / "jobs.yaml"), styles=styles,
+                           cache=tmp_path / "cache")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no trained network" in err and "stylize train quick" in err

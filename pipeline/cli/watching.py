@@ -78,14 +78,20 @@ def watch(
 
         options = WatchOptions(settle=settle, poll=poll, rescan=rescan,
                                retry_failed=retry_failed)
+        from pipeline.networks import bind_networks
+
         parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
+        cache = ArtifactCache(cache_dir)
+        # A fast job needs its trained network before the first photo: the watcher
+        # refuses to start, in one line, for a style that has none (train it first).
+        parsed = bind_networks(parsed, cache.root)
         jobs = watched_jobs(parsed, job)
         stop = StopFlag()
         guard_output(stop)
         with JsonLog.open(json_log, out.file) as log, stop.installed():
             display = WatchDisplay(err if json_log == "-" else out, quiet=quiet,
                                    verbose=verbose)
-            engine_room = make_executor(parsed, ArtifactCache(cache_dir), executor,
+            engine_room = make_executor(parsed, cache, executor,
                                         ray_address, workers)
             try:
                 watcher = InboxWatcher(jobs, executor=engine_room, options=options,
