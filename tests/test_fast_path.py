@@ -59,7 +59,7 @@ def _train(preset, target: Path, seed: int = 0) -> str:  # type: ignore[no-untyp
     """A real network for ``preset``, a few steps trained, written where it is looked up."""
     from pipeline.engine.network import NetworkConfig, write_network
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.engine.training import TrainOptions, Trainer, training_side
+    from pipeline.engine.training import Trainer, TrainOptions, training_side
 
     s = preset.settings
     targets = StyleTargetMaker(s).compute([(Image.open(preset.images[0].path), 1.0)],
