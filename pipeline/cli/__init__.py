@@ -9,7 +9,7 @@ so ``stylize --help``, ``styles list`` and ``run --dry-run`` start fast.
 
 from __future__ import annotations
 
-from pipeline.cli import batch, explain, image, styles, watching  # noqa: F401  (registration)
+from pipeline.cli import batch, explain, image, styles, train, watching  # noqa: F401  (registration)
 from pipeline.cli.app import app
 
 __all__ = ["app", "main"]

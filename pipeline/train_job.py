@@ -1,0 +1,320 @@
+"""Training a preset's network as a job: one trainer, the user's photos, checkpoints, the file.
+
+:func:`ensure_network` is what ``stylize train`` runs, and what a fast job whose preset
+has no network runs before it stylizes.  Under the trainer's lock (one per network, in
+the cache beside it: a second trainer of the same network gets
+:class:`~pipeline.errors.LockedError`, exit 75), it
+
+1. returns at once when the network is there (unless ``force``, or ``steps`` asks for
+   more steps than it had);
+2. reads the training photos, each bounded and decoded like a run's photo, skipping
+   (and counting by category) those that cannot be used;
+3. computes the style targets of the training crops' side through the cache;
+4. trains (:func:`pipeline.engine.training.train`), resuming from the checkpoint if one
+   is there and writing one every few minutes, on a stop request and at the end;
+5. writes the network atomically into the cache, with what decided it in its metadata.
+
+The checkpoint is kept after the network is written: a later ``--steps`` larger than
+the steps done goes on from it instead of starting again.  ``force`` discards both the
+network and the checkpoint first, so a forced training that is stopped or killed is
+resumed by the next plain ``train`` (not shadowed by the network it was replacing).
+
+A library module: it never prints or exits; progress goes to callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline import jsonio
+from pipeline.cache import ArtifactCache
+from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
+from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult, train, training_side
+from pipeline.errors import Cancelled, InputError, UsageError
+from pipeline.fsutil import translate_os_error
+from pipeline.images import load_image
+from pipeline.locking import RunLock
+from pipeline.networks import (
+    BLOCKS,
+    META_DIGEST,
+    META_KEY,
+    META_STYLE,
+    NetworkRef,
+    cache_paths,
+    find_network,
+    network_key,
+    read_header,
+)
+from pipeline.styles import Preset
+from pipeline.targets import StyleTargetStore
+
+__all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "ensure_network",
+           "gather_photos"]
+
+#: Fewest usable photos a network is trained on.  Crops at random scales and places make
+#: many pictures of one photo, but only of its subjects and its colours: a network that
+#: saw one to three photos repaints unseen ones poorly (it has learnt those few palettes),
+#: and at the default batch of 4 every step would repeat a photo.  Four is the least
+#: that gives each crop of a batch its own photo; a few dozen are better (README).
+MIN_PHOTOS = 4
+#: Photos with a shorter side are refused as too small: their crops would be mostly
+#: upsampled blur, which teaches the network to paint blur.
+MIN_PHOTO_SIDE = 32
+#: Photos are decoded with their long side at most this many crop sides.  Crops cover a
+#: quarter of the short side or more (TrainOptions.scale), so a 4:3 photo decoded with a
+#: long side of 4 crops (short side 3) is enlarged only for the very closest crops;
+#: keeping the full resolution would cost memory and decoding time and teach nothing.
+DECODE_SIDE_FACTOR = 4
+#: Pixels of decoded photos held in memory at most (768 MiB as 8-bit RGB).  A larger
+#: collection is sampled (by the seed) until this is full: training runs for a number of
+#: iterations, not epochs, so 40,000 crops are drawn from 600 photos as well as from
+#: 60,000, and a library must not be decoded whole into memory first.
+MAX_HELD_PIXELS = 256 << 20
+#: How often a checkpoint is written: a kill -9 loses at most this much training.
+CHECKPOINT_EVERY_S = 180.0
+#: Skipped photos whose reasons are kept word for word (the rest are only counted).
+MAX_PROBLEMS = 5
+
+StopFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The training photos read from the paths given, and what became of the others."""
+
+    images: list[Image.Image]
+    found: int  # paths given
+    skipped: dict[str, int]  # refusals by category (InputError.category)
+    problems: tuple[str, ...]  # the first few refusals, one line each
+    unused: int = 0  # readable or not, left out because MAX_HELD_PIXELS was reached
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    """Told to ``on_start`` once the photos are read, before the first step."""
+
+    style: str
+    key: str
+    photos: int  # used
+    found: int
+    skipped: dict[str, int]
+    problems: tuple[str, ...]
+    steps: int  # aimed at, in all
+    resume_from: int  # the checkpoint's step (0: training starts afresh)
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What :func:`ensure_network` did, and the network a fast job will use."""
+
+    style: str
+    key: str
+    digest: str
+    path: Path
+    source: str  # "cache" or "preset" (a preset's own network, found and not retrained)
+    trained: bool  # False: the network was there already
+    steps: int  # steps the network has had in all
+    resumed_from: int  # the step this call resumed from (0: afresh, or not trained)
+    seconds: float  # of this call
+    loss: float | None = None  # the last step's objective (None when not trained here)
+    photos_used: int = 0
+    photos_found: int = 0
+    photos_skipped: dict[str, int] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"style": self.style, "key": self.key, "digest": self.digest,
+                "path": str(self.path), "source": self.source, "trained": self.trained,
+                "steps": self.steps, "resumed_from": self.resumed_from,
+                "seconds": round(self.seconds, 3), "loss": self.loss,
+                "photos": {"used": self.photos_used, "found": self.photos_found,
+                           "skipped": dict(self.photos_skipped)},
+                "problems": list(self.problems)}
+
+
+def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
+                   force: bool = False, steps: int | None = None,
+                   on_step: Callable[[TrainProgress], None] | None = None,
+                   should_stop: StopFn | None = None,
+                   on_start: Callable[[TrainStart], None] | None = None,
+                   checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+                   accept_shipped: bool = True) -> TrainReport:
+    """The preset's trained network, trained first on ``photos`` if it has none.
+
+    See the module docstring.  ``steps`` overrides the preset's ``train_steps`` (it is
+    not part of the network's key: more steps go on from the checkpoint).  With
+    ``accept_shipped`` false, a network shipped in the preset's folder does not count
+    (``stylize train``: the user's own network overrides it).  Raises ``LockedError``
+    (75), ``UsageError`` (too few usable photos), ``DiskFullError`` (the last checkpoint
+    is intact), ``Cancelled`` (after a checkpoint) and ``WeightsError`` (a checkpoint of
+    something else, or damaged).
+    """
+    start = time.monotonic()
+    key = network_key(preset)
+    net_path, ckpt_path, lock_path = cache_paths(cache_root, key)
+    with RunLock(lock_path, what=f"the network of style {preset.name!r}"):
+        if force:
+            _discard(net_path, ckpt_path)
+        else:
+            ref = find_network(preset, cache_root)
+            if ref is not None and _enough(ref, steps, accept_shipped):
+                return _found(preset.name, key, ref, time.monotonic() - start)
+        gathered = gather_photos(photos, preset.settings.train_size, preset.settings.seed,
+                                 should_stop)
+        _check_enough_photos(preset.name, gathered)
+        aim = steps if steps is not None else preset.settings.train_steps
+        if on_start is not None:
+            on_start(TrainStart(preset.name, key, len(gathered.images), gathered.found,
+                                gathered.skipped, gathered.problems, aim,
+                                checkpoint_step(ckpt_path) or 0))
+        result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
+                        on_step, should_stop, checkpoint_every_s)
+        digest = _write(preset, result, net_path, key, len(gathered.images))
+    return TrainReport(preset.name, key, digest, net_path, "cache", True, result.steps,
+                       result.resumed_from, time.monotonic() - start, result.loss,
+                       len(gathered.images), gathered.found, gathered.skipped,
+                       gathered.problems)
+
+
+def _discard(*paths: Path) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise translate_os_error(exc, path) from exc
+
+
+def recorded_training(metadata: dict[str, str]) -> dict[str, Any]:
+    """The training settings a network file recorded (empty when it recorded none)."""
+    try:
+        training = jsonio.loads(metadata.get("training", "").encode())
+    except ValueError:
+        return {}
+    return training if isinstance(training, dict) else {}
+
+
+def _enough(ref: NetworkRef, steps: int | None, accept_shipped: bool) -> bool:
+    """Whether the network found will do: ours (or a shipped one, if accepted), and with
+    at least the steps asked for."""
+    if ref.source != "cache" and not accept_shipped:
+        return False
+    if steps is None:
+        return True
+    done = recorded_training(ref.metadata).get("steps")
+    return type(done) is int and done >= steps
+
+
+def _found(style: str, key: str, ref: NetworkRef, seconds: float) -> TrainReport:
+    done = recorded_training(ref.metadata).get("steps")
+    return TrainReport(style, key, ref.digest, ref.path, ref.source, False,
+                       done if type(done) is int else 0, 0, seconds)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a training checkpoint was written at, from its header (None: none there,
+    or not readable; the trainer says why when it resumes)."""
+    meta = read_header(path)
+    if meta is None:
+        return None
+    try:
+        step = jsonio.loads(meta.get("state", "").encode()).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if type(step) is int and step >= 0 else None
+
+
+def gather_photos(paths: Sequence[Path], crop: int, seed: int,
+                  should_stop: StopFn | None = None) -> Gathered:
+    """The photos of ``paths`` decoded for training ``crop``-pixel crops.
+
+    Each is read bounded and decoded by :func:`pipeline.images.load_image` (the checks
+    and refusals of a run's photo), scaled to a long side of ``DECODE_SIDE_FACTOR`` crops.
+    Photos are taken in an order shuffled by ``seed`` until :data:`MAX_HELD_PIXELS` are
+    held, then handed back in the order of ``paths`` (so the same photos make the same
+    crops).  A refused photo is counted under its category; it does not stop training.
+    """
+    order = list(range(len(paths)))
+    random.Random(seed).shuffle(order)
+    kept: dict[int, Image.Image] = {}
+    skipped: Counter[str] = Counter()
+    problems: list[str] = []
+    held = 0
+    for n, index in enumerate(order):
+        if should_stop is not None and should_stop():
+            raise Cancelled("training stopped on request while its photos were read")
+        if held >= MAX_HELD_PIXELS:
+            return _gathered(kept, len(paths), skipped, problems, len(order) - n)
+        try:
+            img = load_image(paths[index], max_long_side=crop * DECODE_SIDE_FACTOR,
+                             min_side=MIN_PHOTO_SIDE).rgb
+        except InputError as exc:
+            skipped[exc.category] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(exc.message)
+            continue
+        kept[index] = img
+        held += img.width * img.height
+    return _gathered(kept, len(paths), skipped, problems, 0)
+
+
+def _gathered(kept: dict[int, Image.Image], found: int, skipped: Counter[str],
+              problems: list[str], unused: int) -> Gathered:
+    return Gathered([kept[i] for i in sorted(kept)], found, dict(sorted(skipped.items())),
+                    tuple(problems), unused)
+
+
+def _check_enough_photos(style: str, gathered: Gathered) -> None:
+    usable = len(gathered.images)
+    if usable >= MIN_PHOTOS:
+        return
+    skipped = sum(gathered.skipped.values())
+    why = ""
+    if skipped:
+        kinds = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in gathered.skipped.items())
+        why = f" ({skipped} of {gathered.found} skipped: {kinds})"
+    raise UsageError(f"cannot train {style!r}: {usable} usable photo{'s' * (usable != 1)}"
+                     f"{why}; training needs at least {MIN_PHOTOS} (a few dozen are better)")
+
+
+def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: int, key: str,
+           checkpoint: Path, on_step: Callable[[TrainProgress], None] | None,
+           should_stop: StopFn | None, checkpoint_every_s: float) -> TrainResult:
+    s = preset.settings
+    options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=steps,
+                           learning_rate=s.train_learning_rate, seed=s.seed,
+                           config=NetworkConfig(width=s.network_width, blocks=BLOCKS))
+    # The same store (and cache entries) as a run's: targets are computed once per side.
+    store = StyleTargetStore(ArtifactCache(cache_root))
+    targets = store.get(s, preset, [training_side(s, s.train_size)])
+    return train(s, targets, images, options, checkpoint=checkpoint, key=key,
+                 checkpoint_every_s=checkpoint_every_s,
+                 on_step=on_step, should_stop=should_stop)
+
+
+def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: int) -> str:
+    """Write the network atomically with what decided it; its digest."""
+    s = preset.settings
+    digest = network_digest(result.net.config, network_tensors(result.net))
+    training = {"steps": result.steps, "size": s.train_size, "batch": s.train_batch,
+                "learning_rate": s.train_learning_rate, "seed": s.seed,
+                "width": s.network_width, "photos": photos,
+                "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
+                "loss": None if result.loss is None or not math.isfinite(result.loss)
+                else result.loss,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+    metadata = {META_KEY: key, META_DIGEST: digest, META_STYLE: preset.name,
+                "training": json.dumps(training, sort_keys=True)}
+    written = write_network(path, result.net, metadata)
+    assert written == digest  # one definition of the digest (engine.network)
+    return digest
