@@ -75,6 +75,7 @@ class Report:
     targets_computed: int = 0
     targets_cached: int = 0
     targets_shipped: int = 0
+    networks_shipped: int = 0
     seconds: float = 0.0
     stopped: StylizeError | None = None  # why the run ended early, if it did
 
@@ -98,6 +99,7 @@ class Report:
             | {"targets_computed": self.targets_computed,
                "targets_cached": self.targets_cached,
                "targets_shipped": self.targets_shipped,
+               "networks_shipped": self.networks_shipped,
                "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
                "stopped": self.stopped.message if self.stopped else None},
             "tasks": [r.as_dict() for r in self.results],
@@ -384,5 +386,6 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         driver.report.targets_computed = counts.computed
         driver.report.targets_cached = counts.cached
         driver.report.targets_shipped = counts.shipped
+        driver.report.networks_shipped = counts.networks
         driver.report.seconds = time.perf_counter() - start
     return driver.report

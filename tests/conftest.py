@@ -131,3 +131,32 @@ def make_targets(engine: object, paintings: list, sides: object) -> dict:
     from pipeline.engine.style_targets import StyleTargetMaker
 
     return StyleTargetMaker(engine.settings).compute(paintings, sides)  # type: ignore[attr-defined, arg-type]
+
+
+def train_tiny_network(preset: object, target: Path, seed: int = 0) -> str:
+    """A real network for a fast ``preset``, a few steps trained at its (tiny) settings and
+    written to ``target`` as ``stylize train`` writes it; its digest."""
+    from pipeline.engine.network import (
+        NetworkConfig,
+        network_digest,
+        network_tensors,
+        write_network,
+    )
+    from pipeline.engine.style_targets import StyleTargetMaker
+    from pipeline.engine.training import Trainer, TrainOptions, training_side
+    from pipeline.networks import META_DIGEST, META_KEY, META_STYLE, network_key
+
+    s = preset.settings  # type: ignore[attr-defined]
+    painting = Image.open(preset.images[0].path).convert("RGB")  # type: ignore[attr-defined]
+    targets = StyleTargetMaker(s).compute([(painting, 1.0)], [training_side(s, s.train_size)])
+    photos = [gradient_photo(64, 48, seed=i) for i in range(4)]
+    trainer = Trainer(s, targets, photos, TrainOptions(
+        crop=s.train_size, batch=2, steps=3, seed=seed,
+        config=NetworkConfig(width=s.network_width)))
+    trainer.run()
+    digest = network_digest(trainer.net.config, network_tensors(trainer.net))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_network(target, trainer.net, {META_KEY: network_key(preset),  # type: ignore[arg-type]
+                                        META_DIGEST: digest,
+                                        META_STYLE: preset.name})  # type: ignore[attr-defined]
+    return digest

@@ -16,20 +16,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FAST, SHARED_STYLE, gradient_photo
+from conftest import FAST, SHARED_STYLE, gradient_photo, train_tiny_network
 from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline import records
 from pipeline.cli import app
-from pipeline.networks import (
-    META_DIGEST,
-    META_KEY,
-    META_STYLE,
-    PRESET_NETWORK_FILE,
-    cache_paths,
-    network_key,
-)
+from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, network_key
 from pipeline.styles import Registry
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
@@ -55,28 +48,6 @@ def _preset(styles: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
     return Registry.discover().resolve("quick")
 
 
-def _train(preset, target: Path, seed: int = 0) -> str:  # type: ignore[no-untyped-def]
-    """A real network for ``preset``, a few steps trained, written where it is looked up."""
-    from pipeline.engine.network import NetworkConfig, write_network
-    from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.engine.training import Trainer, TrainOptions, training_side
-
-    s = preset.settings
-    targets = StyleTargetMaker(s).compute([(Image.open(preset.images[0].path), 1.0)],
-                                          [training_side(s, s.train_size)])
-    photos = [gradient_photo(64, 48, seed=i) for i in range(4)]
-    trainer = Trainer(s, targets, photos, TrainOptions(
-        crop=s.train_size, batch=2, steps=3, seed=seed, config=NetworkConfig(width=8)))
-    trainer.run()
-    from pipeline.engine.network import network_digest, network_tensors
-
-    digest = network_digest(trainer.net.config, network_tensors(trainer.net))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_network(target, trainer.net, {META_KEY: network_key(preset), META_DIGEST: digest,
-                                        META_STYLE: preset.name})
-    return digest
-
-
 def _invoke(*args: str, styles: Path, cache: Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, [*args], env={"STYLIZE_STYLES_PATH": str(styles),
                                                    "STYLIZE_CACHE_DIR": str(cache)})
@@ -87,7 +58,7 @@ def test_image_with_a_trained_network_names_it_and_explain_remakes_it(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     preset = _preset(styles, monkeypatch)
-    digest = _train(preset, cache_paths(cache, network_key(preset))[0])
+    digest = train_tiny_network(preset, cache_paths(cache, network_key(preset))[0])
     photo, out = tmp_path / "cat.png", tmp_path / "made" / "cat.png"
     gradient_photo(72, 48, seed=3).save(photo)
     code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
@@ -110,7 +81,7 @@ def test_a_fast_run_records_the_network_skips_after_and_redoes_when_retrained(
     cache = tmp_path / "cache"
     preset = _preset(styles, monkeypatch)
     network = cache_paths(cache, network_key(preset))[0]
-    first = _train(preset, network)
+    first = train_tiny_network(preset, network)
     (tmp_path / "photos").mkdir()
     for i in range(3):
         gradient_photo(80, 60, seed=i).save(tmp_path / "photos" / f"p{i}.png")
@@ -126,7 +97,7 @@ def test_a_fast_run_records_the_network_skips_after_and_redoes_when_retrained(
     assert {records.read_record(o).made["network"] for o in outputs} == {first}  # type: ignore[union-attr]
     code, text, err = _invoke("run", manifest, "--json", styles=styles, cache=cache)
     assert code == 0 and json.loads(text)["summary"]["skipped"] == 3, err
-    second = _train(preset, network, seed=1)  # retrained: another network
+    second = train_tiny_network(preset, network, seed=1)  # retrained: another network
     assert second != first
     code, text, err = _invoke("run", manifest, "--json", styles=styles, cache=cache)
     assert code == 0 and json.loads(text)["summary"]["done"] == 3, err
@@ -138,7 +109,7 @@ def test_a_preset_ships_its_network_and_a_pickle_there_is_refused(
     cache = tmp_path / "cache"
     preset = _preset(styles, monkeypatch)
     shipped = styles / "quick" / PRESET_NETWORK_FILE
-    digest = _train(preset, shipped)
+    digest = train_tiny_network(preset, shipped)
     photo, out = tmp_path / "cat.png", tmp_path / "cat-quick.png"
     gradient_photo(72, 48, seed=3).save(photo)
     code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
@@ -163,7 +134,7 @@ def test_a_corrupt_network_is_refused_in_one_line(
     cache = tmp_path / "cache"
     preset = _preset(styles, monkeypatch)
     network = cache_paths(cache, network_key(preset))[0]
-    _train(preset, network)
+    train_tiny_network(preset, network)
     data = bytearray(network.read_bytes())
     data[-5] ^= 0xFF  # a flipped byte in the last tensor
     network.write_bytes(bytes(data))
@@ -187,7 +158,7 @@ def test_watch_stylizes_inbox_photos_with_the_network(
 
     cache = tmp_path / "cache"
     preset = _preset(styles, monkeypatch)
-    digest = _train(preset, cache_paths(cache, network_key(preset))[0])
+    digest = train_tiny_network(preset, cache_paths(cache, network_key(preset))[0])
     for name in ("photos", "inbox"):
         (tmp_path / name).mkdir()
     (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""

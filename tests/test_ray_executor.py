@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo, run_local
+from conftest import gradient_photo, run_local, train_tiny_network
 from PIL import Image
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
@@ -222,6 +222,40 @@ def test_workers_open_nothing_of_the_job(executor: RayExecutor, tmp_path: Path,
     forbidden = [str(project.root / "photos"), str(project.root / "out"), str(fast_preset_dir)]
     touched = [p for p in seen if any(p == f or p.startswith(f + os.sep) for f in forbidden)]
     assert touched == []
+
+
+def test_a_fast_job_ships_its_network_once_and_makes_the_local_pictures(
+        executor: RayExecutor, tmp_path: Path, fast_preset_dir: Path, audit_dir: Path) -> None:
+    from pipeline.cache_dir import default_cache_dir
+    from pipeline.networks import bind_networks, cache_paths, network_key
+
+    tiny = "{method: fast, network_width: 8, train_size: 32, precision: fp32}"
+    local = make_project(tmp_path / "local", fast_preset_dir, photos=4)
+    remote = make_project(tmp_path / "remote", fast_preset_dir, photos=4)
+    for project in (local, remote):  # the same settings for both, on every job
+        text = project.manifest.read_text().replace("defaults: {seed: 1}",
+                                                    f"defaults: {tiny}")
+        project.manifest.write_text(text)
+    preset = load_manifest(remote.manifest).jobs[0].styles[0]
+    digest = train_tiny_network(preset, cache_paths(default_cache_dir(),
+                                                    network_key(preset))[0])
+    plans = [plan(bind_networks(load_manifest(p.manifest), default_cache_dir()))
+             for p in (local, remote)]
+    run_local(plans[0], ArtifactCache(default_cache_dir()))
+    report = run(plans[1], executor)
+    assert report.count("done") == 4 and report.networks_shipped == 1, report.as_dict()
+    assert report.targets_shipped == 0  # the style is in the network
+    assert remote.outputs() == local.outputs()
+    for rel in remote.outputs():
+        made = records.read_record(remote.root / rel).made  # type: ignore[union-attr]
+        assert made["network"] == digest and made["worker"].startswith("ray:")
+    again = run(plan(bind_networks(load_manifest(remote.manifest), default_cache_dir())),
+                executor)
+    assert again.count("skipped") == 4 and again.networks_shipped == 0
+    forbidden = [str(remote.root), str(default_cache_dir())]
+    touched = [p for p in opened_by_workers(audit_dir)
+               if any(p == f or p.startswith(f + os.sep) for f in forbidden)]
+    assert touched == []  # the network came by reference, not from the driver's disk
 
 
 def test_worker_killed_mid_photo(executor: RayExecutor, tmp_path: Path,

@@ -84,16 +84,18 @@ ExecEventFn = Callable[[ExecEvent], None]
 
 @dataclass
 class TargetCounts:
-    """Style targets computed, read from the cache, and sent to workers."""
+    """Style targets computed, read from the cache, and sent to workers; trained networks
+    sent to workers (once per network, like a target)."""
 
     computed: int = 0
     cached: int = 0
     shipped: int = 0
+    networks: int = 0
 
     def __sub__(self, before: TargetCounts) -> TargetCounts:
         """What happened between two snapshots (an executor's counts are running totals)."""
         return TargetCounts(self.computed - before.computed, self.cached - before.cached,
-                            self.shipped - before.shipped)
+                            self.shipped - before.shipped, self.networks - before.networks)
 
 
 class Executor(Protocol):

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.executors.base import Finished, Work
 from pipeline.executors.ray.connect import ray
+from pipeline.executors.ray.networks import ShippedNetwork, WorkerNetworks
 from pipeline.executors.ray.progress import ProgressSender
 from pipeline.executors.ray.targets import WorkerTargets
 from pipeline.settings import Settings
@@ -44,7 +45,8 @@ class RayWorker:
         self.label = f"ray:{socket.gethostname()}:{os.getpid()}"
         self._progress = ProgressSender(progress, self.label)
         self._targets = WorkerTargets(self.label)
-        self._shop = Workshop(self._targets, worker=self.label)
+        self._networks = WorkerNetworks()
+        self._shop = Workshop(self._targets, worker=self.label, networks=self._networks)
 
     @_control
     def ready(self) -> dict[str, Any]:
@@ -62,12 +64,13 @@ class RayWorker:
         return memory.batch_size(settings, device,
                                  resolve_precision(settings.precision, device), pixels)
 
-    def render(self, works: list[Work], sides: dict[int, Any],
-               identity: dict[str, Any]) -> list[Finished]:
+    def render(self, works: list[Work], sides: dict[int, Any], identity: dict[str, Any],
+               network: ShippedNetwork | None = None) -> list[Finished]:
         from pipeline.render import render_batch
 
         assert ray is not None
         self._targets.use(sides, identity)
+        self._networks.use(network)
         self._progress.started(works)
         context = ray.get_runtime_context()
         try:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.cache import ArtifactCache
@@ -27,6 +27,7 @@ from pipeline.engine.geometry import output_size
 from pipeline.errors import Cancelled, StylizeError, UsageError
 from pipeline.executors.base import ExecEventFn, Finished, TargetCounts, Work
 from pipeline.executors.ray.connect import CONNECT_TIMEOUT_S, connect, ray, require_ray
+from pipeline.executors.ray.networks import NetworkShipper, ShippedNetwork
 from pipeline.executors.ray.pool import START_TIMEOUT_S, WorkerPool, alive_nodes, shape_workers
 from pipeline.executors.ray.progress import ProgressRelay
 from pipeline.executors.ray.targets import (
@@ -64,6 +65,7 @@ class _Piece:
     batch: _Batch
     works: list[Work]
     style: ShippedStyle
+    network: ShippedNetwork | None = None  # a fast preset's network
     attempts: int = 0  # times a worker died under it
 
 
@@ -90,6 +92,7 @@ class RayExecutor:
             raise UsageError(f"--workers must be at least 1, not {workers}")
         self._owns_ray = connect(address, connect_timeout, runtime_env)
         self._targets = TargetShipper(cache)
+        self._networks = NetworkShipper(cache.root if cache is not None else None)
         self.store = self._targets.store
         self._relay = ProgressRelay()
         self._pool = WorkerPool()
@@ -112,7 +115,7 @@ class RayExecutor:
 
     @property
     def counts(self) -> TargetCounts:  # type: ignore[override]
-        return self._targets.counts
+        return replace(self._targets.counts, networks=self._networks.shipped)
 
     @property
     def workers(self) -> int:
@@ -129,6 +132,9 @@ class RayExecutor:
             raise UsageError(f"style {preset.name!r} asks for device {s.device!r}, but the Ray "
                              "workers have no GPU (the cluster has none, or --gpus-per-worker "
                              "is 0)")
+        if s.method == "fast":  # the style is in the network: no targets to ship
+            self._networks.ship(preset)
+            return
         self._targets.ship(self._targets.style(preset), preset, sides_needed(preset, sizes))
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
@@ -156,7 +162,9 @@ class RayExecutor:
         return max(1, len(self._pool.actors)) + 1
 
     def submit(self, batch: list[Work]) -> None:
-        self._queue.append(_Piece(_Batch(), batch, self._targets.style(batch[0].preset)))
+        preset = batch[0].preset
+        network = self._networks.ship(preset) if preset.settings.method == "fast" else None
+        self._queue.append(_Piece(_Batch(), batch, self._targets.style(preset), network))
         self._dispatch()
 
     def wait(self) -> list[Finished]:
@@ -188,6 +196,7 @@ class RayExecutor:
         self._pool.close()
         self._relay.close()
         self._targets.clear()
+        self._networks.clear()
         if self._owns_ray:
             ray.shutdown()
 
@@ -198,7 +207,7 @@ class RayExecutor:
             piece = self._queue.popleft()
             actor = self._pool.idle.pop(0)
             ref = actor.render.remote(piece.works, dict(piece.style.refs),
-                                      piece.style.identity)
+                                      piece.style.identity, piece.network)
             self._running[ref] = (actor, piece)
 
     def _pump(self) -> None:
@@ -256,7 +265,7 @@ class RayExecutor:
             logger.warning("a Ray worker died under %d photo(s) (%s); trying them again",
                            len(piece.works), self._pool.last_death)
             # One photo per task: if one of them kills its worker, the others are spared.
-            singles = [_Piece(piece.batch, [w], piece.style, piece.attempts)
+            singles = [_Piece(piece.batch, [w], piece.style, piece.network, piece.attempts)
                        for w in piece.works]
             piece.batch.open += len(singles) - 1
             self._queue.extendleft(reversed(singles))
