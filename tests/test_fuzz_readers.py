@@ -88,7 +88,7 @@ def _real_record(output: Path) -> dict[str, Any]:
                                        "digest": file_digest(painting)}],
                      "settings": Settings().model_dump(mode="json"),
                      "weights_digest": None, "note": None, "device": "cpu",
-                     "precision": "float32"}}
+                     "precision": "float32", "method": "optimize", "network": ""}}
 
 
 def _explain(output: Path) -> None:
