@@ -42,7 +42,7 @@ from pipeline.cache import ArtifactCache
 from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
 from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult, train, training_side
 from pipeline.errors import Cancelled, InputError, UsageError
-from pipeline.fsutil import translate_os_error
+from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.images import load_image
 from pipeline.locking import RunLock
 from pipeline.networks import (
@@ -164,6 +164,8 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
     key = network_key(preset)
     net_path, ckpt_path, lock_path = cache_paths(cache_root, key)
     with RunLock(lock_path, what=f"the network of style {preset.name!r}"):
+        # A trainer killed while writing a checkpoint leaves its temp file (megabytes).
+        sweep_temp_files(net_path.parent)
         if force:
             _discard(net_path, ckpt_path)
         else:

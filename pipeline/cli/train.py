@@ -73,7 +73,7 @@ def train(
         from pipeline.naming import json_bytes
         from pipeline.ui.train_view import TrainView
 
-        preset = _preset(style, size, device, quiet)
+        preset = _preset(style, size, device)
         photos = _photos(on, recursive)
         view = TrainView(err if json_out else out, quiet=quiet, verbose=verbose)
         root = cache_dir if cache_dir is not None else default_cache_dir()
@@ -85,16 +85,17 @@ def train(
             out.file.flush()
 
 
-def _preset(style: str, size: int | None, device: str | None, quiet: bool) -> Preset:
+def _preset(style: str, size: int | None, device: str | None) -> Preset:
     from pipeline.styles import Registry
 
     preset = Registry.discover().resolve(style)
     patch: dict[str, Any] = {}
     if size is not None and size != preset.settings.train_size:
         patch["train_size"] = size
-        if not quiet:  # train_size is part of the network's key (pipeline.networks)
-            say(err, f"note: fast jobs use this network only where train_size is {size} "
-                     f"(the preset's is {preset.settings.train_size})")
+        # Even with --quiet: train_size is part of the network's key (pipeline.networks),
+        # so the preset's fast jobs will not find this network, and that surprises.
+        say(err, f"note: fast jobs use this network only where train_size is {size} "
+                 f"(the preset's is {preset.settings.train_size})")
     if device is not None:
         patch["device"] = device
     return preset.with_overrides(patch) if patch else preset

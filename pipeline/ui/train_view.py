@@ -121,6 +121,7 @@ class TrainView(View):
             return
         resumed = f", resumed from step {report.resumed_from}" if report.resumed_from else ""
         loss = f", last loss {report.loss:.4g}" if report.loss is not None else ""
-        self.line(f"{name}: trained {report.steps} steps{resumed} on {report.photos_used} "
-                  f"photos in {duration(report.seconds)}{loss}; network "
+        plural = "s" * (report.steps != 1)
+        self.line(f"{name}: trained {report.steps} step{plural}{resumed} on "
+                  f"{report.photos_used} photos in {duration(report.seconds)}{loss}; network "
                   f"{report.digest[:12]} written to {shown(report.path)}")
