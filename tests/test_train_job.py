@@ -19,14 +19,20 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipeline import networks
+from pipeline import networks, train_job
 from pipeline.cli import app
 from pipeline.engine.network import read_network
 from pipeline.engine.training import TrainProgress
 from pipeline.errors import UsageError
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.styles import Preset, Registry
-from pipeline.train_job import MIN_PHOTOS, TrainStart, checkpoint_step, ensure_network
+from pipeline.train_job import (
+    MIN_PHOTOS,
+    TrainStart,
+    checkpoint_step,
+    ensure_network,
+    gather_photos,
+)
 from pipeline.ui.train_view import TrainView, duration
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("one_thread")]
@@ -190,6 +196,19 @@ def test_a_full_disk_stops_with_the_last_checkpoint_intact(
     assert code == 0, err
     report = json.loads(out)
     assert report["resumed_from"] == 2 and report["steps"] == 6 and report["trained"]
+
+
+def test_a_large_collection_is_sampled_within_the_memory_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = _photos(tmp_path / "photos", 6)  # 64x48 to 104x48 px
+    monkeypatch.setattr(train_job, "MAX_HELD_PIXELS", 3 * 64 * 48)
+    first = gather_photos(photos, 32, seed=0)
+    assert len(first.images) == 3 and first.unused == 3 and first.found == 6
+    again = gather_photos(photos, 32, seed=0)  # the seed decides which, in the paths' order
+    assert [i.size for i in again.images] == [i.size for i in first.images]
+    assert [i.width for i in first.images] == sorted(i.width for i in first.images)
+    other = gather_photos(photos, 32, seed=1)
+    assert [i.size for i in other.images] != [i.size for i in first.images]
 
 
 # -- stylize train --------------------------------------------------------------------------
