@@ -43,7 +43,7 @@ def main() -> None:
 
     from pipeline.cache import ArtifactCache
     from pipeline.engine.network import NetworkConfig, write_network
-    from pipeline.engine.training import TrainOptions, Trainer, training_side
+    from pipeline.engine.training import Trainer, TrainOptions, training_side
     from pipeline.styles import Registry
     from pipeline.targets import StyleTargetStore
 

@@ -1,0 +1,104 @@
+"""The fast path's quality bar: trained networks against short optimizations, on unseen photos.
+
+For each held-out photo of the collection (never trained on, see bench/train_curve.py),
+the yardstick (bench/yardstick.py) scores the picture of each network snapshot given and
+the picture of ``method: optimize`` with ``--baseline-steps`` (the issue's bar:
+[40, 15, 15], about 50-100 L-BFGS iterations) at the same size.  The objective that
+decides is content + the preset's style weight × style, as the issue defines it.
+Optimized pictures are kept in ``--out`` and reused when the command is run again.
+
+    python bench/fast_quality.py --style udnie --size 384 \
+        --networks 'bench/out/curve-udnie/net-*.safetensors' --out bench/out/quality-udnie
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from sheet import contact_sheet  # noqa: E402
+from train_curve import COLLECTION, HELD_OUT  # noqa: E402
+from yardstick import Yardstick  # noqa: E402
+
+
+def _optimized(preset, photo: Image.Image, size: int, steps: list[int], path: Path):  # type: ignore[no-untyped-def]
+    """The optimizer's picture (kept in ``path``) and the seconds it took (0 if kept)."""
+    from pipeline.engine.optimize import Engine
+    from pipeline.engine.style_targets import StyleTargetMaker
+
+    if path.exists():
+        return Image.open(path).convert("RGB"), json.loads(path.with_suffix(".json").read_text())
+    settings = preset.settings.merged({"size": size, "steps": steps, "method": "optimize"})
+    engine = Engine(settings)
+    paintings = [(Image.open(i.path).convert("RGB"), i.weight) for i in preset.images]
+    start = time.perf_counter()
+    targets = StyleTargetMaker(settings).compute(paintings, engine.style_sides(*photo.size))
+    picture = engine.stylize(photo, targets)
+    seconds = time.perf_counter() - start
+    picture.save(path)
+    path.with_suffix(".json").write_text(json.dumps(seconds))
+    return picture, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--style", default="udnie")
+    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--networks", required=True, help="a glob of network files")
+    ap.add_argument("--baseline-steps", default="40,15,15")
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    import yaml
+
+    from pipeline.engine.fast import FastStylizer
+    from pipeline.engine.network import read_network
+    from pipeline.styles import Registry
+
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    preset = Registry.discover().resolve(args.style).with_overrides(overrides)
+    weight = preset.settings.style_weight
+    painting = Image.open(preset.images[0].path).convert("RGB")
+    steps = [int(x) for x in args.baseline_steps.split(",")]
+    networks = sorted(Path(p) for p in glob.glob(args.networks))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, sheet_rows = [], []
+    for name in HELD_OUT:
+        photo = Image.open(COLLECTION / name).convert("RGB")
+        stick = Yardstick(photo, painting)
+        base, seconds = _optimized(preset, photo, args.size, steps,
+                                   args.out / f"{Path(name).stem}-optimize.png")
+        scores = {"optimize": stick.score(base) | {"seconds": seconds}}
+        cells = [("photo", photo), (f"optimize {args.baseline_steps}", base)]
+        for path in networks:
+            settings = preset.settings.merged({"size": args.size, "method": "fast"})
+            stylizer = FastStylizer(settings, read_network(path))
+            start = time.perf_counter()
+            picture = stylizer.stylize(photo)
+            scores[path.stem] = stick.score(picture) | {"seconds": time.perf_counter() - start}
+            cells.append((path.stem, picture))
+        for label, score in scores.items():
+            score["objective"] = score["content"] + weight * score["style"]
+            rows.append({"photo": name, "picture": label, **score})
+            print(f"{name:16} {label:24} content {score['content']:.3f}  style "
+                  f"{score['style']:.4f}  objective {score['objective']:.3f}  "
+                  f"{score['seconds']:.2f} s", flush=True)
+        sheet_rows.append(cells)
+    (args.out / "scores.json").write_text(json.dumps(rows, indent=1))
+    contact_sheet(sheet_rows, height=200).save(args.out / "sheet.jpg", quality=88)
+    print(f"wrote {args.out / 'scores.json'} and {args.out / 'sheet.jpg'}")
+
+
+if __name__ == "__main__":
+    main()
