@@ -195,3 +195,28 @@ def test_watch_refuses_a_fast_style_without_a_network_in_one_line(
                            cache=tmp_path / "cache")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no trained network" in err and "stylize train quick" in err
+
+
+def test_a_fast_job_without_a_network_trains_one_first_on_its_photos(
+        tmp_path: Path, styles: Path) -> None:
+    cache = tmp_path / "cache"
+    (tmp_path / "photos").mkdir()
+    for i in range(5):
+        gradient_photo(96, 64, seed=i).save(tmp_path / "photos" / f"p{i}.png")
+    (tmp_path / "photos" / "notes.txt").write_text("not a photo")
+    (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""
+        jobs:
+          - {name: main, input: photos, styles: [quick], output: out}
+    """))
+    code, text, err = _invoke("run", str(tmp_path / "jobs.yaml"), styles=styles, cache=cache)
+    assert code == 0, err
+    assert "training the network of quick on 5 photos" in text
+    outputs = sorted((tmp_path / "out").glob("*.jpg"))
+    networks = list((cache / "network").rglob("*[0-9a-f].safetensors"))
+    assert len(outputs) == 5 and len(networks) == 1
+    from pipeline.networks import read_header
+
+    digest = read_header(networks[0])["network_digest"]  # type: ignore[index]
+    assert {records.read_record(o).made["network"] for o in outputs} == {digest}  # type: ignore[union-attr]
+    code, text, err = _invoke("run", str(tmp_path / "jobs.yaml"), styles=styles, cache=cache)
+    assert code == 0 and "training" not in text and "5 already done" in text, text + err

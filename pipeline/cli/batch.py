@@ -108,6 +108,7 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
 
     cache = ArtifactCache(cache_dir)
     cache.sweep()
+    _train_missing(the_plan, cache.root, stop, display)
     executor = make_executor(parsed, cache, *where)
     try:
         # Installed again once the executor is up: starting Ray puts its own handlers in.
@@ -118,6 +119,30 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
         executor.close()
     display.print_summary(result)
     return result
+
+
+def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any) -> None:
+    """Train, before any photo, the network of each fast style that has none yet, on the
+    photos of the jobs that use it (all of them, not only those due: a network is trained
+    once for a collection).  Here, on this machine, whatever the executor."""
+    from pipeline.networks import network_key
+    from pipeline.train_job import ensure_network
+    from pipeline.ui.train_view import TrainView
+
+    missing: dict[str, tuple[Any, list[Path]]] = {}
+    due_styles = {(t.job, t.style) for t in the_plan.due if t.preset.settings.method == "fast"
+                  and not t.preset.network}
+    for task in the_plan.tasks:
+        if (task.job, task.style) in due_styles:
+            entry = missing.setdefault(network_key(task.preset), (task.preset, []))
+            entry[1].append(task.input)
+    for preset, photos in missing.values():
+        view = TrainView(display.console, quiet=display.quiet, verbose=display.verbose)
+        with stop.installed(), view.live():
+            report = ensure_network(preset, sorted(set(photos)), cache_root,
+                                    on_step=view.on_step, on_start=view.on_start,
+                                    should_stop=stop)
+        view.print_summary(report)
 
 
 def _report(result: Any, report: Path | None, json_out: bool) -> None:
