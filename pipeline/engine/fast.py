@@ -48,8 +48,12 @@ def working_size(width: int, height: int, train_size: int) -> tuple[int, int]:
 class FastStylizer:
     """A loaded network, ready to stylize photos on one device with one preset's settings."""
 
-    def __init__(self, settings: Settings, network: LoadedNetwork) -> None:
+    def __init__(self, settings: Settings, network: LoadedNetwork,
+                 working_side: int | None = None) -> None:
         self.settings = settings
+        # The side of the square whose area the network paints at (see the module doc);
+        # benchmarks compare other choices.
+        self.working_side = working_side or settings.train_size
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
@@ -86,7 +90,7 @@ class FastStylizer:
         if len(sizes) != 1:
             raise ValueError(f"a batch needs photos of one output size, not {sorted(sizes)}")
         out_w, out_h = sizes.pop()
-        work_w, work_h = working_size(out_w, out_h, s.train_size)
+        work_w, work_h = working_size(out_w, out_h, self.working_side)
         photos = [resized(c.convert("RGB"), out_w, out_h) for c in contents]
         full = torch.cat([pil_to_tensor(p) for p in photos]).to(self.device)
         small = torch.cat([pil_to_tensor(resized(p, work_w, work_h)) for p in photos]
