@@ -125,7 +125,7 @@ def find_network(preset: Preset, cache_root: Path) -> NetworkRef | None:
 
 def bind(preset: Preset, cache_root: Path) -> Preset:
     """``preset`` naming the network its fast results are made with (unchanged otherwise)."""
-    if preset.settings.method != "fast":
+    if not preset.settings.uses_network:
         return preset
     ref = find_network(preset, cache_root)
     return replace(preset, network=ref.digest if ref is not None else "")

@@ -171,9 +171,9 @@ def output_path(job: Job, photo: Path, preset: Preset, fmt: str) -> Path:
 
 def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
     """What decides the pixels of a result: the photo, the settings, the paintings, the net
-    (VGG-19), and for ``method: fast`` the trained network (a retrained one makes its
-    results due again)."""
-    fast = {"network": preset.network or None} if preset.settings.method == "fast" else {}
+    (VGG-19), and for ``method: fast`` or ``init: fast`` the trained network (a retrained
+    one makes its results due again)."""
+    fast = {"network": preset.network or None} if preset.settings.uses_network else {}
     return digest_json({
         "v": KEY_VERSION,
         "input": input_digest,

@@ -69,17 +69,18 @@ class Workshop:
     def engine(self, preset: Preset) -> Stylist:
         """What stylizes photos of this preset: its optimizer, or its trained network."""
         settings = preset.settings
-        if settings.method != "fast":
+        if not settings.uses_network:
             key = digest_json(settings.model_dump())
             if key not in self._engines:
                 self._engines[key] = Engine(settings)
             return self._engines[key]
         if self.networks is None:
-            raise UsageError("this executor cannot run method fast")
+            raise UsageError("this executor cannot use trained networks")
         network = self.networks(preset)
         key = digest_json([settings.model_dump(), network.digest])
         if key not in self._engines:
-            self._engines[key] = FastStylizer(settings, network)
+            self._engines[key] = (FastStylizer(settings, network) if settings.method == "fast"
+                                  else Engine(settings, network))
         return self._engines[key]
 
     def decode(self, work: Work, engine: Stylist) -> LoadedImage:
@@ -133,7 +134,7 @@ def _method_details(engine: Stylist) -> dict[str, str]:
     """What a fast result's record must name: the network that made it."""
     if isinstance(engine, FastStylizer):
         return {"method": "fast", "network": engine.digest}
-    return {}
+    return {"network": engine.network.digest} if engine.network is not None else {}
 
 
 def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn | None,

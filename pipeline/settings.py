@@ -160,8 +160,9 @@ class Settings(BaseModel):
         description="with stop_tolerance, the fewest steps of each scale (at "
         "least 11: the rule looks 10 steps back)"
     )
-    init: Literal["content", "noise"] = Field(
-        "content", description="start from the photo (content) or from noise")
+    init: Literal["content", "noise", "fast"] = Field(
+        "content", description="start from the photo (content), from noise, or (fast) from "
+        "the picture of the preset's trained network, optimizing the finest scale only")
     seed: int = Field(0, ge=0, le=2**63 - 1,  # torch's generators take 64-bit seeds
                       description="random seed (noise init); CPU runs are reproducible")
     # -- the fast path: a feed-forward network trained once per preset
@@ -279,6 +280,11 @@ class Settings(BaseModel):
                 patch = patch.model_dump(exclude_unset=True, exclude_none=True)
             data.update(patch)
         return Settings.model_validate(data)
+
+    @property
+    def uses_network(self) -> bool:
+        """Whether a result needs the preset's trained network (method or init fast)."""
+        return self.method == "fast" or self.init == "fast"
 
     def engine_view(self) -> dict[str, Any]:
         """The settings that change the pixels of a result (so belong in its key).

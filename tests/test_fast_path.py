@@ -220,3 +220,38 @@ def test_a_fast_job_without_a_network_trains_one_first_on_its_photos(
     assert {records.read_record(o).made["network"] for o in outputs} == {digest}  # type: ignore[union-attr]
     code, text, err = _invoke("run", str(tmp_path / "jobs.yaml"), styles=styles, cache=cache)
     assert code == 0 and "training" not in text and "5 already done" in text, text + err
+
+
+def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.engine.geometry import pyramid
+    from pipeline.engine.network import read_network
+    from pipeline.engine.optimize import Engine, PassInfo
+    from pipeline.engine.style_targets import StyleTargetMaker
+
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch).with_overrides({"method": "optimize",
+                                                          "init": "fast"})
+    path = cache_paths(cache, network_key(preset))[0]
+    digest = train_tiny_network(preset, path)
+    s = preset.settings
+    assert len(pyramid(64, 43, s)) == 1  # the finest scale alone
+    engine = Engine(s, read_network(path))
+    photo = gradient_photo(96, 64)
+    targets = StyleTargetMaker(s).compute([(Image.open(preset.images[0].path), 1.0)],
+                                          engine.style_sides(96, 64))
+    passes: list[PassInfo] = []
+    engine.stylize(photo, targets, on_pass=passes.append)
+    from pipeline.engine.fast import FastStylizer
+    from pipeline.images import pil_to_tensor
+
+    painted = FastStylizer(s, read_network(path)).stylize(photo)
+    assert len(passes) == 1 and (passes[0].start - pil_to_tensor(painted)).abs().max() < 1e-6
+    # Through the command: the record names the network it started from.
+    photo_path, out = tmp_path / "cat.png", tmp_path / "cat-init.png"
+    photo.save(photo_path)
+    code, _, err = _invoke("image", str(photo_path), "--style", "quick", "-o", str(out), "-q",
+                           "--set", "method=optimize", "--set", "init=fast",
+                           styles=styles, cache=cache)
+    assert code == 0, err
+    assert records.read_record(out).made["network"] == digest  # type: ignore[union-attr]

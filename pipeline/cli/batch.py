@@ -130,7 +130,7 @@ def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any
     from pipeline.ui.train_view import TrainView
 
     missing: dict[str, tuple[Any, list[Path]]] = {}
-    due_styles = {(t.job, t.style) for t in the_plan.due if t.preset.settings.method == "fast"
+    due_styles = {(t.job, t.style) for t in the_plan.due if t.preset.settings.uses_network
                   and not t.preset.network}
     for task in the_plan.tasks:
         if (task.job, task.style) in due_styles:

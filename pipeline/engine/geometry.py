@@ -48,6 +48,8 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
     Short sides grow geometrically, by at most ``scale_ratio`` per scale, over at least
     ``min_scales`` scales when the photo is larger than ``min_side``.  The
     step counts come from ``settings.steps`` (coarsest first, last one repeated).
+    With ``init: fast`` only the finest scale is optimized: the trained network's picture
+    already holds what the coarse scales would have painted.
     """
     short = min(width, height)
     if short < MIN_SCALE_SIDE:
@@ -72,7 +74,7 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
             h = max(MIN_SCALE_SIDE, round(height * factor))
         steps = settings.steps[min(k, len(settings.steps) - 1)]
         scales.append(Scale(w, h, steps, style_side(w, h, settings.style_scale)))
-    return scales
+    return scales[-1:] if settings.init == "fast" else scales
 
 
 def style_sides(width: int, height: int, settings: Settings) -> list[int]:

@@ -30,6 +30,7 @@ from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.geometry import Scale, output_size
 from pipeline.engine.loop import Carry, PassOptions, optimize
 from pipeline.engine.loss_scale import LossScaler
+from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets
@@ -99,8 +100,11 @@ class Engine:
     #: rounding cannot hide whether the photos of a batch interact).
     picture_dtype = torch.float32
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, network: LoadedNetwork | None = None) -> None:
         self.settings = settings
+        self.network = network  # the preset's trained network, for ``init: fast``
+        if settings.init == "fast" and network is None:
+            raise ValueError("init fast needs the preset's trained network")
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
         features, preprocess, self.weights = load_network(settings.weights, settings.pooling,
@@ -163,6 +167,13 @@ class Engine:
         if missing:
             raise ValueError(f"style targets missing for sides {sorted(missing)}")
         run = _PhotoRun(self, scales, calls)
+        if self.settings.init == "fast":
+            from pipeline.engine.fast import FastStylizer
+
+            assert self.network is not None
+            painted = FastStylizer(self.settings, self.network).stylize_batch(contents)
+            run.first = torch.cat([pil_to_tensor(p) for p in painted]).to(
+                self.device, self.picture_dtype)
         x: torch.Tensor | None = None
         for k, scale in enumerate(scales):
             x = run.scale(k, x, [resized(c, scale.width, scale.height) for c in contents],
@@ -190,6 +201,7 @@ class _PhotoRun:
         self.carry = Carry()
         self.scaler = LossScaler.for_dtype(engine.dtype)
         self.previous: torch.Tensor | None = None  # the photos at the previous scale
+        self.first: torch.Tensor | None = None  # the first scale's start, if not from init
         self.start = time.perf_counter()
 
     def scale(self, k: int, x: torch.Tensor | None, contents: list[Image.Image],
@@ -197,7 +209,10 @@ class _PhotoRun:
         """Scale ``k``: its start from the coarser result ``x``, then its passes."""
         e = self.engine
         content = torch.cat([pil_to_tensor(c) for c in contents]).to(e.device, e.picture_dtype)
-        x = _initial(e, content) if x is None else self._upsampled(x, content)
+        if x is None:
+            x = self.first if self.first is not None else _initial(e, content)
+        else:
+            x = self._upsampled(x, content)
         self.previous = content
         scale = self.scales[k]
         style = style_terms(self.settings, targets[scale.style_side], e.device,

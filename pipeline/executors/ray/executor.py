@@ -132,8 +132,9 @@ class RayExecutor:
             raise UsageError(f"style {preset.name!r} asks for device {s.device!r}, but the Ray "
                              "workers have no GPU (the cluster has none, or --gpus-per-worker "
                              "is 0)")
-        if s.method == "fast":  # the style is in the network: no targets to ship
+        if s.uses_network:
             self._networks.ship(preset)
+        if s.method == "fast":  # the style is in the network: no targets to ship
             return
         self._targets.ship(self._targets.style(preset), preset, sides_needed(preset, sizes))
 
@@ -163,7 +164,7 @@ class RayExecutor:
 
     def submit(self, batch: list[Work]) -> None:
         preset = batch[0].preset
-        network = self._networks.ship(preset) if preset.settings.method == "fast" else None
+        network = self._networks.ship(preset) if preset.settings.uses_network else None
         self._queue.append(_Piece(_Batch(), batch, self._targets.style(preset), network))
         self._dispatch()
 
