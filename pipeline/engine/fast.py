@@ -5,11 +5,12 @@ against the painting resized to the same area (the style targets of that side): 
 strokes have a fixed size in pixels.  The optimizer paints each photo against the
 painting resized to the photo's own area, so its strokes keep their size relative to
 the picture whatever the output size.  To give the same strokes, the network runs on
-the photo at a working size whose area is ``train_size²`` (never above the output
-size) and its picture is upsampled to the output size; the photo's own fine detail,
-which that upsampling cannot restore, is put back as its Laplacian band (the detail
-lost between the working and the output size), as the optimizer's finest scales keep
-the photo's edges.  See docs/benchmarks.md for the stroke sizes measured.
+the photo at a working size (the area of a square :data:`WORKING_SIDE_FACTOR` crops a
+side, never above the output size) and its picture is upsampled to the output size;
+the photo's own fine detail, which that upsampling cannot restore, is put back as its
+Laplacian band (the detail lost between the working and the output size), as the
+optimizer's finest scales keep the photo's edges.  Measured stroke sizes are in
+docs/benchmarks.md ("The fast path").
 """
 
 from __future__ import annotations
@@ -34,14 +35,20 @@ from pipeline.settings import Settings
 
 #: Below this side the network is not run (its two 2× downsamplings leave too little).
 MIN_WORKING_SIDE = 32
+#: The working size's side, in training crop sides.  Measured (bench/brush_size.py, udnie,
+#: docs/benchmarks.md): with 1 the strokes came out about twice the optimizer's (18
+#: cycles per picture width against 31-37); the network run at a 418 px side (2.2 crop
+#: sides) painted 33, the optimizer's at 512 px.
+WORKING_SIDE_FACTOR = 2.0
 
 
-def working_size(width: int, height: int, train_size: int) -> tuple[int, int]:
-    """The size the network paints a ``width``×``height`` output at (see module doc)."""
+def working_size(width: int, height: int, side: float) -> tuple[int, int]:
+    """The size the network paints a ``width``×``height`` output at: the output itself, or
+    its shape at the area of a ``side``×``side`` square if that is smaller."""
     area = width * height
-    if area <= train_size * train_size:
+    if area <= side * side:
         return width, height
-    f = train_size / math.sqrt(area)
+    f = side / math.sqrt(area)
     return (max(MIN_WORKING_SIDE, round(width * f)), max(MIN_WORKING_SIDE, round(height * f)))
 
 
@@ -49,11 +56,11 @@ class FastStylizer:
     """A loaded network, ready to stylize photos on one device with one preset's settings."""
 
     def __init__(self, settings: Settings, network: LoadedNetwork,
-                 working_side: int | None = None) -> None:
+                 working_side: float | None = None) -> None:
         self.settings = settings
         # The side of the square whose area the network paints at (see the module doc);
         # benchmarks compare other choices.
-        self.working_side = working_side or settings.train_size
+        self.working_side = working_side or settings.train_size * WORKING_SIDE_FACTOR
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
