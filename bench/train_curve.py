@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                     help="a setting override (YAML value), e.g. train_size=128")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--teachers", type=Path, help="a folder of optimized pictures of the "
+                    "training photos (bench/teachers.py), to distill from")
+    ap.add_argument("--teacher-weight", type=float, default=10.0)
     args = ap.parse_args()
 
     import torch
@@ -52,14 +55,17 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     preset = Registry.discover().resolve(args.style).with_overrides(overrides)
     s = preset.settings
-    photos = [Image.open(p).convert("RGB") for p in sorted(COLLECTION.glob("*.jpg"))
-              if p.name not in HELD_OUT]
+    paths = [p for p in sorted(COLLECTION.glob("*.jpg")) if p.name not in HELD_OUT]
+    photos = [Image.open(p).convert("RGB") for p in paths]
+    teachers = ([Image.open(args.teachers / f"{p.stem}.png").convert("RGB") for p in paths]
+                if args.teachers else None)
     side = training_side(s, s.train_size)
     targets = StyleTargetStore(ArtifactCache()).get(s, preset, [side])
     options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=10**9,
                            learning_rate=s.train_learning_rate, seed=s.seed,
-                           config=NetworkConfig(width=s.network_width))
-    trainer = Trainer(s, targets, photos, options)
+                           config=NetworkConfig(width=s.network_width),
+                           teacher_weight=args.teacher_weight if teachers else 0.0)
+    trainer = Trainer(s, targets, photos, options, teachers=teachers)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"
     trained_s = 0.0
@@ -70,6 +76,8 @@ def main() -> None:
     marks = sorted(float(m) for m in args.marks.split(","))
     (args.out / "settings.json").write_text(json.dumps(
         {"style": args.style, "overrides": overrides, "photos": len(photos),
+         "teachers": str(args.teachers) if teachers else None,
+         "teacher_weight": options.teacher_weight,
          "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()
     losses: list[float] = []

@@ -169,3 +169,33 @@ def test_what_training_needs(targets: StyleTargets, photos: list[Image.Image]) -
         Trainer(SETTINGS, targets, photos, _options(crop=96))
     with pytest.raises(ValueError):
         _options(scale=(0.5, 0.2))
+
+
+def test_teacher_crops_are_the_same_regions_and_distillation_pulls_towards_them(
+        targets: StyleTargetMaker, photos: list[Image.Image]) -> None:
+    from pipeline.engine.training import random_crop_pairs
+
+    # A teacher at half the photo's size: the same regions, so the same crops (blurred).
+    halves = [p.convert("RGB").resize((p.width // 2, p.height // 2)) for p in photos]
+    crops, taught = random_crop_pairs(photos, halves, 6, 24, (0.5, 1.0),
+                                      torch.Generator().manual_seed(3))
+    assert taught is not None and taught.shape == crops.shape
+    assert (crops - taught).abs().mean() < 0.05
+    assert torch.equal(crops, random_crops(photos, 6, 24, (0.5, 1.0),
+                                           torch.Generator().manual_seed(3)))
+    # Distilled from grey teachers, the network's pictures go grey, faster than without.
+    greys = [Image.new("RGB", p.size, (128, 128, 128)) for p in photos]
+    held = random_crops(photos, 2, 32, (0.5, 1.0), torch.Generator().manual_seed(0))
+
+    def distance(trainer: Trainer) -> float:
+        with torch.no_grad():
+            return float((trainer.net(held) - 128 / 255).abs().mean())
+
+    plain = Trainer(SETTINGS, targets, photos, _options(steps=30))
+    taught_net = Trainer(SETTINGS, targets, photos, _options(steps=30, teacher_weight=50.0),
+                         teachers=greys)
+    plain.run()
+    taught_net.run()
+    assert distance(taught_net) < 0.6 * distance(plain), (distance(taught_net), distance(plain))
+    with pytest.raises(ValueError, match="teacher"):
+        Trainer(SETTINGS, targets, photos, _options(), teachers=greys)

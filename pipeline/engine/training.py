@@ -69,6 +69,10 @@ class TrainOptions:
     # network sees the collection's subjects both whole and up close.
     scale: tuple[float, float] = (0.25, 1.0)
     config: NetworkConfig = field(default_factory=NetworkConfig)
+    # Distillation (Texler et al. 2020 train from a few stylized frames): with teacher
+    # pictures (optimized pictures of the photos), the mean absolute pixel difference to
+    # the teacher's crop, times this weight, is added to the objective.  0: off.
+    teacher_weight: float = 0.0
     device: str | None = None  # None: the settings' device
     precision: str | None = None  # None: the settings' precision
 
@@ -88,6 +92,8 @@ class TrainOptions:
         out = asdict(self)
         for name in ("steps", "device", "precision"):
             del out[name]
+        if not self.teacher_weight:  # absent when off: checkpoints before it stay valid
+            del out["teacher_weight"]
         out["scale"], out["config"] = list(self.scale), self.config.as_dict()
         return out
 
@@ -131,20 +137,36 @@ def random_crops(photos: Sequence[Image.Image], count: int, crop: int,
     antialiased when it shrinks), mirrored with probability ½.  Every draw comes from
     ``generator``, so its state decides the crops and a checkpoint can carry it.
     """
+    return random_crop_pairs(photos, None, count, crop, scale, generator)[0]
+
+
+def random_crop_pairs(photos: Sequence[Image.Image], teachers: Sequence[Image.Image] | None,
+                      count: int, crop: int, scale: tuple[float, float],
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`random_crops`, and the same regions of each photo's teacher picture (of any
+    size: the region is taken at the same place relative to the picture)."""
     lo, hi = scale
-    out = []
+    out, taught = [], []
     for _ in range(count):
-        img = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+        i = int(torch.randint(len(photos), (1,), generator=generator))
+        img = photos[i]
         u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
         if img.mode != "RGB":
             img = img.convert("RGB")
         side = min(img.width, img.height) * lo * (hi / lo) ** u[0]
         x0, y0 = u[1] * (img.width - side), u[2] * (img.height - side)
-        piece = img.resize((crop, crop), Image.Resampling.BICUBIC,
-                           box=(x0, y0, x0 + side, y0 + side))
-        t = pil_to_tensor(piece)
-        out.append(t.flip(-1) if u[3] < 0.5 else t)
-    return torch.cat(out)
+        pieces = [img.resize((crop, crop), Image.Resampling.BICUBIC,
+                             box=(x0, y0, x0 + side, y0 + side))]
+        if teachers is not None:
+            t = teachers[i].convert("RGB")
+            fx, fy = t.width / img.width, t.height / img.height
+            pieces.append(t.resize((crop, crop), Image.Resampling.BICUBIC,
+                                   box=(x0 * fx, y0 * fy, (x0 + side) * fx, (y0 + side) * fy)))
+        flip = u[3] < 0.5
+        tensors = [pil_to_tensor(p).flip(-1) if flip else pil_to_tensor(p) for p in pieces]
+        out.append(tensors[0])
+        taught += tensors[1:]
+    return torch.cat(out), (torch.cat(taught) if taught else None)
 
 
 class Trainer:
@@ -156,11 +178,16 @@ class Trainer:
     """
 
     def __init__(self, settings: Settings, targets: StyleTargets,
-                 photos: Sequence[Image.Image], options: TrainOptions | None = None) -> None:
+                 photos: Sequence[Image.Image], options: TrainOptions | None = None,
+                 teachers: Sequence[Image.Image] | None = None) -> None:
         self.settings, self.photos = settings, photos
         self.options = o = options or TrainOptions()
         if not photos:
             raise UsageError("training needs at least one photo")
+        if (teachers is not None) != bool(o.teacher_weight) or (
+                teachers is not None and len(teachers) != len(photos)):
+            raise ValueError("teacher pictures go with a teacher_weight, one per photo")
+        self.teachers = teachers
         side = training_side(settings, o.crop)
         if side not in targets:
             raise ValueError(f"style targets for side {side} (the crops' side) are missing")
@@ -185,7 +212,8 @@ class Trainer:
     def train_step(self) -> float:
         """One Adam step on a fresh batch of crops; the batch's mean objective."""
         o = self.options
-        photos = random_crops(self.photos, o.batch, o.crop, o.scale, self.generator)
+        photos, taught = random_crop_pairs(self.photos, self.teachers, o.batch, o.crop,
+                                           o.scale, self.generator)
         photos = photos.to(self.device)
         with torch.no_grad():
             objective = Objective.build(self.settings, self.vgg(photos), self.style)
@@ -194,6 +222,8 @@ class Trainer:
             pictures = self.net(photos)  # float32: the output head runs in float32
         # Mean, not sum, over the crops: the learning rate then means the same at any batch.
         loss = objective(self.vgg(pictures), pictures).mean()
+        if taught is not None:
+            loss = loss + o.teacher_weight * (pictures - taught.to(self.device)).abs().mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
