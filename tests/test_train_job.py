@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from pipeline import networks, train_job
-from pipeline.cli import app
+from pipeline.cli import app, common
 from pipeline.engine.network import read_network
 from pipeline.engine.training import TrainProgress
 from pipeline.errors import UsageError
@@ -299,6 +300,27 @@ def test_live_bar_on_a_terminal() -> None:
     assert "training the network of fast on 4 photos, 1 skipped (1 not an image): 10 " \
            "steps, resuming from step 4" in text
     assert "5/10" in text and "loss 2 · 3.0 photos/s" in text
+
+
+def test_a_live_view_on_the_commands_stdout_does_not_feed_itself() -> None:
+    """Before: Rich's live view swaps sys.stdout for a proxy that prints through its
+    console; the command's stdout console wrote to sys.stdout, so its first line
+    recursed into itself and deadlocked with the refresh thread (`stylize run` and
+    `stylize train` hung on a terminal at their first line)."""
+    console = Console(file=common.stdout, force_terminal=True, width=100)  # type: ignore[arg-type]
+    view = TrainView(console)
+    done = threading.Event()
+
+    def show() -> None:
+        with view.live():
+            view.on_start(TrainStart("fast", "k", 4, 4, {}, (), 10, 0))
+            view.on_step(TrainProgress(1, 10, 2.0, 3.0, 1.0))
+        done.set()
+
+    thread = threading.Thread(target=show, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert done.is_set()
 
 
 def test_duration() -> None:

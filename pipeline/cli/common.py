@@ -71,7 +71,11 @@ class _GuardedStream:
 
     @property
     def _stream(self) -> IO[str]:
-        return sys.stdout  # looked up at each write: tests and tools swap sys.stdout
+        # Looked up at each write: tests and tools swap sys.stdout.  A Rich live view
+        # swaps in a proxy that prints through this very console: writing to it would
+        # recurse (and deadlock with the view's refresh thread), so go past it, as Rich's
+        # own consoles do.
+        return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
 
     def write(self, text: str) -> int:
         if self.closed_pipe:
