@@ -33,11 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from pipeline import jsonio
+from pipeline import fsread, fsutil, jsonio
 from pipeline.cache import ArtifactCache
 from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
 from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult, train, training_side
@@ -58,6 +58,11 @@ from pipeline.networks import (
 )
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore
+
+if TYPE_CHECKING:
+    from pipeline.engine.style_targets import StyleTargets
+    from pipeline.executors.ray.training import RemoteTraining
+    from pipeline.settings import Settings
 
 __all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "ensure_network",
            "gather_photos"]
@@ -149,13 +154,16 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
                    should_stop: StopFn | None = None,
                    on_start: Callable[[TrainStart], None] | None = None,
                    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
-                   accept_shipped: bool = True) -> TrainReport:
+                   accept_shipped: bool = True,
+                   remote: RemoteTraining | None = None) -> TrainReport:
     """The preset's trained network, trained first on ``photos`` if it has none.
 
     See the module docstring.  ``steps`` overrides the preset's ``train_steps`` (it is
     not part of the network's key: more steps go on from the checkpoint).  With
     ``accept_shipped`` false, a network shipped in the preset's folder does not count
-    (``stylize train``: the user's own network overrides it).  Raises ``LockedError``
+    (``stylize train``: the user's own network overrides it).  With ``remote`` (a Ray
+    worker: :mod:`pipeline.executors.ray.training`) the steps run there, and its
+    checkpoints are written here as they come.  Raises ``LockedError``
     (75), ``UsageError`` (too few usable photos), ``DiskFullError`` (the last checkpoint
     is intact), ``Cancelled`` (after a checkpoint) and ``WeightsError`` (a checkpoint of
     something else, or damaged).
@@ -181,7 +189,7 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
                                 gathered.skipped, gathered.problems, aim,
                                 checkpoint_step(ckpt_path) or 0))
         result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
-                        on_step, should_stop, checkpoint_every_s)
+                        on_step, should_stop, checkpoint_every_s, remote)
         digest = _write(preset, result, net_path, key, len(gathered.images))
     return TrainReport(preset.name, key, digest, net_path, "cache", True, result.steps,
                        result.resumed_from, time.monotonic() - start, result.loss,
@@ -291,7 +299,8 @@ def _check_enough_photos(style: str, gathered: Gathered) -> None:
 
 def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: int, key: str,
            checkpoint: Path, on_step: Callable[[TrainProgress], None] | None,
-           should_stop: StopFn | None, checkpoint_every_s: float) -> TrainResult:
+           should_stop: StopFn | None, checkpoint_every_s: float,
+           remote: RemoteTraining | None = None) -> TrainResult:
     s = preset.settings
     options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=steps,
                            learning_rate=s.train_learning_rate, seed=s.seed,
@@ -299,9 +308,29 @@ def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: i
     # The same store (and cache entries) as a run's: targets are computed once per side.
     store = StyleTargetStore(ArtifactCache(cache_root))
     targets = store.get(s, preset, [training_side(s, s.train_size)])
+    if remote is not None:
+        return _train_remotely(remote, s, targets, images, options, key, checkpoint,
+                               checkpoint_every_s)
     return train(s, targets, images, options, checkpoint=checkpoint, key=key,
                  checkpoint_every_s=checkpoint_every_s,
                  on_step=on_step, should_stop=should_stop)
+
+
+def _train_remotely(remote: RemoteTraining, settings: Settings, targets: StyleTargets,
+                    images: list[Image.Image], options: TrainOptions, key: str,
+                    checkpoint: Path, checkpoint_every_s: float) -> TrainResult:
+    """The steps on a Ray worker; each checkpoint it sends is written here, atomically."""
+    import numpy as np
+
+    from pipeline.engine.training import MAX_CHECKPOINT_BYTES
+    from pipeline.executors.ray.training import result_of
+
+    state = (fsread.read_bounded(checkpoint, MAX_CHECKPOINT_BYTES, "a training checkpoint")
+             if checkpoint.exists() else None)
+    remote.on_checkpoint = lambda data: fsutil.atomic_write_bytes(checkpoint, data)
+    arrays = [np.asarray(img.convert("RGB")) for img in images]
+    return result_of(remote.run(settings, targets, arrays, options, state, key,
+                                checkpoint_every_s))
 
 
 def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: int) -> str:

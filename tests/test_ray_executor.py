@@ -258,6 +258,43 @@ def test_a_fast_job_ships_its_network_once_and_makes_the_local_pictures(
     assert touched == []  # the network came by reference, not from the driver's disk
 
 
+@pytest.mark.timeout(420)  # two trainings on a worker, each a new process's imports
+def test_training_runs_on_a_worker_and_its_checkpoints_land_on_the_driver(
+        executor: RayExecutor, tmp_path: Path, fast_preset_dir: Path,
+        audit_dir: Path) -> None:
+    from pipeline.errors import Cancelled
+    from pipeline.networks import cache_paths, find_network, network_key
+    from pipeline.train_job import ensure_network
+
+    photos = []
+    for i in range(4):
+        photos.append(tmp_path / "photos" / f"p{i}.png")
+        photos[-1].parent.mkdir(exist_ok=True)
+        gradient_photo(96, 64, seed=i).save(photos[-1])
+    preset = load_manifest(make_project(tmp_path / "job", fast_preset_dir).manifest
+                           ).jobs[0].styles[0].with_overrides(
+        {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 4,
+         "train_batch": 2})
+    cache = tmp_path / "driver-cache"
+    _, checkpoint, _ = cache_paths(cache, network_key(preset))
+    # Stopped after its first step: the worker checkpoints, the driver keeps it.
+    seen: list[int] = []
+    stop_after_one = executor.remote_training(lambda p: seen.append(p.step),
+                                              lambda: bool(seen))
+    with pytest.raises(Cancelled):
+        ensure_network(preset, photos, cache, remote=stop_after_one, checkpoint_every_s=0.0)
+    assert checkpoint.is_file() and find_network(preset, cache) is None
+    # Resumed from the driver's checkpoint, on a worker, to the end.
+    report = ensure_network(preset, photos, cache,
+                            remote=executor.remote_training(None, None))
+    assert report.trained and report.steps == 4 and report.resumed_from >= 1
+    ref = find_network(preset, cache)
+    assert ref is not None and ref.digest == report.digest
+    touched = [p for p in opened_by_workers(audit_dir)
+               if p.startswith(str(cache)) or p.startswith(str(tmp_path / "photos"))]
+    assert touched == []  # photos and checkpoints travelled through Ray
+
+
 def test_worker_killed_mid_photo(executor: RayExecutor, tmp_path: Path,
                                  fast_preset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Enough steps that the photo is still being made when the kill lands.

@@ -108,9 +108,9 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
 
     cache = ArtifactCache(cache_dir)
     cache.sweep()
-    _train_missing(the_plan, cache.root, stop, display)
     executor = make_executor(parsed, cache, *where)
     try:
+        _train_missing(the_plan, cache.root, stop, display, executor)
         # Installed again once the executor is up: starting Ray puts its own handlers in.
         with stop.installed(), display.live(the_plan):
             result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop,
@@ -121,10 +121,11 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
     return result
 
 
-def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any) -> None:
+def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any,
+                   executor: Any) -> None:
     """Train, before any photo, the network of each fast style that has none yet, on the
     photos of the jobs that use it (all of them, not only those due: a network is trained
-    once for a collection).  Here, on this machine, whatever the executor."""
+    once for a collection): on one Ray worker with ``--executor ray``, else here."""
     from pipeline.networks import network_key
     from pipeline.train_job import ensure_network
     from pipeline.ui.train_view import TrainView
@@ -138,10 +139,12 @@ def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any
             entry[1].append(task.input)
     for preset, photos in missing.values():
         view = TrainView(display.console, quiet=display.quiet, verbose=display.verbose)
+        remote = (executor.remote_training(view.on_step, stop)
+                  if hasattr(executor, "remote_training") else None)
         with stop.installed(), view.live():
             report = ensure_network(preset, sorted(set(photos)), cache_root,
                                     on_step=view.on_step, on_start=view.on_start,
-                                    should_stop=stop)
+                                    should_stop=stop, remote=remote)
         view.print_summary(report)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ class RayWorker:
         self._targets = WorkerTargets(self.label)
         self._networks = WorkerNetworks()
         self._shop = Workshop(self._targets, worker=self.label, networks=self._networks)
+        self._stop_training = threading.Event()
 
     @_control
     def ready(self) -> dict[str, Any]:
@@ -63,6 +65,22 @@ class RayWorker:
         device = resolve_device(settings.device)
         return memory.batch_size(settings, device,
                                  resolve_precision(settings.precision, device), pixels)
+
+    def train(self, settings: Settings, targets: Any, photos: Any, options: Any,
+              checkpoint: bytes | None, key: str, box_name: str, every_s: float) -> Any:
+        """Train a network here (see :mod:`.training`); ``photos`` is an object reference."""
+        from pipeline.executors.ray.training import train_on_worker
+
+        assert ray is not None
+        self._stop_training.clear()
+        arrays = ray.get(photos) if isinstance(photos, ray.ObjectRef) else photos
+        return train_on_worker(settings, targets, arrays, options, checkpoint, key, box_name,
+                               every_s, self._stop_training)
+
+    @_control
+    def stop_training(self) -> None:
+        """Ask the training running here to checkpoint and stop, between two steps."""
+        self._stop_training.set()
 
     def render(self, works: list[Work], sides: dict[int, Any], identity: dict[str, Any],
                network: ShippedNetwork | None = None) -> list[Finished]:

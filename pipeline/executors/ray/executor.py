@@ -36,6 +36,7 @@ from pipeline.executors.ray.targets import (
     TargetShipper,
     sides_needed,
 )
+from pipeline.executors.ray.training import RemoteTraining
 from pipeline.hashing import digest_json
 from pipeline.styles import Preset
 
@@ -156,6 +157,13 @@ class RayExecutor:
             except ray.exceptions.RayError:
                 return 1  # that worker is busy restarting: no batching this time
         return self._batch_sizes[key]
+
+    def remote_training(self, on_step: Callable[[Any], None] | None,
+                        should_stop: Callable[[], bool] | None) -> RemoteTraining:
+        """One worker to train a network on (the first idle one), driven from here."""
+        self._pool.reclaim()
+        actor = (self._pool.idle or self._pool.actors)[0]
+        return RemoteTraining(actor, on_step, lambda data: None, should_stop)
 
     def capacity(self) -> int:
         # Each worker busy, and one batch read and waiting, so that a worker that finishes
