@@ -86,12 +86,13 @@ def main() -> None:
             stylizer = FastStylizer(settings, read_network(path))
             start = time.perf_counter()
             picture = stylizer.stylize(photo)
-            scores[path.stem] = stick.score(picture) | {"seconds": time.perf_counter() - start}
-            cells.append((path.stem, picture))
+            label = f"{path.parent.name}/{path.stem}"
+            scores[label] = stick.score(picture) | {"seconds": time.perf_counter() - start}
+            cells.append((label, picture))
         for label, score in scores.items():
             score["objective"] = score["content"] + weight * score["style"]
             rows.append({"photo": name, "picture": label, **score})
-            print(f"{name:16} {label:24} content {score['content']:.3f}  style "
+            print(f"{name:16} {label:36} content {score['content']:.3f}  style "
                   f"{score['style']:.4f}  objective {score['objective']:.3f}  "
                   f"{score['seconds']:.2f} s", flush=True)
         sheet_rows.append(cells)

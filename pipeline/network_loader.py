@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
 from pipeline.errors import UsageError, WeightsError
-from pipeline.networks import BLOCKS, find_network
+from pipeline.networks import BLOCKS, META_KEY, find_network, network_key
 from pipeline.styles import Preset
 
 #: Networks kept in memory (a few MB each).
@@ -22,7 +22,8 @@ KEPT = 8
 
 def no_network(preset: Preset) -> UsageError:
     return UsageError(f"style {preset.name!r} has no trained network for these settings; "
-                      f"train one with: stylize train {preset.name} --on FOLDER")
+                      f"train one with: stylize train {preset.name} --on FOLDER (or run "
+                      "the manifest, whose fast jobs train theirs first)")
 
 
 class NetworkLoader:
@@ -36,15 +37,18 @@ class NetworkLoader:
         ref = find_network(preset, self.cache_root)
         if ref is None:
             raise no_network(preset)
-        if ref.digest not in self._kept:
-            expected = NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
-            loaded = read_network(ref.path, expected)
-            if loaded.digest != ref.digest:
-                raise WeightsError(f"{ref.path.name}: its header names another network than "
-                                   "its tensors hold; delete it and train again",
-                                   category="network")
-            self._kept[ref.digest] = loaded
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
-        self._kept.move_to_end(ref.digest)
-        return self._kept[ref.digest]
+        if ref.digest in self._kept:
+            self._kept.move_to_end(ref.digest)
+            return self._kept[ref.digest]
+        expected = NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
+        loaded = read_network(ref.path, expected)
+        # What was read decides (the file may have been replaced, atomically, by a newer
+        # training since its header was looked at): it must still be this preset's.
+        if loaded.metadata.get(META_KEY) != network_key(preset):
+            raise WeightsError(f"{ref.path}: not the network of style {preset.name!r} with "
+                               "these settings (replaced while it was read?); run again",
+                               category="network")
+        self._kept[loaded.digest] = loaded
+        while len(self._kept) > KEPT:
+            self._kept.popitem(last=False)
+        return loaded

@@ -2,8 +2,9 @@
 
 A network is an artifact like a style target: its key holds everything that decides it
 (the paintings and their blend, the VGG-19 weights and how they are used, the loss
-settings, the architecture and the training settings) but not which photos it saw, so
-adding photos to a collection does not retrain.  Two places are looked in, in order:
+settings, the architecture and the training settings but the step count, which only says
+how far it goes) but not which photos it saw, so adding photos to a collection does not
+retrain.  Two places are looked in, in order:
 
 1. the cache, ``<cache>/network/<key[:2]>/<key>.safetensors`` (what ``stylize train``
    writes, and a fast job trains when it finds none): a user's own network wins;
@@ -64,7 +65,9 @@ def network_identity(preset: Preset) -> dict[str, Any]:
         "version": KEY_VERSION,
         "architecture": ARCHITECTURE,
         "network": {"width": s.network_width, "blocks": BLOCKS},
-        "training": {"steps": s.train_steps, "size": s.train_size, "batch": s.train_batch,
+        # Not the step count: more steps go on from the checkpoint (the same network,
+        # trained further), as ``stylize train --steps`` does.
+        "training": {"size": s.train_size, "batch": s.train_batch,
                      "learning_rate": s.train_learning_rate, "seed": s.seed},
         "paintings": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(s.weights),

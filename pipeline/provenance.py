@@ -152,7 +152,8 @@ def _check_network(made: dict[str, Any], style: str, wanted: Settings,
         ref = None
     if ref is None:
         warnings.append(f"the network that made it ({made['network'][:12]}) is not here: "
-                        "the command trains one first, which paints differently")
+                        "the command refuses until one is trained, and a new one paints "
+                        "differently")
     elif ref.digest != made["network"]:
         warnings.append(f"the network that made it ({made['network'][:12]}) was retrained "
                         f"since (now {ref.digest[:12]}): the picture will differ")

@@ -60,6 +60,9 @@ NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "avera
 #: Knobs that decide a preset's trained network.  They are not in a result's key as
 #: settings: a fast result's key holds the network's digest, which they decide, and an
 #: optimized result does not depend on them at all.
+#: What a ``method: fast`` result's key holds of its settings (see ``engine_view``).
+FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
+                       "metadata"})
 NETWORK_KNOBS = frozenset({"network_width", "train_steps", "train_size", "train_batch",
                            "train_learning_rate"})
 
@@ -294,6 +297,11 @@ class Settings(BaseModel):
         the file time (``keep_mtime``), which changes no byte of it.  Knobs at their
         neutral value (:data:`NEUTRAL_KNOBS`) are left out too.
         """
+        if self.method == "fast":
+            # One pass of the network reads only these; the network's digest, in the key
+            # beside them, stands for everything that decided it (the loss, the paintings'
+            # statistics, the training): the optimizer's knobs change nothing.
+            return self.model_dump(include=set(FAST_VIEW))
         view = self.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS))
         for name, neutral in NEUTRAL_KNOBS.items():
             if view[name] == neutral:

@@ -35,13 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from PIL import Image
 
 from pipeline import fsread, fsutil, jsonio
 from pipeline.cache import ArtifactCache
 from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
 from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult, train, training_side
-from pipeline.errors import Cancelled, InputError, UsageError
+from pipeline.errors import Cancelled, InputError, OutOfMemoryError, UsageError
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.images import load_image
 from pipeline.locking import RunLock
@@ -178,7 +179,8 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
             _discard(net_path, ckpt_path)
         else:
             ref = find_network(preset, cache_root)
-            if ref is not None and _enough(ref, steps, accept_shipped):
+            wanted = steps if steps is not None else preset.settings.train_steps
+            if ref is not None and _enough(ref, wanted, accept_shipped):
                 return _found(preset.name, key, ref, time.monotonic() - start)
         gathered = gather_photos(photos, preset.settings.train_size, preset.settings.seed,
                                  should_stop)
@@ -188,8 +190,15 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
             on_start(TrainStart(preset.name, key, len(gathered.images), gathered.found,
                                 gathered.skipped, gathered.problems, aim,
                                 checkpoint_step(ckpt_path) or 0))
-        result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
-                        on_step, should_stop, checkpoint_every_s, remote)
+        try:
+            result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
+                            on_step, should_stop, checkpoint_every_s, remote)
+        except (torch.OutOfMemoryError, MemoryError):
+            s = preset.settings
+            raise OutOfMemoryError(
+                f"out of memory while training the network of {preset.name!r} "
+                f"(crops of {s.train_size} px, {s.train_batch} a step); try a smaller "
+                "train_size or train_batch; the last checkpoint is kept") from None
         digest = _write(preset, result, net_path, key, len(gathered.images))
     return TrainReport(preset.name, key, digest, net_path, "cache", True, result.steps,
                        result.resumed_from, time.monotonic() - start, result.loss,

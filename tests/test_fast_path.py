@@ -247,6 +247,7 @@ def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
 
     painted = FastStylizer(s, read_network(path)).stylize(photo)
     assert len(passes) == 1 and (passes[0].start - pil_to_tensor(painted)).abs().max() < 1e-6
+    assert not passes[0].bands  # the finest scale moves pixels, as in every schedule
     # Through the command: the record names the network it started from.
     photo_path, out = tmp_path / "cat.png", tmp_path / "cat-init.png"
     photo.save(photo_path)
@@ -255,3 +256,13 @@ def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
                            styles=styles, cache=cache)
     assert code == 0, err
     assert records.read_record(out).made["network"] == digest  # type: ignore[union-attr]
+
+
+def test_a_fast_results_key_ignores_the_optimizers_knobs() -> None:
+    from pipeline.settings import Settings
+
+    fast = Settings(method="fast")
+    assert fast.engine_view() == fast.merged({"steps": [5], "optimizer": "adam",
+                                              "init": "noise", "style_weight": 3}).engine_view()
+    assert fast.engine_view() != fast.merged({"size": 256}).engine_view()
+    assert "method" not in Settings().engine_view()  # optimize keys are as they were

@@ -15,6 +15,7 @@ docs/benchmarks.md ("The fast path").
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +65,9 @@ class FastStylizer:
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
-        self.net = network.net.to(self.device).eval()
+        # A copy on another device: the loaded network is shared (NetworkLoader keeps it).
+        net = network.net if self.device.type == "cpu" else copy.deepcopy(network.net)
+        self.net = net.to(self.device).eval()
 
     @property
     def digest(self) -> str:

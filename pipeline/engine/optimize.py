@@ -254,7 +254,8 @@ class _PhotoRun:
         loss_scale = self.scaler.scale
         # The optimizer moves ``x`` in place: a listener gets a copy of where it started.
         start = x.detach().clone() if self.calls.on_pass is not None else x
-        bands = k < self.settings.pyramid_scales
+        # ``init: fast`` keeps the finest scale alone, which always moves pixels.
+        bands = k < self.settings.pyramid_scales and self.settings.init != "fast"
         options = PassOptions(self.scales[k].steps, bands, self.calls.should_stop)
         report = _Reporter(self, k, tile, tiles_, canvas)
         result = optimize(x, lambda pic: objective(net(pic), pic), self.settings, options,

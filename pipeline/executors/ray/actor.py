@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +47,7 @@ class RayWorker:
         self._targets = WorkerTargets(self.label)
         self._networks = WorkerNetworks()
         self._shop = Workshop(self._targets, worker=self.label, networks=self._networks)
-        self._stop_training = threading.Event()
+        self._stops: set[str] = set()  # tokens of trainings asked to stop
 
     @_control
     def ready(self) -> dict[str, Any]:
@@ -67,20 +66,24 @@ class RayWorker:
                                  resolve_precision(settings.precision, device), pixels)
 
     def train(self, settings: Settings, targets: Any, photos: Any, options: Any,
-              checkpoint: bytes | None, key: str, box_name: str, every_s: float) -> Any:
-        """Train a network here (see :mod:`.training`); ``photos`` is an object reference."""
+              checkpoint: bytes | None, key: str, box_name: str, every_s: float,
+              token: str) -> Any:
+        """Train a network here (see :mod:`.training`).  ``token`` names this training for
+        :meth:`stop_training`, which may come before it starts (a stop is never lost)."""
         from pipeline.executors.ray.training import train_on_worker
 
         assert ray is not None
-        self._stop_training.clear()
         arrays = ray.get(photos) if isinstance(photos, ray.ObjectRef) else photos
-        return train_on_worker(settings, targets, arrays, options, checkpoint, key, box_name,
-                               every_s, self._stop_training)
+        try:
+            return train_on_worker(settings, targets, arrays, options, checkpoint, key,
+                                   box_name, every_s, lambda: token in self._stops)
+        finally:
+            self._stops.discard(token)
 
     @_control
-    def stop_training(self) -> None:
-        """Ask the training running here to checkpoint and stop, between two steps."""
-        self._stop_training.set()
+    def stop_training(self, token: str) -> None:
+        """Ask the training ``token`` to checkpoint and stop, between two steps."""
+        self._stops.add(token)
 
     def render(self, works: list[Work], sides: dict[int, Any], identity: dict[str, Any],
                network: ShippedNetwork | None = None) -> list[Finished]:

@@ -162,8 +162,10 @@ class RayExecutor:
                         should_stop: Callable[[], bool] | None) -> RemoteTraining:
         """One worker to train a network on (the first idle one), driven from here."""
         self._pool.reclaim()
-        actor = (self._pool.idle or self._pool.actors)[0]
-        return RemoteTraining(actor, on_step, lambda data: None, should_stop)
+        actors = self._pool.idle or self._pool.actors
+        if not actors:
+            raise StylizeError("no Ray worker is left to train on", category="workers_lost")
+        return RemoteTraining(actors[0], on_step, lambda data: None, should_stop)
 
     def capacity(self) -> int:
         # Each worker busy, and one batch read and waiting, so that a worker that finishes

@@ -19,7 +19,7 @@ from pipeline.cache_dir import default_cache_dir
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.ray.connect import ray
 from pipeline.network_loader import no_network
-from pipeline.networks import BLOCKS, find_network
+from pipeline.networks import BLOCKS, META_KEY, find_network, network_key
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
@@ -54,20 +54,23 @@ class NetworkShipper:
         ref = find_network(preset, self.cache_root or default_cache_dir())
         if ref is None:
             raise no_network(preset)
-        if ref.digest not in self._refs:
-            try:
-                data = fsread.read_bounded(ref.path, MAX_NETWORK_BYTES, "a network file")
-            except OSError as exc:
-                raise WeightsError(f"{ref.path.name}: cannot read the network file "
-                                   f"({exc.strerror or exc})", category="network") from None
-            loaded = decode_network(data, ref.path.name, _expected(preset))
-            if loaded.digest != ref.digest:
-                raise WeightsError(f"{ref.path.name}: its header names another network than "
-                                   "its tensors hold; delete it and train again",
-                                   category="network")
-            self._refs[ref.digest] = ray.put(data)
+        if ref.digest in self._refs:
+            return ref.digest, self._refs[ref.digest]
+        try:
+            data = fsread.read_bounded(ref.path, MAX_NETWORK_BYTES, "a network file")
+        except OSError as exc:
+            raise WeightsError(f"{ref.path}: cannot read the network file "
+                               f"({exc.strerror or exc})", category="network") from None
+        loaded = decode_network(data, str(ref.path), _expected(preset))
+        # What was read decides (see network_loader): it must still be this preset's.
+        if loaded.metadata.get(META_KEY) != network_key(preset):
+            raise WeightsError(f"{ref.path}: not the network of style {preset.name!r} with "
+                               "these settings (replaced while it was read?); run again",
+                               category="network")
+        if loaded.digest not in self._refs:
+            self._refs[loaded.digest] = ray.put(data)
             self.shipped += 1
-        return ref.digest, self._refs[ref.digest]
+        return loaded.digest, self._refs[loaded.digest]
 
     def clear(self) -> None:
         self._refs.clear()

@@ -16,7 +16,6 @@ The worker's side is :func:`train_on_worker`, called by the actor's ``train`` me
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -73,7 +72,7 @@ class Trained:
 
 def train_on_worker(settings: Settings, targets: StyleTargets, photos: Sequence[np.ndarray],
                     options: TrainOptions, checkpoint: bytes | None, key: str,
-                    box_name: str, every_s: float, stop: threading.Event) -> Trained:
+                    box_name: str, every_s: float, should_stop: Callable[[], bool]) -> Trained:
     """Train on this worker; progress and checkpoints go to the box named ``box_name``."""
     from PIL import Image
 
@@ -102,7 +101,7 @@ def train_on_worker(settings: Settings, targets: StyleTargets, photos: Sequence[
 
     stopped = False
     try:
-        result = trainer.run(on_step, stop.is_set, on_checkpoint, every_s)
+        result = trainer.run(on_step, should_stop, on_checkpoint, every_s)
     except Cancelled:
         stopped = True
         result = None
@@ -127,25 +126,30 @@ class RemoteTraining:
             options: TrainOptions, checkpoint: bytes | None, key: str,
             every_s: float) -> Trained:
         assert ray is not None
-        box_name = f"stylize-train-{uuid.uuid4().hex}"
-        box: Any = ray.remote(num_cpus=0)(TrainBox).options(name=box_name).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        token = uuid.uuid4().hex
+        box_name = f"stylize-train-{token}"
+        here = ray.get_runtime_context().get_node_id()
+        box: Any = ray.remote(TrainBox).options(  # type: ignore[attr-defined]
+            name=box_name, num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        self._pending: Any = None  # the drain asked for and not yet answered
         try:
-            task = self.actor.train.remote(settings, targets, ray.put(list(photos)), options,
-                                           checkpoint, key, box_name, every_s)
-            asked_to_stop = False
-            while True:
-                ready, _ = ray.wait([task], timeout=POLL_S)
+            # Not retried by Ray: a retry would start again from this (older) checkpoint
+            # and overwrite the newer ones the driver has since written.
+            task = self.actor.train.options(max_task_retries=0).remote(
+                settings, targets, ray.put(list(photos)), options, checkpoint, key,
+                box_name, every_s, token)
+            while not ray.wait([task], timeout=POLL_S)[0]:
                 self._drain(box)
-                if ready:
-                    break
-                if not asked_to_stop and self.should_stop is not None and self.should_stop():
-                    self.actor.stop_training.remote()
-                    asked_to_stop = True
-            try:
-                trained: Trained = ray.get(task)
-            except ray.exceptions.RayTaskError as exc:
-                raise exc.cause from None
-            self._drain(box, wait=FINAL_DRAIN_S)  # the last checkpoint and steps
+                if self.should_stop is not None and self.should_stop():
+                    self.actor.stop_training.remote(token)  # again each time: never lost
+            trained = self._result(task)
+            # The worker is done: a drain asked for now holds its last checkpoint and steps
+            # (one asked before may not, so that one is read first).
+            for _ in range(2 if self._pending is not None else 1):
+                self._drain(box, wait=FINAL_DRAIN_S)
             if trained.stopped:
                 raise Cancelled("stopped on request")
             return trained
@@ -153,19 +157,45 @@ class RemoteTraining:
             with contextlib.suppress(Exception):
                 ray.kill(box)
 
-    def _drain(self, box: Any, wait: float = 0.0) -> None:
-        """Report the steps and write the checkpoint the box holds.  The box may still be
-        starting (a new process): then there is nothing yet, unless ``wait`` is given."""
+    @staticmethod
+    def _result(task: Any) -> Trained:
+        """The worker's result, or its failure as one line (a dead worker included)."""
         assert ray is not None
         try:
-            steps, checkpoint = ray.get(box.drain.remote(), timeout=wait or POLL_S)
-        except ray.exceptions.GetTimeoutError:
+            trained: Trained = ray.get(task)
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, StylizeError):
+                raise exc.cause from None
+            raise StylizeError(f"training on the Ray worker failed: "
+                               f"{type(exc.cause).__name__}: {exc.cause}") from None
+        except ray.exceptions.RayError as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise StylizeError(f"the Ray worker training the network was lost ({why}); the "
+                               "same command resumes from the last checkpoint") from None
+        return trained
+
+    def _drain(self, box: Any, wait: float = 0.0) -> None:
+        """Report the steps and write the checkpoint the box holds.
+
+        One drain is asked for at a time and its answer always read, however late: an
+        answer left unread would take a checkpoint with it.  The box may still be starting
+        (a new process): then there is no news yet, unless ``wait`` is given.
+        """
+        assert ray is not None
+        if self._pending is None:
+            self._pending = box.drain.remote()
+        ready, _ = ray.wait([self._pending], timeout=wait or 0)
+        if not ready:
             if wait:
                 raise StylizeError("the training worker's box did not answer; its last "
                                    "checkpoint may be lost") from None
             return
+        try:
+            steps, checkpoint = ray.get(self._pending)
         except ray.exceptions.RayError as exc:
             raise StylizeError(f"lost the training worker's progress ({exc})") from None
+        finally:
+            self._pending = None
         if checkpoint is not None:
             self.on_checkpoint(checkpoint)
         for progress in steps:
