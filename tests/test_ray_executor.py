@@ -264,7 +264,7 @@ def test_training_runs_on_a_worker_and_its_checkpoints_land_on_the_driver(
         audit_dir: Path) -> None:
     from pipeline.errors import Cancelled
     from pipeline.networks import cache_paths, find_network, network_key
-    from pipeline.train_job import ensure_network
+    from pipeline.train_job import checkpoint_step, ensure_network
 
     photos = []
     for i in range(4):
@@ -273,21 +273,24 @@ def test_training_runs_on_a_worker_and_its_checkpoints_land_on_the_driver(
         gradient_photo(96, 64, seed=i).save(photos[-1])
     preset = load_manifest(make_project(tmp_path / "job", fast_preset_dir).manifest
                            ).jobs[0].styles[0].with_overrides(
-        {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 4,
+        {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 100_000,
          "train_batch": 2})
     cache = tmp_path / "driver-cache"
     _, checkpoint, _ = cache_paths(cache, network_key(preset))
-    # Stopped after its first step: the worker checkpoints, the driver keeps it.
+    # Stopped once its first steps reach the driver (far from the end): the worker
+    # checkpoints, the driver keeps it.
     seen: list[int] = []
-    stop_after_one = executor.remote_training(lambda p: seen.append(p.step),
+    stop_when_seen = executor.remote_training(lambda p: seen.append(p.step),
                                               lambda: bool(seen))
     with pytest.raises(Cancelled):
-        ensure_network(preset, photos, cache, remote=stop_after_one, checkpoint_every_s=0.0)
-    assert checkpoint.is_file() and find_network(preset, cache) is None
-    # Resumed from the driver's checkpoint, on a worker, to the end.
-    report = ensure_network(preset, photos, cache,
+        ensure_network(preset, photos, cache, remote=stop_when_seen, checkpoint_every_s=0.0)
+    stopped_at = checkpoint_step(checkpoint)
+    assert stopped_at is not None and stopped_at >= 1 and find_network(preset, cache) is None
+    # Resumed from the driver's checkpoint, on a worker, two steps further, to the end.
+    report = ensure_network(preset, photos, cache, steps=stopped_at + 2,
                             remote=executor.remote_training(None, None))
-    assert report.trained and report.steps == 4 and report.resumed_from >= 1
+    assert report.trained and report.resumed_from == stopped_at
+    assert report.steps == stopped_at + 2
     ref = find_network(preset, cache)
     assert ref is not None and ref.digest == report.digest
     touched = [p for p in opened_by_workers(audit_dir)
