@@ -20,6 +20,20 @@ from pipeline.styles import Preset
 KEPT = 8
 
 
+def still_the_presets(loaded: LoadedNetwork, preset: Preset, path: Path) -> LoadedNetwork:
+    """``loaded``, if it is still the network of ``preset``'s settings.
+
+    What was read decides, not the header looked at before: the file may have been
+    replaced, atomically, by a newer training in between, which is fine if it is still
+    this preset's (its digest is then the one recorded).
+    """
+    if loaded.metadata.get(META_KEY) != network_key(preset):
+        raise WeightsError(f"{path}: not the network of style {preset.name!r} with these "
+                           "settings (replaced while it was read?); run again",
+                           category="network")
+    return loaded
+
+
 def no_network(preset: Preset) -> UsageError:
     return UsageError(f"style {preset.name!r} has no trained network for these settings; "
                       f"train one with: stylize train {preset.name} --on FOLDER (or run "
@@ -41,13 +55,7 @@ class NetworkLoader:
             self._kept.move_to_end(ref.digest)
             return self._kept[ref.digest]
         expected = NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
-        loaded = read_network(ref.path, expected)
-        # What was read decides (the file may have been replaced, atomically, by a newer
-        # training since its header was looked at): it must still be this preset's.
-        if loaded.metadata.get(META_KEY) != network_key(preset):
-            raise WeightsError(f"{ref.path}: not the network of style {preset.name!r} with "
-                               "these settings (replaced while it was read?); run again",
-                               category="network")
+        loaded = still_the_presets(read_network(ref.path, expected), preset, ref.path)
         self._kept[loaded.digest] = loaded
         while len(self._kept) > KEPT:
             self._kept.popitem(last=False)

@@ -18,8 +18,8 @@ from pipeline import fsread
 from pipeline.cache_dir import default_cache_dir
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.ray.connect import ray
-from pipeline.network_loader import no_network
-from pipeline.networks import BLOCKS, META_KEY, find_network, network_key
+from pipeline.network_loader import no_network, still_the_presets
+from pipeline.networks import BLOCKS, find_network
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
@@ -61,12 +61,8 @@ class NetworkShipper:
         except OSError as exc:
             raise WeightsError(f"{ref.path}: cannot read the network file "
                                f"({exc.strerror or exc})", category="network") from None
-        loaded = decode_network(data, str(ref.path), _expected(preset))
-        # What was read decides (see network_loader): it must still be this preset's.
-        if loaded.metadata.get(META_KEY) != network_key(preset):
-            raise WeightsError(f"{ref.path}: not the network of style {preset.name!r} with "
-                               "these settings (replaced while it was read?); run again",
-                               category="network")
+        loaded = still_the_presets(decode_network(data, str(ref.path), _expected(preset)),
+                                   preset, ref.path)
         if loaded.digest not in self._refs:
             self._refs[loaded.digest] = ray.put(data)
             self.shipped += 1
