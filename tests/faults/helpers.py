@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
@@ -163,3 +164,24 @@ def digests(folder: Path, pattern: str = "*") -> dict[str, str]:
 def temp_files(folder: Path) -> list[Path]:
     """Leftovers of interrupted writes anywhere under ``folder``."""
     return sorted(p for p in folder.rglob(f"{TEMP_PREFIX}*"))
+
+
+@contextmanager
+def small_tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"4m"``) under ``tmp_path``, unmounted afterwards; the
+    test is skipped where one cannot be mounted (mounting needs root)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                  str(folder)], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc})")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

@@ -14,7 +14,6 @@ import pickle
 import pwd
 import random
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from faults.helpers import (
     run_child,
     sha256,
     shared_folder,
+    small_tmpfs,
     spawn,
     temp_files,
     write_manifest,
@@ -89,21 +89,8 @@ def _bomb(marker: Path) -> bytes:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 200 KiB tmpfs (root only); skipped where it cannot be mounted."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs",
-                                  str(folder)], capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here ({exc})")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
-    try:
+    with small_tmpfs(tmp_path, "200k") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
 def _fill(folder: Path, leave: int) -> Path:

@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import gradient_photo
 
-from faults.helpers import child_env, make_styles, run_child, spawn
+from faults.helpers import child_env, make_styles, run_child, small_tmpfs, spawn
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.networks import cache_paths, network_key
 from pipeline.styles import Registry
@@ -129,21 +128,8 @@ def test_kill_9_then_the_same_command_resumes_from_the_checkpoint(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs (root only): room for the style targets and a few checkpoints."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs",
-                                  str(folder)], capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here ({exc})")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
-    try:
+    with small_tmpfs(tmp_path, "4m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
 def _fill(folder: Path) -> Path:
