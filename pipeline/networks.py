@@ -42,7 +42,7 @@ BLOCKS = 5
 #: A safetensors header is a few KB for a network; more is not one of ours.
 MAX_HEADER_BYTES = 1 << 20
 #: Bumped when the meaning of a network key changes.
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: crops framed at the working size, the weights averaged
 
 #: Metadata a network file carries (besides the network module's own fields).
 META_KEY, META_DIGEST, META_STYLE = "network_key", "network_digest", "style"

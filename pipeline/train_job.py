@@ -77,10 +77,11 @@ MIN_PHOTOS = 4
 #: Photos with a shorter side are refused as too small: their crops would be mostly
 #: upsampled blur, which teaches the network to paint blur.
 MIN_PHOTO_SIDE = 32
-#: Photos are decoded with their long side at most this many crop sides.  Crops cover a
-#: quarter of the short side or more (TrainOptions.scale), so a 4:3 photo decoded with a
-#: long side of 4 crops (short side 3) is enlarged only for the very closest crops;
-#: keeping the full resolution would cost memory and decoding time and teach nothing.
+#: Photos are decoded with their long side at most this many crop sides.  Crops are
+#: windows of a photo seen at the working size (two crop sides, times at most 1.25:
+#: TrainOptions.zoom), so a photo of up to 2.5:1 decoded with a long side of 4 crops is
+#: never enlarged; keeping the full resolution would cost memory and decoding time and
+#: teach nothing.
 DECODE_SIDE_FACTOR = 4
 #: Pixels of decoded photos held in memory at most (768 MiB as 8-bit RGB).  A larger
 #: collection is sampled (by the seed) until this is full: training runs for a number of

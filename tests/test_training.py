@@ -54,7 +54,7 @@ def _options(**kw: object) -> TrainOptions:
 
 def test_random_crops_follow_their_generator(photos: list[Image.Image]) -> None:
     def crops(seed: int) -> torch.Tensor:
-        return random_crops(photos, 5, 24, (0.3, 1.0), torch.Generator().manual_seed(seed))
+        return random_crops(photos, 5, 24, 48, (0.5, 2.0), torch.Generator().manual_seed(seed))
 
     a = crops(1)
     assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
@@ -62,9 +62,42 @@ def test_random_crops_follow_their_generator(photos: list[Image.Image]) -> None:
     assert torch.equal(a, crops(1)) and not torch.equal(a, crops(2))
 
 
+def test_a_crop_is_a_window_of_the_photo_seen_at_the_working_size() -> None:
+    # A horizontal ramp: a crop's left-to-right rise tells how much of the photo it spans.
+    ramp = torch.linspace(0, 1, 400).expand(3, 300, 400)
+    photo = Image.fromarray((ramp.permute(1, 2, 0) * 255).round().byte().numpy())
+    for working, zoom in ((200, 1.0), (400, 1.0), (200, 2.0)):
+        crops = random_crops([photo], 4, 50, working, (zoom, zoom),
+                             torch.Generator().manual_seed(1))
+        rise = (crops[..., -1] - crops[..., 0]).abs().mean()
+        # Seen at the area of a square `working × zoom` px a side (400×300 has the area of
+        # a 346 px square), 50 px of the crop are 50 × 346 / (working × zoom) px of the photo.
+        spans = 50 * (400 * 300) ** 0.5 / (working * zoom) / 400
+        assert abs(float(rise) - spans * 49 / 50) < 0.01, (working, zoom, float(rise), spans)
+    # A photo too small for a crop at that size gives its whole short side.
+    crops = random_crops([photo], 2, 50, 40, (1.0, 1.0), torch.Generator().manual_seed(1))
+    rise = (crops[..., -1] - crops[..., 0]).abs().mean()
+    assert abs(float(rise) - 300 / 400 * 49 / 50) < 0.01
+
+
+def test_the_network_used_is_the_average_of_the_trained_weights(
+        targets: StyleTargets, photos: list[Image.Image]) -> None:
+    trainer = Trainer(SETTINGS, targets, photos, _options(steps=5))
+    start = [p.detach().clone() for p in trainer.learner.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(start, trainer.net.parameters(), strict=True))
+    trainer.run()
+    for a, w, s in zip(trainer.net.parameters(), trainer.learner.parameters(), start,
+                       strict=True):
+        # Between the start and the last step's weights, and neither (warmed up: the
+        # first steps weigh most).
+        assert not torch.equal(a, w) and not torch.equal(a, s)
+    plain = Trainer(SETTINGS, targets, photos, _options(steps=5, average=0.0))
+    assert plain.net is plain.learner
+
+
 def test_training_lowers_the_loss(targets: StyleTargets, photos: list[Image.Image]) -> None:
     trainer = Trainer(SETTINGS, targets, photos, _options(steps=20))
-    held = random_crops([gradient_photo(80, 72, seed=9)], 2, 32, (0.5, 1.0),
+    held = random_crops([gradient_photo(80, 72, seed=9)], 2, 32, 64, (1.0, 1.0),
                         torch.Generator().manual_seed(0))
     before = trainer.evaluate(held)
     seen: list[TrainProgress] = []
@@ -165,10 +198,11 @@ def test_foreign_or_damaged_checkpoints_are_refused(
 def test_what_training_needs(targets: StyleTargets, photos: list[Image.Image]) -> None:
     with pytest.raises(UsageError):
         Trainer(SETTINGS, targets, [], _options())
-    with pytest.raises(ValueError, match="side 96"):
+    with pytest.raises(ValueError, match="side 192"):  # the working size's: 2 × 96
         Trainer(SETTINGS, targets, photos, _options(crop=96))
-    with pytest.raises(ValueError):
-        _options(scale=(0.5, 0.2))
+    for bad in ({"zoom": (0.5, 0.2)}, {"zoom": (0.0, 1.0)}, {"average": 1.0}):
+        with pytest.raises(ValueError):
+            _options(**bad)
 
 
 def test_teacher_crops_are_the_same_regions_and_distillation_pulls_towards_them(
@@ -177,19 +211,19 @@ def test_teacher_crops_are_the_same_regions_and_distillation_pulls_towards_them(
 
     # A teacher at half the photo's size: the same regions, so the same crops (blurred).
     halves = [p.convert("RGB").resize((p.width // 2, p.height // 2)) for p in photos]
-    crops, taught = random_crop_pairs(photos, halves, 6, 24, (0.5, 1.0),
+    crops, taught = random_crop_pairs(photos, halves, 6, 24, 48, (0.8, 1.25),
                                       torch.Generator().manual_seed(3))
     assert taught is not None and taught.shape == crops.shape
     assert (crops - taught).abs().mean() < 0.05
-    assert torch.equal(crops, random_crops(photos, 6, 24, (0.5, 1.0),
+    assert torch.equal(crops, random_crops(photos, 6, 24, 48, (0.8, 1.25),
                                            torch.Generator().manual_seed(3)))
     # Distilled from grey teachers, the network's pictures go grey, faster than without.
     greys = [Image.new("RGB", p.size, (128, 128, 128)) for p in photos]
-    held = random_crops(photos, 2, 32, (0.5, 1.0), torch.Generator().manual_seed(0))
+    held = random_crops(photos, 2, 32, 64, (1.0, 1.0), torch.Generator().manual_seed(0))
 
     def distance(trainer: Trainer) -> float:
         with torch.no_grad():
-            return float((trainer.net(held) - 128 / 255).abs().mean())
+            return float((trainer.learner(held) - 128 / 255).abs().mean())
 
     plain = Trainer(SETTINGS, targets, photos, _options(steps=30))
     taught_net = Trainer(SETTINGS, targets, photos, _options(steps=30, teacher_weight=50.0),

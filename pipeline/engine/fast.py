@@ -1,16 +1,16 @@
 """The fast path's stylization: one pass of a preset's trained network per photo.
 
-Brush size.  The network learned to paint on crops of ``train_size`` pixels a side,
-against the painting resized to the same area (the style targets of that side): its
-strokes have a fixed size in pixels.  The optimizer paints each photo against the
-painting resized to the photo's own area, so its strokes keep their size relative to
-the picture whatever the output size.  To give the same strokes, the network runs on
-the photo at a working size (the area of a square :data:`WORKING_SIDE_FACTOR` crops a
-side, never above the output size) and its picture is upsampled to the output size;
-the photo's own fine detail, which that upsampling cannot restore, is put back as its
-Laplacian band (the detail lost between the working and the output size), as the
-optimizer's finest scales keep the photo's edges.  Measured stroke sizes are in
-docs/benchmarks.md ("The fast path").
+Brush size.  The network learned to paint photos seen at a working size (the area of a
+square :func:`~pipeline.engine.training.working_side` pixels a side: two training crops),
+against the painting resized to that area: its strokes have a fixed size in pixels.
+The optimizer paints each photo against the painting resized to the photo's own area,
+so its strokes keep their size relative to the picture whatever the output size.  To
+give the same strokes, the network runs on the photo at the working size (never above
+the output size) and its picture is upsampled to the output size; the photo's own fine
+detail, which that upsampling cannot restore, is put back as its Laplacian band (the
+detail lost between the working and the output size), as the optimizer's finest scales
+keep the photo's edges.  Measured stroke sizes are in docs/benchmarks.md ("The fast
+path").
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.engine import training
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.geometry import output_size
 from pipeline.engine.network import MIN_SIDE, LoadedNetwork
@@ -36,11 +37,6 @@ from pipeline.settings import Settings
 
 #: Below this side the network is not run (its two 2× downsamplings leave too little).
 MIN_WORKING_SIDE = 32
-#: The working size's side, in training crop sides.  Measured (bench/brush_size.py, udnie,
-#: docs/benchmarks.md): with 1 the strokes came out about twice the optimizer's (18
-#: cycles per picture width against 31-37); the network run at a 418 px side (2.2 crop
-#: sides) painted 33, the optimizer's at 512 px.
-WORKING_SIDE_FACTOR = 2.0
 
 
 def working_size(width: int, height: int, side: float) -> tuple[int, int]:
@@ -61,7 +57,7 @@ class FastStylizer:
         self.settings = settings
         # The side of the square whose area the network paints at (see the module doc);
         # benchmarks compare other choices.
-        self.working_side = working_side or settings.train_size * WORKING_SIDE_FACTOR
+        self.working_side = working_side or training.working_side(settings.train_size)
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)

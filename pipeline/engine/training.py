@@ -1,11 +1,25 @@
 """Training a preset's transformation network on the user's own photos (the fast path).
 
 The network (:mod:`pipeline.engine.network`) is trained with Adam on random square crops
-of the photos, at a random scale and flipped at random, against the very objective the
-optimizer minimizes (:class:`~pipeline.engine.objective.Objective`): content towards the
-VGG-19 features of the crops themselves, style towards the cached style targets of the
-crop's size, total variation of the output.  Iterations, not epochs, decide the length:
-a collection of 20 photos and one of 20,000 train for the same number of steps.
+of the photos, flipped at random, against the very objective the optimizer minimizes
+(:class:`~pipeline.engine.objective.Objective`): content towards the VGG-19 features of
+the crops themselves, style towards the cached style targets, total variation of the
+output.  Iterations, not epochs, decide the length: a collection of 20 photos and one of
+20,000 train for the same number of steps.
+
+Scale.  The fast path paints a photo at a *working size* (:func:`working_side`: the area
+of a square :data:`WORKING_SIDE_FACTOR` crops a side).  Each crop is a window of a photo
+seen at that size (give or take :attr:`TrainOptions.zoom`), and the style targets are
+those the optimizer uses for a picture of that size (the painting resized to its area):
+a Gram matrix is a mean over positions, so a crop of a well-stylized picture has about
+the whole picture's Grams.  The objective the network is trained on is then the one its
+pictures are judged by.  (Crops drawn at any scale against the crop-sized painting, the
+first design, ask the network for strokes of a size it cannot tell from the crop: it
+learned a small texture that fits no scale, 4-6 times the optimizer's style distance.)
+
+Averaging.  The network used is an exponential moving average of the trained weights
+(:attr:`TrainOptions.average`): at a constant learning rate Adam's weights wander around
+the optimum from step to step, and their average sits nearer to it.
 
 A :class:`Trainer` is a library object: it never prints and never exits.  Each step is
 reported to an ``on_step`` callback as a :class:`TrainProgress`, a ``should_stop``
@@ -22,6 +36,7 @@ optimizer (:func:`pipeline.engine.weights.load_network`).  The losses are float3
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -47,13 +62,23 @@ from pipeline.hashing import digest_tensors
 from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", "Trainer",
-           "random_crops", "train", "training_side"]
+__all__ = ["CHECKPOINT_FORMAT", "WORKING_SIDE_FACTOR", "TrainOptions", "TrainProgress",
+           "TrainResult", "Trainer", "random_crops", "train", "training_side", "working_side"]
 
 #: In every checkpoint's metadata; a file without it is refused.
-CHECKPOINT_FORMAT = "stylize-train-checkpoint-1"
+CHECKPOINT_FORMAT = "stylize-train-checkpoint-2"
 #: The largest checkpoint read: a network file's bound, three times (weights and moments).
-MAX_CHECKPOINT_BYTES = 3 * (256 << 20)
+MAX_CHECKPOINT_BYTES = 4 * (256 << 20)
+#: The working size's side, in training crop sides: a crop then covers about a quarter of
+#: a photo seen at the working size, enough of it to learn from its shapes.  Measured
+#: with the first design (bench/brush_size.py, udnie, docs/benchmarks.md): with 1 the
+#: strokes came out about twice the optimizer's, with 2 they matched.
+WORKING_SIDE_FACTOR = 2.0
+
+
+def working_side(crop: int) -> int:
+    """The side of the square whose area the network paints at, for ``crop`` px crops."""
+    return round(crop * WORKING_SIDE_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -65,9 +90,13 @@ class TrainOptions:
     steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
     learning_rate: float = 1e-3
     seed: int = 0  # decides the crops, their scales and flips, and so the network
-    # The crop's side as a fraction of the photo's short side, drawn log-uniformly: the
-    # network sees the collection's subjects both whole and up close.
-    scale: tuple[float, float] = (0.25, 1.0)
+    # Each photo is seen at the working size times a factor drawn log-uniformly from
+    # this range: a little play, so that the network is not tied to one exact scale
+    # (photos smaller than the output, an output smaller than the working size).
+    zoom: tuple[float, float] = (0.8, 1.25)
+    # The decay of the weights' moving average (0: the network is the last step's).
+    # Warmed up as (1 + t) / (10 + t), so early snapshots are not the random start's.
+    average: float = 0.999
     config: NetworkConfig = field(default_factory=NetworkConfig)
     # Distillation (Texler et al. 2020 train from a few stylized frames): with teacher
     # pictures (optimized pictures of the photos), the mean absolute pixel difference to
@@ -77,13 +106,20 @@ class TrainOptions:
     precision: str | None = None  # None: the settings' precision
 
     def __post_init__(self) -> None:
-        lo, hi = self.scale
+        lo, hi = self.zoom
         if self.crop < MIN_SCALE_SIDE:
             raise ValueError(f"crop must be at least {MIN_SCALE_SIDE} px, not {self.crop}")
         if self.batch < 1 or self.steps < 0 or not self.learning_rate > 0:
             raise ValueError("batch must be at least 1, steps at least 0, learning_rate > 0")
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"scale must be 0 < low <= high <= 1, not {self.scale}")
+        if not 0 < lo <= hi <= 4:
+            raise ValueError(f"zoom must be 0 < low <= high <= 4, not {self.zoom}")
+        if not 0 <= self.average < 1:
+            raise ValueError(f"average must be in [0, 1), not {self.average}")
+
+    @property
+    def working(self) -> int:
+        """The working side (:func:`working_side`) of these crops."""
+        return working_side(self.crop)
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: everything that
@@ -94,7 +130,7 @@ class TrainOptions:
             del out[name]
         if not self.teacher_weight:  # absent when off: checkpoints before it stay valid
             del out["teacher_weight"]
-        out["scale"], out["config"] = list(self.scale), self.config.as_dict()
+        out["zoom"], out["config"] = list(self.zoom), self.config.as_dict()
         return out
 
 
@@ -123,29 +159,33 @@ StepFn = Callable[[TrainProgress], None]
 
 
 def training_side(settings: Settings, crop: int) -> int:
-    """The style side the targets of ``crop``×``crop`` training crops are computed at:
-    the one the optimizer would use for a picture of that size."""
-    return style_side(crop, crop, settings.style_scale)
+    """The style side the targets of training on ``crop``×``crop`` crops are computed
+    at: the one the optimizer would use for a picture of the working size."""
+    side = working_side(crop)
+    return style_side(side, side, settings.style_scale)
 
 
-def random_crops(photos: Sequence[Image.Image], count: int, crop: int,
-                 scale: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+def random_crops(photos: Sequence[Image.Image], count: int, crop: int, working: int,
+                 zoom: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
     """``count`` random square crops (``count×3×crop×crop``, float32 in [0, 1]).
 
-    Each: a photo drawn uniformly, a square of side ``f`` × its short side (``f`` drawn
-    log-uniformly from ``scale``) at a uniform position, resized to ``crop`` (bicubic,
-    antialiased when it shrinks), mirrored with probability ½.  Every draw comes from
-    ``generator``, so its state decides the crops and a checkpoint can carry it.
+    Each: a photo drawn uniformly and seen at the area of a square ``working`` × ``z``
+    pixels a side (``z`` drawn log-uniformly from ``zoom``; its shape kept), a
+    ``crop``-pixel square of it at a uniform position (the whole short side, if the
+    photo is too small or too narrow for one), resized from the photo's own pixels
+    (bicubic, antialiased when it shrinks), mirrored with probability ½.  Every draw
+    comes from ``generator``, so its state decides the crops and a checkpoint can carry
+    it.
     """
-    return random_crop_pairs(photos, None, count, crop, scale, generator)[0]
+    return random_crop_pairs(photos, None, count, crop, working, zoom, generator)[0]
 
 
 def random_crop_pairs(photos: Sequence[Image.Image], teachers: Sequence[Image.Image] | None,
-                      count: int, crop: int, scale: tuple[float, float],
+                      count: int, crop: int, working: int, zoom: tuple[float, float],
                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`random_crops`, and the same regions of each photo's teacher picture (of any
     size: the region is taken at the same place relative to the picture)."""
-    lo, hi = scale
+    lo, hi = zoom
     out, taught = [], []
     for _ in range(count):
         i = int(torch.randint(len(photos), (1,), generator=generator))
@@ -153,7 +193,9 @@ def random_crop_pairs(photos: Sequence[Image.Image], teachers: Sequence[Image.Im
         u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
         if img.mode != "RGB":
             img = img.convert("RGB")
-        side = min(img.width, img.height) * lo * (hi / lo) ** u[0]
+        # The photo's pixels per working-size pixel, then the crop's side in its pixels.
+        seen = working * lo * (hi / lo) ** u[0]
+        side = min(crop * math.sqrt(img.width * img.height) / seen, img.width, img.height)
         x0, y0 = u[1] * (img.width - side), u[2] * (img.height - side)
         pieces = [img.resize((crop, crop), Image.Resampling.BICUBIC,
                              box=(x0, y0, x0 + side, y0 + side))]
@@ -174,7 +216,9 @@ class Trainer:
 
     ``targets`` holds the style targets of :func:`training_side` (more sides may be
     there).  ``photos`` may be any sequence (a lazy one for a large collection); each
-    step draws :attr:`TrainOptions.batch` crops from it.
+    step draws :attr:`TrainOptions.batch` crops from it.  :attr:`learner` is the network
+    Adam trains; :attr:`net` the one to use: the learner's moving average (or the
+    learner itself when :attr:`TrainOptions.average` is 0).
     """
 
     def __init__(self, settings: Settings, targets: StyleTargets,
@@ -201,8 +245,11 @@ class Trainer:
                                              self.vgg.feature_scale)
         with torch.random.fork_rng(devices=[]):  # the seed decides the initial weights,
             torch.manual_seed(o.seed)  # without resetting the process's generator
-            self.net = TransformNet(o.config).to(self.device).train()
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.learning_rate)
+            self.learner = TransformNet(o.config).to(self.device).train()
+        self.net = self.learner
+        if o.average:
+            self.net = copy.deepcopy(self.learner).eval().requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=o.learning_rate)
         # Float16 gradients underflow without scaling; bfloat16 has float32's range.
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.dtype == torch.float16)
@@ -213,13 +260,13 @@ class Trainer:
         """One Adam step on a fresh batch of crops; the batch's mean objective."""
         o = self.options
         photos, taught = random_crop_pairs(self.photos, self.teachers, o.batch, o.crop,
-                                           o.scale, self.generator)
+                                           o.working, o.zoom, self.generator)
         photos = photos.to(self.device)
         with torch.no_grad():
             objective = Objective.build(self.settings, self.vgg(photos), self.style)
         with torch.autocast(self.device.type, dtype=self.dtype,
                             enabled=self.dtype != torch.float32):
-            pictures = self.net(photos)  # float32: the output head runs in float32
+            pictures = self.learner(photos)  # float32: the output head runs in float32
         # Mean, not sum, over the crops: the learning rate then means the same at any batch.
         loss = objective(self.vgg(pictures), pictures).mean()
         if taught is not None:
@@ -229,11 +276,16 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
+        if self.net is not self.learner:
+            decay = min(o.average, (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                for a, w in zip(self.net.parameters(), self.learner.parameters(), strict=True):
+                    a.lerp_(w, 1 - decay)
         return float(loss.detach())
 
     @torch.no_grad()
     def evaluate(self, photos: torch.Tensor) -> float:
-        """The mean objective of the network's pictures of ``photos`` (``B×3×H×W``, crops
+        """The mean objective of :attr:`net`'s pictures of ``photos`` (``B×3×H×W``, crops
         of the training size), without training: a fixed yardstick, where the steps'
         losses move with their random crops."""
         photos = photos.to(self.device)
@@ -253,7 +305,7 @@ class Trainer:
         step is done, and when ``should_stop`` says stop, before :class:`Cancelled` is
         raised: a stopped run loses nothing.
         """
-        self.net.train()
+        self.learner.train()
         start = time.perf_counter()
         resumed_from, loss = self.step, None
         last_save = time.monotonic()
@@ -272,23 +324,28 @@ class Trainer:
                                               time.monotonic() - last_save >= checkpoint_every_s):
                 on_checkpoint()
                 last_save = time.monotonic()
-        self.net.eval()
-        return TrainResult(self.net, self.step, resumed_from, time.perf_counter() - start, loss)
+        self.learner.eval()
+        return TrainResult(self.net.eval(), self.step, resumed_from,
+                           time.perf_counter() - start, loss)
 
     # -- checkpoints ----------------------------------------------------------------------
 
     def checkpoint_bytes(self, key: str = "") -> bytes:
         """The whole training state as safetensors bytes.
 
-        Tensors: the network's (``net.``), Adam's moments and step counts by parameter
-        name (``adam.<name>.<field>``: ``torch.save`` of the optimizer's state dict would be
-        a pickle), the crop generator's state (``rng``).  Metadata: the step, the options
+        Tensors: the learner's (``net.``), its average's (``avg.``, when averaging),
+        Adam's moments and step counts by parameter name (``adam.<name>.<field>``:
+        ``torch.save`` of the optimizer's state dict would be a pickle), the crop
+        generator's state (``rng``).  Metadata: the step, the options
         that must match on resume, the caller's ``key`` (e.g. the network's cache key), the
         gradient scaler's state, and the digest of the tensors.
         """
         tensors = {f"net.{n}": t.detach().cpu().contiguous()
-                   for n, t in self.net.state_dict().items()}
-        names = [n for n, _ in self.net.named_parameters()]
+                   for n, t in self.learner.state_dict().items()}
+        if self.net is not self.learner:
+            tensors |= {f"avg.{n}": t.detach().cpu().contiguous()
+                        for n, t in self.net.state_dict().items()}
+        names = [n for n, _ in self.learner.named_parameters()]
         for index, state in self.optimizer.state_dict()["state"].items():
             for field_name, value in state.items():
                 tensors[f"adam.{names[index]}.{field_name}"] = (
@@ -353,8 +410,9 @@ class Trainer:
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         net = {n.removeprefix("net."): t for n, t in tensors.items() if n.startswith("net.")}
-        params = dict(self.net.named_parameters())
-        shapes = {n: t.shape for n, t in self.net.state_dict().items()}
+        avg = {n.removeprefix("avg."): t for n, t in tensors.items() if n.startswith("avg.")}
+        params = dict(self.learner.named_parameters())
+        shapes = {n: t.shape for n, t in self.learner.state_dict().items()}
         adam: dict[int, dict[str, torch.Tensor]] = {}
         index = {n: i for i, n in enumerate(params)}
         for name, t in tensors.items():
@@ -364,13 +422,17 @@ class Trainer:
             if param not in index or (field_name != "step" and t.shape != params[param].shape):
                 raise _refusal(source, f"does not fit this network (at {name!r})")
             adam.setdefault(index[param], {})[field_name] = t
-        if {n: t.shape for n, t in net.items()} != shapes or "rng" not in tensors:
+        averaged = self.net is not self.learner
+        if ({n: t.shape for n, t in net.items()} != shapes or "rng" not in tensors
+                or {n: t.shape for n, t in avg.items()} != (shapes if averaged else {})):
             raise _refusal(source, "does not fit this network (its tensors differ)")
         try:
             self.generator.set_state(tensors["rng"])
         except (RuntimeError, TypeError, ValueError):
             raise _refusal(source, "is corrupt (its random state is unreadable)") from None
-        self.net.load_state_dict(net)
+        self.learner.load_state_dict(net)
+        if averaged:
+            self.net.load_state_dict(avg)
         groups = self.optimizer.state_dict()["param_groups"]
         self.optimizer.load_state_dict({"state": adam, "param_groups": groups})
 
