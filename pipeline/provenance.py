@@ -103,8 +103,13 @@ def _style_and_base(made: dict[str, Any], warnings: list[str]) -> tuple[str, Set
     return os.fsdecode(images[0]["path"]), Settings()
 
 
-def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
-    """The record of ``output`` and a command that makes the picture again at ``again``."""
+def reproduce(output: Path, *, again: Path | None = None,
+              cache_dir: Path | None = None) -> Explanation:
+    """The record of ``output`` and a command that makes the picture again at ``again``.
+
+    ``cache_dir``: where the run kept its cache (None: the default one), which is where a
+    fast picture's network is looked for; the command then names it too.
+    """
     record = records.read_record(output)
     if record is None:
         raise UsageError(f"{output} has no record (in {records.record_path(output).parent}): "
@@ -127,6 +132,8 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
     command += ["--device", device]
     if made.get("precision") in _PRECISION:
         command += ["--precision", _PRECISION[made["precision"]]]
+    if cache_dir is not None and made.get("network"):
+        command += ["--cache-dir", os.fsdecode(Path(cache_dir).absolute())]
     # The photo first, as a person writes it; after the options and "--" when it begins
     # with "-" (a record of an earlier version may hold "-ofoo.png", which is an option).
     photo = record.input
@@ -134,12 +141,12 @@ def reproduce(output: Path, *, again: Path | None = None) -> Explanation:
                else command[:2] + [photo] + command[2:])
     _check_photo(record, warnings)
     if made.get("network"):
-        _check_network(made, style, wanted, warnings)
+        _check_network(made, style, wanted, cache_dir, warnings)
     return Explanation(record, made, command, warnings)
 
 
 def _check_network(made: dict[str, Any], style: str, wanted: Settings,
-                   warnings: list[str]) -> None:
+                   cache_dir: Path | None, warnings: list[str]) -> None:
     """A fast picture is made again only by the very network that made it."""
     from pipeline.cache_dir import default_cache_dir
     from pipeline.networks import find_network
@@ -147,7 +154,7 @@ def _check_network(made: dict[str, Any], style: str, wanted: Settings,
 
     try:
         preset = Registry.discover().resolve(style).with_overrides(wanted.model_dump())
-        ref = find_network(preset, default_cache_dir())
+        ref = find_network(preset, cache_dir or default_cache_dir())
     except StylizeError:
         ref = None
     if ref is None:

@@ -76,6 +76,28 @@ def test_image_with_a_trained_network_names_it_and_explain_remakes_it(
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_explain_finds_the_network_in_the_cache_the_picture_was_made_with(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    preset = _preset(styles, monkeypatch)
+    train_tiny_network(preset, cache_paths(elsewhere, network_key(preset))[0])
+    photo, out = tmp_path / "cat.png", tmp_path / "made" / "cat.png"
+    gradient_photo(72, 48, seed=3).save(photo)
+    code, _, err = _invoke("image", str(photo), "--style", "quick", "-o", str(out), "-q",
+                           "--cache-dir", str(elsewhere), styles=styles, cache=default)
+    assert code == 0, err
+    code, _, err = _invoke("explain", str(out), "--command", styles=styles, cache=default)
+    assert code == 0 and "is not here" in err  # the default cache holds no network
+    code, command, err = _invoke("explain", str(out), "--command", "--cache-dir",
+                                 str(elsewhere), styles=styles, cache=default)
+    assert code == 0 and "warning" not in err, err
+    argv = shlex.split(command.strip())
+    assert argv[argv.index("--cache-dir") + 1] == str(elsewhere.absolute())
+    code, _, err = _invoke(*argv[1:], "-q", styles=styles, cache=default)
+    assert code == 0, err
+    assert Path(argv[argv.index("-o") + 1]).read_bytes() == out.read_bytes()
+
+
 def test_a_fast_run_records_the_network_skips_after_and_redoes_when_retrained(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import app
-from pipeline.cli.common import err, errors, out, say
+from pipeline.cli.common import CacheDirOpt, err, errors, out, say
 
 
 @app.command()
@@ -20,12 +20,13 @@ def explain(
         "NAME.again.SUFFIX beside the output).", show_default=False)] = None,
     command_only: Annotated[bool, typer.Option(
         "--command", help="Print only the command.")] = False,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Show how a picture was made (photo, style, settings, weights, device) from its record."""
     with errors():
         from pipeline.provenance import reproduce
 
-        ex = reproduce(output, again=again)
+        ex = reproduce(output, again=again, cache_dir=cache_dir)
         if not command_only:
             m, r = ex.made, ex.record
             rows = [("picture", str(output)), ("photo", r.input),
