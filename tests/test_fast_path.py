@@ -189,20 +189,55 @@ def test_watch_stylizes_inbox_photos_with_the_network(
     """))
     manifest = bind_networks(load_manifest(tmp_path / "jobs.yaml"), cache)
     executor = LocalExecutor(ArtifactCache(cache))
-    watcher = InboxWatcher(list(manifest.jobs), executor=executor,
+    watcher = InboxWatcher(list(manifest.jobs), executor=executor, cache=ArtifactCache(cache),
                            options=WatchOptions(settle=0.2, rescan=1.0))
+
+    def made(name: str) -> dict[str, object]:
+        out = tmp_path / "out" / "inbox" / f"{name}.quick.jpg"
+        deadline = time.monotonic() + 60
+        while records.read_record(out) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return records.read_record(out).made  # type: ignore[union-attr,return-value]
+
     watcher.start()
     try:
         gradient_photo(80, 60, seed=5).save(tmp_path / "inbox" / "new.png")
-        out = tmp_path / "out" / "inbox" / "new.png.quick.jpg"
+        first = made("new.png")
+        # Retrained while the watcher runs (stylize train in another shell): the next
+        # photo is made, keyed and recorded with the new network.
+        retrained = train_tiny_network(preset, cache_paths(cache, network_key(preset))[0],
+                                       seed=1)
+        gradient_photo(80, 60, seed=6).save(tmp_path / "inbox" / "next.png")
+        second = made("next.png")
+        # Both photos dropped again: the one made by the old network is made anew, the
+        # one made by the current network is current (its output is left as it is).
+        kept = records.read_record(tmp_path / "out" / "inbox" / "next.png.quick.jpg")
+        for name in ("new.png", "next.png"):
+            (tmp_path / "inbox" / name).write_bytes(
+                (tmp_path / "inbox" / "done" / name).read_bytes())
         deadline = time.monotonic() + 60
-        while records.read_record(out) is None and time.monotonic() < deadline:
+        while (time.monotonic() < deadline and (made("new.png")["network"] != retrained
+                                                or (tmp_path / "inbox" / "next.png").exists())):
             time.sleep(0.1)
     finally:
         watcher.stop()
         executor.close()
-    made = records.read_record(out).made  # type: ignore[union-attr]
-    assert made["method"] == "fast" and made["network"] == digest
+    assert first["method"] == "fast" and first["network"] == digest
+    assert retrained != digest and second["network"] == retrained
+    assert made("new.png")["network"] == retrained
+    now = records.read_record(tmp_path / "out" / "inbox" / "next.png.quick.jpg")
+    assert kept is not None and now is not None
+    assert (now.key, now.finished, now.output_mtime_ns) == (kept.key, kept.finished,
+                                                            kept.output_mtime_ns)
+    # ... so that `stylize run` (which binds the network afresh) finds it current.
+    from pipeline.planning import job_task
+
+    job = bind_networks(load_manifest(tmp_path / "jobs.yaml"), cache).jobs[0]
+    out = tmp_path / "out" / "inbox" / "next.png.quick.jpg"
+    again = tmp_path / "inbox" / "next.png"  # the same photo, to be dropped once more
+    again.write_bytes((tmp_path / "inbox" / "done" / "next.png").read_bytes())
+    task = job_task(job, again, job.styles[0])
+    assert records.read_record(out).key == task.key  # type: ignore[union-attr]
 
 
 def test_watch_refuses_a_fast_style_without_a_network_in_one_line(

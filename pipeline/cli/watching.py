@@ -94,7 +94,8 @@ def watch(
             engine_room = make_executor(parsed, cache, executor,
                                         ray_address, workers)
             try:
-                watcher = InboxWatcher(jobs, executor=engine_room, options=options,
+                watcher = InboxWatcher(jobs, executor=engine_room, cache=cache,
+                                       options=options,
                                        on_event=fan_out(display.on_event,
                                                         log.on_event if log else None))
                 # Installed again once the executor is up: starting Ray puts its own in.

@@ -36,6 +36,7 @@ from pipeline.watch.worker import Stylizer, Worker
 if TYPE_CHECKING:
     from pipeline.cache import ArtifactCache
     from pipeline.executors.base import Executor
+    from pipeline.styles import Preset
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +153,22 @@ class InboxWatcher:
 
             self._executor = LocalExecutor(self._cache)
             self._owns_executor = True
-        stylizer = Stylizer(self._executor, board.on_step, self._stop.is_set)
+        stylizer = Stylizer(self._executor, board.on_step, self._stop.is_set,
+                            rebind=self._rebind)
         # The model is loaded here, once; style targets are fetched (from the cache, or
         # computed once) for each photo size as photos arrive.
         stylizer.prepare(self.jobs)
         return stylizer
+
+    def _rebind(self, preset: Preset) -> Preset:
+        """``preset`` bound to the network its fast results are made with now: the one a
+        ``stylize train`` or a run has written into the cache since the watcher started,
+        too (a header read per photo and style)."""
+        from pipeline.cache_dir import default_cache_dir
+        from pipeline.networks import bind
+
+        return bind(preset, self._cache.root if self._cache is not None
+                    else default_cache_dir())
 
     def stop(self, reason: str = "stopped on request") -> None:
         """Stop watching; the current photo is finished or abandoned; locks are released."""

@@ -4,7 +4,9 @@ For each queued photo the worker
 
 1. skips it when it is a file already handled that was only touched (the registry);
 2. stylizes it in every style of its job (:class:`Stylizer`: the plan, the executor
-   and the writer of ``stylize run``; the engines are built once);
+   and the writer of ``stylize run``; the engines are built once; a fast style is
+   bound to its network as it is now, so a network retrained while the watcher runs
+   is used, and recorded, from the next photo on);
 3. gives a photo that does not decode completely more time (``incomplete_grace``):
    a truncated file may still be arriving.  The photo is decoded once, by the
    render itself: there is no separate completeness check;
@@ -37,6 +39,7 @@ from pipeline.watch.tracker import Item, Tracker
 if TYPE_CHECKING:
     from pipeline.executors.base import Executor
     from pipeline.runner import TaskStep
+    from pipeline.styles import Preset
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +48,14 @@ class Stylizer:
     """Every style of a job for one photo, through the runner and one long-lived executor."""
 
     def __init__(self, executor: Executor, on_step: Callable[[Job, Path, TaskStep], None],
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], bool],
+                 rebind: Callable[[Preset], Preset] | None = None) -> None:
         self.executor = executor
         self.on_step = on_step
         self.should_stop = should_stop
+        # Each photo's presets as they are now (pipeline.networks.bind: the network a
+        # fast style's results are keyed by); None: as the jobs were given.
+        self.rebind = rebind
 
     def prepare(self, jobs: list[Job]) -> None:
         """Load the network once, before the first photo (style targets come per size)."""
@@ -60,7 +67,8 @@ class Stylizer:
         from pipeline.planning import Plan, job_task
         from pipeline.runner import TaskStep, run  # noqa: F811 (at run time: no torch at import)
 
-        tasks = [job_task(job, path, preset) for preset in job.styles]
+        rebind = self.rebind or (lambda preset: preset)
+        tasks = [job_task(job, path, rebind(preset)) for preset in job.styles]
         outcome = Outcome(ok=True)
 
         def on_event(event: object) -> None:
