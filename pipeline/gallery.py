@@ -184,15 +184,19 @@ def _cell(task: Task, thumbs: _Thumbnailer, out_dir: Path) -> Cell:
 
 
 def build_gallery(manifest: Manifest, out_dir: Path, *, jobs: list[str] | None = None,
-                  thumb_size: int = 320) -> GalleryResult:
-    """Write ``out_dir/index.html`` and its thumbnails for the selected jobs (all by default)."""
+                  thumb_size: int = 320, cache_dir: Path | None = None) -> GalleryResult:
+    """Write ``out_dir/index.html`` and its thumbnails for the selected jobs (all by default).
+
+    ``cache_dir``: the cache the runs used (None: the default), where fast styles'
+    networks are found.
+    """
     if thumb_size < 16:
         raise UsageError("the thumbnail size must be at least 16 pixels")
     out_dir = Path(out_dir).resolve()  # links are relative to where the page really is
     selected = select_jobs(manifest, jobs)
     _check_out_dir(out_dir, selected)
     # Fast styles' results are current only for the network that made them.
-    manifest = bind_networks(manifest, default_cache_dir())
+    manifest = bind_networks(manifest, cache_dir or default_cache_dir())
     the_plan = plan(manifest, jobs=[j.name for j in selected])
     result = GalleryResult(out_dir / INDEX_NAME)
     thumbs = _Thumbnailer(out_dir, thumb_size, result)

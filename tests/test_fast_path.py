@@ -323,3 +323,25 @@ def test_a_fast_results_key_ignores_the_optimizers_knobs() -> None:
                                               "init": "noise", "style_weight": 3}).engine_view()
     assert fast.engine_view() != fast.merged({"size": 256}).engine_view()
     assert "method" not in Settings().engine_view()  # optimize keys are as they were
+
+
+def test_gallery_judges_fast_results_by_the_network_of_the_cache_they_were_made_with(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    preset = _preset(styles, monkeypatch)
+    train_tiny_network(preset, cache_paths(elsewhere, network_key(preset))[0])
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        gradient_photo(80, 60, seed=i).save(tmp_path / "photos" / f"p{i}.png")
+    (tmp_path / "jobs.yaml").write_text(
+        "jobs:\n  - {name: main, input: photos, styles: [quick], output: out}\n")
+    manifest = str(tmp_path / "jobs.yaml")
+    code, _, err = _invoke("run", manifest, "-q", "--cache-dir", str(elsewhere),
+                           styles=styles, cache=default)
+    assert code == 0, err
+    code, _, err = _invoke("gallery", manifest, "--cache-dir", str(elsewhere),
+                           styles=styles, cache=default)
+    assert code == 0 and "2 done," in err and "outdated" not in err, err
+    # Looked for in the default cache, which has no network: not current.
+    code, _, err = _invoke("gallery", manifest, styles=styles, cache=default)
+    assert code == 0 and "2 outdated" in err, err

@@ -172,6 +172,7 @@ def gallery(
         "--job", "-j", help="Show only this job (repeatable).")] = None,
     open_page: Annotated[bool, typer.Option(
         "--open", help="Open the page in the default browser.")] = False,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Write a static HTML page with before/after thumbnails of every job, to review a batch.
 
@@ -183,7 +184,7 @@ def gallery(
 
         parsed = load_manifest(manifest)
         folder = output if output is not None else parsed.path.parent / "gallery"
-        result = build_gallery(parsed, folder, jobs=job)
+        result = build_gallery(parsed, folder, jobs=job, cache_dir=cache_dir)
         for problem in result.problems:
             say(err, f"cannot show {problem}", label="warning:", style="yellow")
         outdated = f", {result.outdated} outdated" if result.outdated else ""
