@@ -46,7 +46,7 @@ def main() -> None:
 
     from pipeline.cache import ArtifactCache
     from pipeline.engine.network import NetworkConfig, write_network
-    from pipeline.engine.training import Trainer, TrainOptions, training_side
+    from pipeline.engine.training import Trainer, TrainOptions, training_sides
     from pipeline.styles import Registry
     from pipeline.targets import StyleTargetStore
 
@@ -59,12 +59,11 @@ def main() -> None:
     photos = [Image.open(p).convert("RGB") for p in paths]
     teachers = ([Image.open(args.teachers / f"{p.stem}.png").convert("RGB") for p in paths]
                 if args.teachers else None)
-    side = training_side(s, s.train_size)
-    targets = StyleTargetStore(ArtifactCache()).get(s, preset, [side])
-    options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=10**9,
+    options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=10**9,
                            learning_rate=s.train_learning_rate, seed=s.seed,
                            config=NetworkConfig(width=s.network_width),
                            teacher_weight=args.teacher_weight if teachers else 0.0)
+    targets = StyleTargetStore(ArtifactCache()).get(s, preset, training_sides(s, options))
     trainer = Trainer(s, targets, photos, options, teachers=teachers)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"

@@ -179,12 +179,13 @@ class Settings(BaseModel):
     )
     train_steps: int = Field(
         6000, ge=1, le=1_000_000, description="training iterations of the network (one "
-        "batch of crops each); training resumes where it stopped",
+        "batch of photos each); training resumes where it stopped",
     )
     train_size: int = Field(
-        192, ge=32, le=1024, description="side of the square crops the network is trained on"
+        384, ge=32, le=1024, description="the fast path's working size: the network is "
+        "trained on, and paints, photos at the area of a square this many pixels a side",
     )
-    train_batch: int = Field(4, ge=1, le=64, description="crops per training iteration")
+    train_batch: int = Field(2, ge=1, le=64, description="photos per training iteration")
     train_learning_rate: float = Field(
         1e-3, gt=0, le=1, description="Adam's step size for training the network")
     # -- the network and the hardware

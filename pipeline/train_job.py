@@ -9,7 +9,7 @@ the cache beside it: a second trainer of the same network gets
    more steps than it had);
 2. reads the training photos, each bounded and decoded like a run's photo, skipping
    (and counting by category) those that cannot be used;
-3. computes the style targets of the training crops' side through the cache;
+3. computes the style targets of the sides photos are trained at, through the cache;
 4. trains (:func:`pipeline.engine.training.train`), resuming from the checkpoint if one
    is there and writing one every few minutes, on a stop request and at the end;
 5. writes the network atomically into the cache, with what decided it in its metadata.
@@ -41,7 +41,13 @@ from PIL import Image
 from pipeline import fsread, fsutil, jsonio
 from pipeline.cache import ArtifactCache
 from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
-from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult, train, training_side
+from pipeline.engine.training import (
+    TrainOptions,
+    TrainProgress,
+    TrainResult,
+    train,
+    training_sides,
+)
 from pipeline.errors import Cancelled, InputError, OutOfMemoryError, UsageError
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.images import load_image
@@ -68,24 +74,22 @@ if TYPE_CHECKING:
 __all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "ensure_network",
            "gather_photos"]
 
-#: Fewest usable photos a network is trained on.  Crops at random scales and places make
-#: many pictures of one photo, but only of its subjects and its colours: a network that
-#: saw one to three photos repaints unseen ones poorly (it has learnt those few palettes),
-#: and at the default batch of 4 every step would repeat a photo.  Four is the least
-#: that gives each crop of a batch its own photo; a few dozen are better (README).
+#: Fewest usable photos a network is trained on.  Flips and sizes make a few pictures of
+#: one photo, but only of its subjects and its colours: a network that saw one to three
+#: photos repaints unseen ones poorly (it has learnt those few palettes).  Four is a
+#: floor, not a recommendation: a few dozen are better (README).
 MIN_PHOTOS = 4
-#: Photos with a shorter side are refused as too small: their crops would be mostly
-#: upsampled blur, which teaches the network to paint blur.
+#: Photos with a shorter side are refused as too small: enlarged to the working size
+#: they would be mostly blur, which teaches the network to paint blur.
 MIN_PHOTO_SIDE = 32
-#: Photos are decoded with their long side at most this many crop sides.  Crops are
-#: windows of a photo seen at the working size (two crop sides, times at most 1.25:
-#: TrainOptions.zoom), so a photo of up to 2.5:1 decoded with a long side of 4 crops is
-#: never enlarged; keeping the full resolution would cost memory and decoding time and
-#: teach nothing.
-DECODE_SIDE_FACTOR = 4
+#: Photos are decoded with their long side at most this many working sides.  They are
+#: trained on whole at the working size times at most 1.25 (TrainOptions.zoom), so a
+#: photo of up to 4:1 decoded with a long side of 2.5 sides is never enlarged; keeping
+#: the full resolution would cost memory and decoding time and teach nothing.
+DECODE_SIDE_FACTOR = 2.5
 #: Pixels of decoded photos held in memory at most (768 MiB as 8-bit RGB).  A larger
 #: collection is sampled (by the seed) until this is full: training runs for a number of
-#: iterations, not epochs, so 40,000 crops are drawn from 600 photos as well as from
+#: iterations, not epochs, so 20,000 photos are drawn from 600 as well as from
 #: 60,000, and a library must not be decoded whole into memory first.
 MAX_HELD_PIXELS = 256 << 20
 #: How often a checkpoint is written: a kill -9 loses at most this much training.
@@ -198,7 +202,7 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
             s = preset.settings
             raise OutOfMemoryError(
                 f"out of memory while training the network of {preset.name!r} "
-                f"(crops of {s.train_size} px, {s.train_batch} a step); try a smaller "
+                f"(photos at {s.train_size} px, {s.train_batch} a step); try a smaller "
                 "train_size or train_batch; the last checkpoint is kept") from None
         digest = _write(preset, result, net_path, key, len(gathered.images))
     return TrainReport(preset.name, key, digest, net_path, "cache", True, result.steps,
@@ -254,15 +258,16 @@ def checkpoint_step(path: Path) -> int | None:
     return step if type(step) is int and step >= 0 else None
 
 
-def gather_photos(paths: Sequence[Path], crop: int, seed: int,
+def gather_photos(paths: Sequence[Path], side: int, seed: int,
                   should_stop: StopFn | None = None) -> Gathered:
-    """The photos of ``paths`` decoded for training ``crop``-pixel crops.
+    """The photos of ``paths`` decoded for training at a working side of ``side`` px.
 
     Each is read bounded and decoded by :func:`pipeline.images.load_image` (the checks
-    and refusals of a run's photo), scaled to a long side of ``DECODE_SIDE_FACTOR`` crops.
+    and refusals of a run's photo), scaled to a long side of at most
+    ``DECODE_SIDE_FACTOR`` × ``side``.
     Photos are taken in an order shuffled by ``seed`` until :data:`MAX_HELD_PIXELS` are
     held, then handed back in the order of ``paths`` (so the same photos make the same
-    crops).  A refused photo is counted under its category; it does not stop training.
+    samples).  A refused photo is counted under its category; it does not stop training.
     """
     order = list(range(len(paths)))
     random.Random(seed).shuffle(order)
@@ -276,7 +281,7 @@ def gather_photos(paths: Sequence[Path], crop: int, seed: int,
         if held >= MAX_HELD_PIXELS:
             return _gathered(kept, len(paths), skipped, problems, len(order) - n)
         try:
-            img = load_image(paths[index], max_long_side=crop * DECODE_SIDE_FACTOR,
+            img = load_image(paths[index], max_long_side=round(side * DECODE_SIDE_FACTOR),
                              min_side=MIN_PHOTO_SIDE).rgb
         except InputError as exc:
             skipped[exc.category] += 1
@@ -312,12 +317,12 @@ def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: i
            should_stop: StopFn | None, checkpoint_every_s: float,
            remote: RemoteTraining | None = None) -> TrainResult:
     s = preset.settings
-    options = TrainOptions(crop=s.train_size, batch=s.train_batch, steps=steps,
+    options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=steps,
                            learning_rate=s.train_learning_rate, seed=s.seed,
                            config=NetworkConfig(width=s.network_width, blocks=BLOCKS))
     # The same store (and cache entries) as a run's: targets are computed once per side.
     store = StyleTargetStore(ArtifactCache(cache_root))
-    targets = store.get(s, preset, [training_side(s, s.train_size)])
+    targets = store.get(s, preset, training_sides(s, options))
     if remote is not None:
         return _train_remotely(remote, s, targets, images, options, key, checkpoint,
                                checkpoint_every_s)

@@ -143,16 +143,16 @@ def train_tiny_network(preset: object, target: Path, seed: int = 0) -> str:
         write_network,
     )
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.engine.training import Trainer, TrainOptions, training_side
+    from pipeline.engine.training import Trainer, TrainOptions, training_sides
     from pipeline.networks import META_DIGEST, META_KEY, META_STYLE, network_key
 
     s = preset.settings  # type: ignore[attr-defined]
     painting = Image.open(preset.images[0].path).convert("RGB")  # type: ignore[attr-defined]
-    targets = StyleTargetMaker(s).compute([(painting, 1.0)], [training_side(s, s.train_size)])
+    options = TrainOptions(side=s.train_size, batch=2, steps=3, seed=seed,
+                           config=NetworkConfig(width=s.network_width))
+    targets = StyleTargetMaker(s).compute([(painting, 1.0)], training_sides(s, options))
     photos = [gradient_photo(64, 48, seed=i) for i in range(4)]
-    trainer = Trainer(s, targets, photos, TrainOptions(
-        crop=s.train_size, batch=2, steps=3, seed=seed,
-        config=NetworkConfig(width=s.network_width)))
+    trainer = Trainer(s, targets, photos, options)
     trainer.run()
     digest = network_digest(trainer.net.config, network_tensors(trainer.net))
     target.parent.mkdir(parents=True, exist_ok=True)

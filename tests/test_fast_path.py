@@ -27,7 +27,8 @@ from pipeline.styles import Registry
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
 
-#: A tiny fast preset: the network is 8 channels wide and trained on 32 px crops.
+#: A tiny fast preset: a network 8 channels wide, trained on photos at the area of a 32 px
+#: square.
 TINY = FAST | {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 3,
                "train_batch": 2}
 

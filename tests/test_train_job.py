@@ -1,7 +1,7 @@
 """Training as a job (issue 21): ensure_network, `stylize train`, its view, `styles list/show`.
 
-Tiny: 32 px crops, one or two a step, a network 4 channels wide, a few steps.  The
-faults a real process shows (a second trainer, kill -9, SIGTERM) are in
+Tiny: photos at the area of a 32 px square, one or two a step, a network 4 channels wide, a
+few steps.  The faults a real process shows (a second trainer, kill -9, SIGTERM) are in
 tests/faults/test_training.py.
 """
 

@@ -1,6 +1,7 @@
 """Training the fast path's network: it learns, it reports, it checkpoints and resumes exactly.
 
-Tiny: 32 px crops, two a step, a network 8 channels wide with two residual blocks.
+Tiny: photos at the area of a 32 px square, two a step, a network 8 channels wide with
+two residual blocks.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from PIL import Image
 
 from pipeline.engine.network import NetworkConfig
 from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
+from pipeline.engine.train_samples import random_samples, sample_size
 from pipeline.engine.training import (
     CHECKPOINT_FORMAT,
     Trainer,
     TrainOptions,
     TrainProgress,
-    random_crops,
     train,
-    training_side,
+    training_sides,
 )
 from pipeline.errors import Cancelled, UsageError, WeightsError
+from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("one_thread")]
@@ -37,7 +39,8 @@ SMALL = NetworkConfig(width=8, blocks=2)
 @pytest.fixture(scope="module")
 def targets() -> StyleTargets:
     painting = Image.open(SHARED_STYLE).convert("RGB").resize((96, 60))
-    sides = [training_side(SETTINGS, 32)]
+    sides = training_sides(SETTINGS, _options())
+    assert sides == [32]
     return StyleTargetMaker(SETTINGS).compute([(painting, 1.0)], sides)
 
 
@@ -48,36 +51,50 @@ def photos() -> list[Image.Image]:
 
 
 def _options(**kw: object) -> TrainOptions:
-    base: dict[str, object] = {"crop": 32, "batch": 2, "steps": 6, "config": SMALL, "seed": 7}
+    base: dict[str, object] = {"side": 32, "batch": 2, "steps": 6, "config": SMALL, "seed": 7}
     return TrainOptions(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def test_random_crops_follow_their_generator(photos: list[Image.Image]) -> None:
-    def crops(seed: int) -> torch.Tensor:
-        return random_crops(photos, 5, 24, 48, (0.5, 2.0), torch.Generator().manual_seed(seed))
+def test_samples_follow_their_generator(photos: list[Image.Image]) -> None:
+    def draw(seed: int) -> list[torch.Tensor]:
+        return [x.photo for x in random_samples(photos, None, 6, [32, 64], 1.0,
+                                                torch.Generator().manual_seed(seed))]
 
-    a = crops(1)
-    assert a.shape == (5, 3, 24, 24) and a.dtype == torch.float32
-    assert float(a.min()) >= 0 and float(a.max()) <= 1
-    assert torch.equal(a, crops(1)) and not torch.equal(a, crops(2))
+    a = draw(1)
+    assert all(x.dtype == torch.float32 and x.shape[:2] == (1, 3) for x in a)
+    assert all(float(x.min()) >= 0 and float(x.max()) <= 1 for x in a)
+    same = draw(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, same, strict=True))
+    assert any(x.shape != y.shape or not torch.equal(x, y)
+               for x, y in zip(a, draw(2), strict=True))
 
 
-def test_a_crop_is_a_window_of_the_photo_seen_at_the_working_size() -> None:
-    # A horizontal ramp: a crop's left-to-right rise tells how much of the photo it spans.
+def test_a_sample_is_the_whole_photo_at_the_area_of_its_style_side() -> None:
+    # A horizontal ramp: a sample's left-to-right rise tells how much of the photo it shows.
     ramp = torch.linspace(0, 1, 400).expand(3, 300, 400)
     photo = Image.fromarray((ramp.permute(1, 2, 0) * 255).round().byte().numpy())
-    for working, zoom in ((200, 1.0), (400, 1.0), (200, 2.0)):
-        crops = random_crops([photo], 4, 50, working, (zoom, zoom),
-                             torch.Generator().manual_seed(1))
-        rise = (crops[..., -1] - crops[..., 0]).abs().mean()
-        # Seen at the area of a square `working × zoom` px a side (400×300 has the area of
-        # a 346 px square), 50 px of the crop are 50 × 346 / (working × zoom) px of the photo.
-        spans = 50 * (400 * 300) ** 0.5 / (working * zoom) / 400
-        assert abs(float(rise) - spans * 49 / 50) < 0.01, (working, zoom, float(rise), spans)
-    # A photo too small for a crop at that size gives its whole short side.
-    crops = random_crops([photo], 2, 50, 40, (1.0, 1.0), torch.Generator().manual_seed(1))
-    rise = (crops[..., -1] - crops[..., 0]).abs().mean()
-    assert abs(float(rise) - 300 / 400 * 49 / 50) < 0.01
+    seen: set[int] = set()
+    for sample in random_samples([photo], None, 12, [96, 128, 160], 1.0,
+                                 torch.Generator().manual_seed(1)):
+        h, w = sample.photo.shape[-2:]
+        seen.add(sample.style_side)
+        assert (w, h) == sample_size(400, 300, sample.style_side, 1.0)
+        assert abs(w * h - sample.style_side ** 2) < 0.02 * sample.style_side ** 2
+        assert abs(w / h - 4 / 3) < 0.03  # its shape kept
+        rise = float((sample.photo[..., -1] - sample.photo[..., 0]).abs().mean())
+        assert rise > 0.97  # the whole width: the photo, not a window of it
+    assert seen == {96, 128, 160}
+    # With style_scale 2 the style side is twice the picture's (the optimizer's rule).
+    assert sample_size(400, 300, 128, 2.0) == sample_size(400, 300, 64, 1.0)
+    # A very wide photo is not squeezed below a side VGG-19 can use.
+    assert min(sample_size(4000, 100, 64, 1.0)) == 32
+
+
+def test_training_draws_around_the_working_size_in_steps_of_the_targets() -> None:
+    assert training_sides(SETTINGS, _options(side=384)) == [320, 352, 384, 416, 448, 480]
+    assert training_sides(SETTINGS, _options(side=384, zoom=(1.0, 1.0))) == [384]
+    assert training_sides(SETTINGS.model_copy(update={"style_scale": 0.5}),
+                          _options(side=384, zoom=(1.0, 1.0))) == [192]
 
 
 def test_the_network_used_is_the_average_of_the_trained_weights(
@@ -97,8 +114,7 @@ def test_the_network_used_is_the_average_of_the_trained_weights(
 
 def test_training_lowers_the_loss(targets: StyleTargets, photos: list[Image.Image]) -> None:
     trainer = Trainer(SETTINGS, targets, photos, _options(steps=20))
-    held = random_crops([gradient_photo(80, 72, seed=9)], 2, 32, 64, (1.0, 1.0),
-                        torch.Generator().manual_seed(0))
+    held = pil_to_tensor(gradient_photo(40, 26, seed=9))  # at the area of a 32 px square
     before = trainer.evaluate(held)
     seen: list[TrainProgress] = []
     result = trainer.run(on_step=seen.append)
@@ -198,28 +214,26 @@ def test_foreign_or_damaged_checkpoints_are_refused(
 def test_what_training_needs(targets: StyleTargets, photos: list[Image.Image]) -> None:
     with pytest.raises(UsageError):
         Trainer(SETTINGS, targets, [], _options())
-    with pytest.raises(ValueError, match="side 192"):  # the working size's: 2 × 96
-        Trainer(SETTINGS, targets, photos, _options(crop=96))
+    with pytest.raises(ValueError, match=r"sides \[96\]"):
+        Trainer(SETTINGS, targets, photos, _options(side=96))
     for bad in ({"zoom": (0.5, 0.2)}, {"zoom": (0.0, 1.0)}, {"average": 1.0}):
         with pytest.raises(ValueError):
             _options(**bad)
 
 
-def test_teacher_crops_are_the_same_regions_and_distillation_pulls_towards_them(
+def test_teachers_are_drawn_with_their_photos_and_distillation_pulls_towards_them(
         targets: StyleTargetMaker, photos: list[Image.Image]) -> None:
-    from pipeline.engine.training import random_crop_pairs
-
-    # A teacher at half the photo's size: the same regions, so the same crops (blurred).
+    # A teacher at half the photo's size: the same picture, at the sample's size and flip.
     halves = [p.convert("RGB").resize((p.width // 2, p.height // 2)) for p in photos]
-    crops, taught = random_crop_pairs(photos, halves, 6, 24, 48, (0.8, 1.25),
-                                      torch.Generator().manual_seed(3))
-    assert taught is not None and taught.shape == crops.shape
-    assert (crops - taught).abs().mean() < 0.05
-    assert torch.equal(crops, random_crops(photos, 6, 24, 48, (0.8, 1.25),
-                                           torch.Generator().manual_seed(3)))
+    samples = random_samples(photos, halves, 6, [32, 64], 1.0, torch.Generator().manual_seed(3))
+    alone = random_samples(photos, None, 6, [32, 64], 1.0, torch.Generator().manual_seed(3))
+    for sample, same in zip(samples, alone, strict=True):
+        assert sample.teacher is not None and sample.teacher.shape == sample.photo.shape
+        assert (sample.photo - sample.teacher).abs().mean() < 0.05
+        assert torch.equal(sample.photo, same.photo) and same.teacher is None
     # Distilled from grey teachers, the network's pictures go grey, faster than without.
     greys = [Image.new("RGB", p.size, (128, 128, 128)) for p in photos]
-    held = random_crops(photos, 2, 32, 64, (1.0, 1.0), torch.Generator().manual_seed(0))
+    held = pil_to_tensor(gradient_photo(40, 26, seed=0))
 
     def distance(trainer: Trainer) -> float:
         with torch.no_grad():

@@ -42,7 +42,8 @@ def train(
         "preset's train_steps); more than a trained network had goes on from its checkpoint.",
         show_default=False)] = None,
     size: Annotated[int | None, typer.Option(
-        "--size", min=32, max=1024, help="Side of the square training crops (default: the "
+        "--size", min=32, max=1024, help="The working size: the side of the square whose area "
+        "photos are trained on and painted at (default: the "
         "preset's train_size). Fast jobs use this network only with the same train_size.",
         show_default=False)] = None,
     force: Annotated[bool, typer.Option(

@@ -1,8 +1,8 @@
 """The fast path's stylization: one pass of a preset's trained network per photo.
 
 Brush size.  The network learned to paint photos seen at a working size (the area of a
-square :func:`~pipeline.engine.training.working_side` pixels a side: two training crops),
-against the painting resized to that area: its strokes have a fixed size in pixels.
+square ``train_size`` pixels a side), against the painting resized to that area
+(:mod:`pipeline.engine.train_samples`): its strokes have a fixed size in pixels.
 The optimizer paints each photo against the painting resized to the photo's own area,
 so its strokes keep their size relative to the picture whatever the output size.  To
 give the same strokes, the network runs on the photo at the working size (never above
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.engine import training
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.geometry import output_size
 from pipeline.engine.network import MIN_SIDE, LoadedNetwork
@@ -57,7 +56,7 @@ class FastStylizer:
         self.settings = settings
         # The side of the square whose area the network paints at (see the module doc);
         # benchmarks compare other choices.
-        self.working_side = working_side or training.working_side(settings.train_size)
+        self.working_side = working_side or settings.train_size
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)

@@ -1,32 +1,23 @@
 """Training a preset's transformation network on the user's own photos (the fast path).
 
-The network (:mod:`pipeline.engine.network`) is trained with Adam on random square crops
-of the photos, flipped at random, against the very objective the optimizer minimizes
+The network (:mod:`pipeline.engine.network`) is trained with Adam on the photos seen
+whole at the working size (:mod:`pipeline.engine.train_samples`: why whole photos and
+not crops), flipped at random, against the very objective the optimizer minimizes
 (:class:`~pipeline.engine.objective.Objective`): content towards the VGG-19 features of
-the crops themselves, style towards the cached style targets, total variation of the
-output.  Iterations, not epochs, decide the length: a collection of 20 photos and one of
-20,000 train for the same number of steps.
+the photo itself, style towards the cached style targets of the picture's size, total
+variation of the output.  Iterations, not epochs, decide the length: a collection of 20
+photos and one of 20,000 train for the same number of steps.
 
-Scale.  The fast path paints a photo at a *working size* (:func:`working_side`: the area
-of a square :data:`WORKING_SIDE_FACTOR` crops a side).  Each crop is a window of a photo
-seen at that size (give or take :attr:`TrainOptions.zoom`), and the style targets are
-those the optimizer uses for a picture of that size (the painting resized to its area):
-a Gram matrix is a mean over positions, so a crop of a well-stylized picture has about
-the whole picture's Grams.  The objective the network is trained on is then the one its
-pictures are judged by.  (Crops drawn at any scale against the crop-sized painting, the
-first design, ask the network for strokes of a size it cannot tell from the crop: it
-learned a small texture that fits no scale, 4-6 times the optimizer's style distance.)
-
-Averaging.  The network used is an exponential moving average of the trained weights
+The network used is an exponential moving average of the trained weights
 (:attr:`TrainOptions.average`): at a constant learning rate Adam's weights wander around
 the optimum from step to step, and their average sits nearer to it.
 
 A :class:`Trainer` is a library object: it never prints and never exits.  Each step is
 reported to an ``on_step`` callback as a :class:`TrainProgress`, a ``should_stop``
-callable is asked between steps, and a checkpoint (network, Adam's moments, the step and
-the crop generator's state) is one safetensors file written atomically, from which
-:meth:`Trainer.resume` continues exactly where it was: on the CPU in float32 a resumed
-run's losses are those of a run never interrupted.  Nothing is pickled.
+callable is asked between steps, and a checkpoint (network, its average, Adam's moments,
+the step and the sample generator's state) is one safetensors file written atomically,
+from which :meth:`Trainer.resume` continues exactly where it was: on the CPU in float32
+a resumed run's losses are those of a run never interrupted.  Nothing is pickled.
 
 Precision: the network's weights and Adam stay float32; its convolutions run under
 autocast in bfloat16 on CPUs that have it natively and on GPUs (float16 with a gradient
@@ -50,49 +41,40 @@ import torch
 from PIL import Image
 
 from pipeline import fsread, fsutil, jsonio
+from pipeline.engine import train_samples
 from pipeline.engine.device import resolve_device, resolve_precision
-from pipeline.engine.geometry import MIN_SCALE_SIDE, style_side
+from pipeline.engine.geometry import style_side
 from pipeline.engine.network import NetworkConfig, TransformNet, read_safetensors
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
 from pipeline.engine.style_targets import StyleTargets
+from pipeline.engine.train_samples import MIN_SAMPLE_SIDE
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
 from pipeline.errors import Cancelled, UsageError, WeightsError
 from pipeline.hashing import digest_tensors
-from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 
-__all__ = ["CHECKPOINT_FORMAT", "WORKING_SIDE_FACTOR", "TrainOptions", "TrainProgress",
-           "TrainResult", "Trainer", "random_crops", "train", "training_side", "working_side"]
+__all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", "Trainer",
+           "train", "training_sides"]
 
 #: In every checkpoint's metadata; a file without it is refused.
 CHECKPOINT_FORMAT = "stylize-train-checkpoint-2"
 #: The largest checkpoint read: a network file's bound, three times (weights and moments).
 MAX_CHECKPOINT_BYTES = 4 * (256 << 20)
-#: The working size's side, in training crop sides: a crop then covers about a quarter of
-#: a photo seen at the working size, enough of it to learn from its shapes.  Measured
-#: with the first design (bench/brush_size.py, udnie, docs/benchmarks.md): with 1 the
-#: strokes came out about twice the optimizer's, with 2 they matched.
-WORKING_SIDE_FACTOR = 2.0
-
-
-def working_side(crop: int) -> int:
-    """The side of the square whose area the network paints at, for ``crop`` px crops."""
-    return round(crop * WORKING_SIDE_FACTOR)
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     """How a network is trained, besides the preset's settings (which decide the loss)."""
 
-    crop: int = 256  # side of the square training crops, in pixels
-    batch: int = 4  # crops per step
+    # The working size: photos are seen whole at the area of a square this many pixels
+    # a side, as the fast path paints them (pipeline.engine.fast).
+    side: int = 384
+    batch: int = 2  # photos per step
     steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
     learning_rate: float = 1e-3
-    seed: int = 0  # decides the crops, their scales and flips, and so the network
-    # Each photo is seen at the working size times a factor drawn log-uniformly from
-    # this range: a little play, so that the network is not tied to one exact scale
-    # (photos smaller than the output, an output smaller than the working size).
+    seed: int = 0  # decides the photos drawn, their sizes and flips, and so the network
+    # Each photo is seen at a side between these factors of the working size (in steps
+    # of the style targets' sides): a little play, so that the network is not tied to
+    # one exact scale (photos smaller than the output, outputs smaller than the side).
     zoom: tuple[float, float] = (0.8, 1.25)
     # The decay of the weights' moving average (0: the network is the last step's).
     # Warmed up as (1 + t) / (10 + t), so early snapshots are not the random start's.
@@ -100,26 +82,21 @@ class TrainOptions:
     config: NetworkConfig = field(default_factory=NetworkConfig)
     # Distillation (Texler et al. 2020 train from a few stylized frames): with teacher
     # pictures (optimized pictures of the photos), the mean absolute pixel difference to
-    # the teacher's crop, times this weight, is added to the objective.  0: off.
+    # the teacher's picture, times this weight, is added to the objective.  0: off.
     teacher_weight: float = 0.0
     device: str | None = None  # None: the settings' device
     precision: str | None = None  # None: the settings' precision
 
     def __post_init__(self) -> None:
         lo, hi = self.zoom
-        if self.crop < MIN_SCALE_SIDE:
-            raise ValueError(f"crop must be at least {MIN_SCALE_SIDE} px, not {self.crop}")
+        if self.side < MIN_SAMPLE_SIDE:
+            raise ValueError(f"side must be at least {MIN_SAMPLE_SIDE} px, not {self.side}")
         if self.batch < 1 or self.steps < 0 or not self.learning_rate > 0:
             raise ValueError("batch must be at least 1, steps at least 0, learning_rate > 0")
         if not 0 < lo <= hi <= 4:
             raise ValueError(f"zoom must be 0 < low <= high <= 4, not {self.zoom}")
         if not 0 <= self.average < 1:
             raise ValueError(f"average must be in [0, 1), not {self.average}")
-
-    @property
-    def working(self) -> int:
-        """The working side (:func:`working_side`) of these crops."""
-        return working_side(self.crop)
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: everything that
@@ -140,8 +117,8 @@ class TrainProgress:
 
     step: int  # steps done in all, this one included (1-based)
     steps: int  # steps the run aims at
-    loss: float  # the step's objective, averaged over its crops
-    photos_per_s: float  # crops per second since this run (or resumption) started
+    loss: float  # the step's objective, averaged over its photos
+    photos_per_s: float  # photos per second since this run (or resumption) started
     elapsed: float  # seconds since this run (or resumption) started
     resumed_from: int = 0  # the step the run resumed from (0: started afresh)
 
@@ -158,65 +135,17 @@ class TrainResult:
 StepFn = Callable[[TrainProgress], None]
 
 
-def training_side(settings: Settings, crop: int) -> int:
-    """The style side the targets of training on ``crop``×``crop`` crops are computed
-    at: the one the optimizer would use for a picture of the working size."""
-    side = working_side(crop)
-    return style_side(side, side, settings.style_scale)
-
-
-def random_crops(photos: Sequence[Image.Image], count: int, crop: int, working: int,
-                 zoom: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
-    """``count`` random square crops (``count×3×crop×crop``, float32 in [0, 1]).
-
-    Each: a photo drawn uniformly and seen at the area of a square ``working`` × ``z``
-    pixels a side (``z`` drawn log-uniformly from ``zoom``; its shape kept), a
-    ``crop``-pixel square of it at a uniform position (the whole short side, if the
-    photo is too small or too narrow for one), resized from the photo's own pixels
-    (bicubic, antialiased when it shrinks), mirrored with probability ½.  Every draw
-    comes from ``generator``, so its state decides the crops and a checkpoint can carry
-    it.
-    """
-    return random_crop_pairs(photos, None, count, crop, working, zoom, generator)[0]
-
-
-def random_crop_pairs(photos: Sequence[Image.Image], teachers: Sequence[Image.Image] | None,
-                      count: int, crop: int, working: int, zoom: tuple[float, float],
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`random_crops`, and the same regions of each photo's teacher picture (of any
-    size: the region is taken at the same place relative to the picture)."""
-    lo, hi = zoom
-    out, taught = [], []
-    for _ in range(count):
-        i = int(torch.randint(len(photos), (1,), generator=generator))
-        img = photos[i]
-        u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        # The photo's pixels per working-size pixel, then the crop's side in its pixels.
-        seen = working * lo * (hi / lo) ** u[0]
-        side = min(crop * math.sqrt(img.width * img.height) / seen, img.width, img.height)
-        x0, y0 = u[1] * (img.width - side), u[2] * (img.height - side)
-        pieces = [img.resize((crop, crop), Image.Resampling.BICUBIC,
-                             box=(x0, y0, x0 + side, y0 + side))]
-        if teachers is not None:
-            t = teachers[i].convert("RGB")
-            fx, fy = t.width / img.width, t.height / img.height
-            pieces.append(t.resize((crop, crop), Image.Resampling.BICUBIC,
-                                   box=(x0 * fx, y0 * fy, (x0 + side) * fx, (y0 + side) * fy)))
-        flip = u[3] < 0.5
-        tensors = [pil_to_tensor(p).flip(-1) if flip else pil_to_tensor(p) for p in pieces]
-        out.append(tensors[0])
-        taught += tensors[1:]
-    return torch.cat(out), (torch.cat(taught) if taught else None)
+def training_sides(settings: Settings, options: TrainOptions) -> list[int]:
+    """The style sides whose targets training needs (:func:`train_samples.training_sides`)."""
+    return train_samples.training_sides(options.side, options.zoom, settings.style_scale)
 
 
 class Trainer:
-    """A network, its optimizer and its crop generator, trained one step at a time.
+    """A network, its optimizer and its sample generator, trained one step at a time.
 
-    ``targets`` holds the style targets of :func:`training_side` (more sides may be
+    ``targets`` holds the style targets of :func:`training_sides` (more sides may be
     there).  ``photos`` may be any sequence (a lazy one for a large collection); each
-    step draws :attr:`TrainOptions.batch` crops from it.  :attr:`learner` is the network
+    step draws :attr:`TrainOptions.batch` photos from it.  :attr:`learner` is the network
     Adam trains; :attr:`net` the one to use: the learner's moving average (or the
     learner itself when :attr:`TrainOptions.average` is 0).
     """
@@ -232,17 +161,19 @@ class Trainer:
                 teachers is not None and len(teachers) != len(photos)):
             raise ValueError("teacher pictures go with a teacher_weight, one per photo")
         self.teachers = teachers
-        side = training_side(settings, o.crop)
-        if side not in targets:
-            raise ValueError(f"style targets for side {side} (the crops' side) are missing")
+        self.sides = training_sides(settings, o)
+        missing = [side for side in self.sides if side not in targets]
+        if missing:
+            raise ValueError(f"style targets for sides {missing} (the working size's) "
+                             "are missing")
         self.device = resolve_device(o.device or settings.device)
         self.dtype = resolve_precision(o.precision or settings.precision, self.device)
         features, preprocess, _ = load_network(settings.weights, settings.pooling,
                                                self.device, self.dtype)
         content, style = layer_weights(settings)
         self.vgg = FeatureExtractor(features, preprocess, [*content, *style], pad=settings.pad)
-        self.style: list[Term] = style_terms(settings, targets[side], self.device,
-                                             self.vgg.feature_scale)
+        self.targets = targets
+        self._style: dict[int, list[Term]] = {}
         with torch.random.fork_rng(devices=[]):  # the seed decides the initial weights,
             torch.manual_seed(o.seed)  # without resetting the process's generator
             self.learner = TransformNet(o.config).to(self.device).train()
@@ -256,23 +187,36 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(o.seed)
         self.step = 0
 
+    def style(self, side: int) -> list[Term]:
+        """The style terms of the targets of ``side``, built once."""
+        if side not in self._style:
+            if side not in self.targets:
+                raise ValueError(f"style targets for side {side} are missing")
+            self._style[side] = style_terms(self.settings, self.targets[side], self.device,
+                                            self.vgg.feature_scale)
+        return self._style[side]
+
     def train_step(self) -> float:
-        """One Adam step on a fresh batch of crops; the batch's mean objective."""
+        """One Adam step on a fresh draw of photos; their mean objective.
+
+        Photos of a step differ in size, so each goes through the network and VGG-19 on
+        its own and its gradient is added, scaled by the batch: the same gradient as the
+        mean objective of a batch run together.
+        """
         o = self.options
-        photos, taught = random_crop_pairs(self.photos, self.teachers, o.batch, o.crop,
-                                           o.working, o.zoom, self.generator)
-        photos = photos.to(self.device)
-        with torch.no_grad():
-            objective = Objective.build(self.settings, self.vgg(photos), self.style)
-        with torch.autocast(self.device.type, dtype=self.dtype,
-                            enabled=self.dtype != torch.float32):
-            pictures = self.learner(photos)  # float32: the output head runs in float32
-        # Mean, not sum, over the crops: the learning rate then means the same at any batch.
-        loss = objective(self.vgg(pictures), pictures).mean()
-        if taught is not None:
-            loss = loss + o.teacher_weight * (pictures - taught.to(self.device)).abs().mean()
+        samples = train_samples.random_samples(self.photos, self.teachers, o.batch,
+                                               self.sides, self.settings.style_scale,
+                                               self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        total = 0.0
+        for sample in samples:
+            photo = sample.photo.to(self.device)
+            loss, picture = self._objective(self.learner, photo, sample.style_side)
+            if sample.teacher is not None:
+                loss = loss + o.teacher_weight * (
+                    picture - sample.teacher.to(self.device)).abs().mean()
+            self.scaler.scale(loss / len(samples)).backward()
+            total += float(loss.detach())
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
@@ -281,19 +225,26 @@ class Trainer:
             with torch.no_grad():
                 for a, w in zip(self.net.parameters(), self.learner.parameters(), strict=True):
                     a.lerp_(w, 1 - decay)
-        return float(loss.detach())
+        return total / len(samples)
+
+    def _objective(self, net: TransformNet, photo: torch.Tensor, side: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean objective of ``net``'s pictures of ``photo`` against the style
+        targets of ``side``, and the pictures."""
+        with torch.no_grad():
+            objective = Objective.build(self.settings, self.vgg(photo), self.style(side))
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            picture = net(photo)  # float32: the output head runs in float32
+        return objective(self.vgg(picture), picture).mean(), picture
 
     @torch.no_grad()
     def evaluate(self, photos: torch.Tensor) -> float:
-        """The mean objective of :attr:`net`'s pictures of ``photos`` (``B×3×H×W``, crops
-        of the training size), without training: a fixed yardstick, where the steps'
-        losses move with their random crops."""
-        photos = photos.to(self.device)
-        objective = Objective.build(self.settings, self.vgg(photos), self.style)
-        with torch.autocast(self.device.type, dtype=self.dtype,
-                            enabled=self.dtype != torch.float32):
-            pictures = self.net(photos)
-        return float(objective(self.vgg(pictures), pictures).mean())
+        """The mean objective of :attr:`net`'s pictures of ``photos`` (``B×3×H×W``), against
+        the style targets of their size, without training: a fixed yardstick, where the
+        steps' losses move with their random draws."""
+        side = style_side(photos.shape[-1], photos.shape[-2], self.settings.style_scale)
+        return float(self._objective(self.net, photos.to(self.device), side)[0])
 
     def run(self, on_step: StepFn | None = None,
             should_stop: Callable[[], bool] | None = None,
@@ -335,7 +286,7 @@ class Trainer:
 
         Tensors: the learner's (``net.``), its average's (``avg.``, when averaging),
         Adam's moments and step counts by parameter name (``adam.<name>.<field>``:
-        ``torch.save`` of the optimizer's state dict would be a pickle), the crop
+        ``torch.save`` of the optimizer's state dict would be a pickle), the sample
         generator's state (``rng``).  Metadata: the step, the options
         that must match on resume, the caller's ``key`` (e.g. the network's cache key), the
         gradient scaler's state, and the digest of the tensors.
@@ -450,7 +401,7 @@ def train(settings: Settings, targets: StyleTargets,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train (or, from an existing ``checkpoint``, go on training) a network.
 
-    ``targets`` must hold the side of the crops (:func:`training_side`).  With
+    ``targets`` must hold the sides of :func:`training_sides`.  With
     ``checkpoint``, the state is written there every ``checkpoint_every_s`` seconds, at
     the end, and when ``should_stop`` stops the run (then
     :class:`~pipeline.errors.Cancelled` is raised);

@@ -4,8 +4,8 @@ A second trainer of the same network exits 75 while the first holds the lock; SI
 checkpoints and exits 130; kill -9 loses nothing but the steps after the last
 checkpoint, and the same command resumes from it; a disk that really fills up (a small
 tmpfs, root only) stops it with 74 and a whole checkpoint.  Each trainer is a child process
-(one thread, a network 4 channels wide on 32 px crops) asked for far more steps than
-it will live to take, and checkpointing after every step.
+(one thread, a network 4 channels wide, photos at the area of a 32 px square) asked for
+far more steps than it will live to take, and checkpointing after every step.
 """
 
 from __future__ import annotations

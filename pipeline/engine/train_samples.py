@@ -1,0 +1,85 @@
+"""What the fast path's network is trained on: whole photos at the working size.
+
+The fast path paints a photo at its *working size* (the area of a square ``side`` pixels
+a side, :attr:`~pipeline.engine.training.TrainOptions.side`), and it is judged, like the
+optimizer, by the objective of the whole picture against the painting resized to the
+picture's area.  A training sample is therefore a whole photo, resized to about that
+area, with the style targets the optimizer uses for a picture of its size.
+
+Why not square crops, as Johnson et al. train on: the objective is not the same on a
+crop.  A Gram matrix is a mean over positions, and a painting's statistics are not the
+same everywhere; the crops of an optimized picture score 4-16 times its own style
+distance against the painting (docs/benchmarks.md, "The fast path").  A network asked to
+give every crop the whole painting's Grams learns a small texture that repeats, not the
+large planes of the optimum.
+
+Each sample's size is drawn around the working size (:attr:`TrainOptions.zoom`), in
+steps of the style targets' quantum, so that its targets are exactly the optimizer's and
+the network is not tied to one scale.  Every draw comes from one generator, whose state
+a checkpoint carries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from pipeline.engine.geometry import STYLE_SIDE_QUANTUM, style_side
+from pipeline.images import pil_to_tensor
+
+__all__ = ["MIN_SAMPLE_SIDE", "Sample", "random_samples", "sample_size", "training_sides"]
+
+#: No side of a sample is smaller (a very wide photo is then a little larger than the
+#: working area): VGG-19's deepest style layer needs a few positions.
+MIN_SAMPLE_SIDE = 32
+
+
+@dataclass(frozen=True)
+class Sample:
+    photo: torch.Tensor  # 1×3×H×W, float32 in [0, 1]
+    teacher: torch.Tensor | None  # the teacher picture at the same size and flip
+    style_side: int  # the side of the style targets it is judged against
+
+
+def training_sides(side: int, zoom: tuple[float, float], style_scale: float) -> list[int]:
+    """The style sides samples are drawn at: the quantized sides between ``side`` ×
+    ``zoom`` (times ``style_scale``), and always the working size's own."""
+    lo, hi = zoom
+    q = STYLE_SIDE_QUANTUM
+    first = max(q, math.ceil(side * lo * style_scale / q) * q)
+    last = math.floor(side * hi * style_scale / q) * q
+    return sorted({*range(first, last + 1, q), style_side(side, side, style_scale)})
+
+
+def sample_size(width: int, height: int, style_side_: int, style_scale: float
+                ) -> tuple[int, int]:
+    """The size of a ``width``×``height`` photo seen at the area the optimizer paints
+    against style targets of ``style_side_`` (its shape kept)."""
+    f = style_side_ / style_scale / math.sqrt(width * height)
+    return (max(MIN_SAMPLE_SIDE, round(width * f)), max(MIN_SAMPLE_SIDE, round(height * f)))
+
+
+def random_samples(photos: Sequence[Image.Image], teachers: Sequence[Image.Image] | None,
+                   count: int, sides: Sequence[int], style_scale: float,
+                   generator: torch.Generator) -> list[Sample]:
+    """``count`` samples: each a photo drawn uniformly, a style side drawn uniformly from
+    ``sides``, the whole photo resized to :func:`sample_size` (bicubic, antialiased when
+    it shrinks) and mirrored with probability ½; with ``teachers``, the photo's teacher
+    picture (of any size) resized and mirrored alike."""
+    out = []
+    for _ in range(count):
+        i = int(torch.randint(len(photos), (1,), generator=generator))
+        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        side = sides[min(int(u[0] * len(sides)), len(sides) - 1)]
+        img = photos[i] if photos[i].mode == "RGB" else photos[i].convert("RGB")
+        size = sample_size(img.width, img.height, side, style_scale)
+        pictures = [img] + ([teachers[i].convert("RGB")] if teachers is not None else [])
+        tensors = [pil_to_tensor(p.resize(size, Image.Resampling.BICUBIC)) for p in pictures]
+        if u[1] < 0.5:
+            tensors = [t.flip(-1) for t in tensors]
+        out.append(Sample(tensors[0], tensors[1] if len(tensors) > 1 else None, side))
+    return out
