@@ -55,6 +55,29 @@ def test_output_has_the_input_size_and_range(size: tuple[int, int]) -> None:
     assert float(pictures.min()) >= 0 and float(pictures.max()) <= 1
 
 
+@torch.no_grad()
+def test_noise_channels_paint_flat_regions_the_same_way_every_time(tmp_path: Path) -> None:
+    grey = torch.full((2, 3, 40, 52), 0.5)
+    flat = _net()(grey)
+    # Without noise a flat photo can only come out flat (each channel one value).
+    assert float(flat.std(dim=(-2, -1)).max()) < 1e-5
+    noisy = _net(NetworkConfig(width=8, blocks=2, noise=1))
+    picture = noisy(grey)
+    assert float(picture.std(dim=(-2, -1)).min()) > 1e-3
+    # Fixed at inference: the same picture again, and for every photo of a batch.
+    assert torch.equal(picture, noisy(grey)) and torch.equal(picture[0], picture[1])
+    # Training draws it from the trainer's generator: another draw, another picture.
+    drawn = noisy(grey, torch.Generator().manual_seed(1))
+    assert not torch.equal(drawn, picture)
+    assert torch.equal(drawn, noisy(grey, torch.Generator().manual_seed(1)))
+    # The config is recorded in the file and read back.
+    write_network(tmp_path / "n.safetensors", noisy)
+    loaded = read_network(tmp_path / "n.safetensors")
+    assert loaded.config.noise == 1 and torch.equal(loaded.net.eval()(grey), picture)
+    with pytest.raises(ValueError):
+        NetworkConfig(noise=9)
+
+
 def test_too_small_a_picture_is_refused() -> None:
     with pytest.raises(InputError) as info:
         _net()(torch.rand(1, 3, 7, 20))

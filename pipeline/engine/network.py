@@ -9,7 +9,13 @@ convolution out; with three changes the literature has since agreed on:
   pictures are much better;
 * reflection padding instead of zeros, so the borders are not painted as edges;
 * nearest-neighbour upsampling then a 3×3 convolution instead of transposed convolutions,
-  which leave a checkerboard (Odena, Dumoulin and Olah 2016).
+  which leave a checkerboard (Odena, Dumoulin and Olah 2016);
+* optionally, channels of noise beside the photo's (:attr:`NetworkConfig.noise`, as
+  Ulyanov et al.'s texture networks take): a convolutional network maps a flat region
+  (a clear sky, a blurred background) to a flat region, while the optimizer paints
+  strokes there; noise gives it something to paint them from.  At inference the noise
+  is fixed (:data:`NOISE_SEED`, drawn at the picture's size), so a picture is made
+  again bit for bit, alone or in a batch.
 
 A trained network is an artifact like a style target: a safetensors file (tensors, and its
 :class:`NetworkConfig` as JSON metadata), never a pickle.  :func:`read_network` checks a
@@ -54,6 +60,10 @@ MAX_NETWORK_BYTES = 256 << 20
 MIN_SIDE = 8
 #: Pictures are padded to a multiple of this (two stride-2 steps), then cropped back.
 MULTIPLE = 4
+#: Seeds the noise channels at inference (see the module doc).
+NOISE_SEED = 20161
+#: Bound of the noise channels.
+MAX_NOISE = 8
 
 
 @dataclass(frozen=True)
@@ -62,31 +72,40 @@ class NetworkConfig:
 
     width: int = FULL_WIDTH  # channels of the first convolution (×2, ×4 further down)
     blocks: int = 5  # residual blocks at a quarter of the resolution
+    noise: int = 0  # channels of Gaussian noise beside the photo's three
 
     def __post_init__(self) -> None:
+        if not 0 <= self.noise <= MAX_NOISE:
+            raise ValueError(f"noise must be 0 to {MAX_NOISE} channels, not {self.noise}")
         if not MIN_WIDTH <= self.width <= MAX_WIDTH:
             raise ValueError(f"width must be {MIN_WIDTH} to {MAX_WIDTH}, not {self.width}")
         if not 0 <= self.blocks <= MAX_BLOCKS:
             raise ValueError(f"blocks must be 0 to {MAX_BLOCKS}, not {self.blocks}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"architecture": ARCHITECTURE, "width": self.width, "blocks": self.blocks}
+        out = {"architecture": ARCHITECTURE, "width": self.width, "blocks": self.blocks}
+        if self.noise:  # absent when off: files written before it stay readable
+            out["noise"] = self.noise
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> NetworkConfig:
         """The config a file recorded; ``ValueError`` for anything else."""
-        if not isinstance(data, dict) or set(data) != {"architecture", "width", "blocks"}:
+        if not isinstance(data, dict) or not (
+                {"architecture", "width", "blocks"} <= set(data)
+                <= {"architecture", "width", "blocks", "noise"}):
             raise ValueError("its recorded architecture is not a network config")
         if data["architecture"] != ARCHITECTURE:
             raise ValueError(f"its architecture is {str(data['architecture'])[:60]!r}, "
                              f"not {ARCHITECTURE!r}")
-        width, blocks = data["width"], data["blocks"]
-        if type(width) is not int or type(blocks) is not int:
-            raise ValueError("its recorded width and blocks are not whole numbers")
-        return cls(width, blocks)
+        width, blocks, noise = data["width"], data["blocks"], data.get("noise", 0)
+        if type(width) is not int or type(blocks) is not int or type(noise) is not int:
+            raise ValueError("its recorded width, blocks and noise are not whole numbers")
+        return cls(width, blocks, noise)
 
     def describe(self) -> str:
-        return f"width {self.width}, {self.blocks} residual blocks"
+        noise = f", {self.noise} noise channels" if self.noise else ""
+        return f"width {self.width}, {self.blocks} residual blocks{noise}"
 
 
 class _ConvLayer(nn.Module):
@@ -139,21 +158,27 @@ class TransformNet(nn.Module):
         super().__init__()
         self.config = config = config or NetworkConfig()
         w = config.width
-        self.down = nn.Sequential(_ConvLayer(3, w, 9), _ConvLayer(w, 2 * w, 3, stride=2),
+        self.down = nn.Sequential(_ConvLayer(3 + config.noise, w, 9),
+                                  _ConvLayer(w, 2 * w, 3, stride=2),
                                   _ConvLayer(2 * w, 4 * w, 3, stride=2))
         self.blocks = nn.Sequential(*(_Residual(4 * w) for _ in range(config.blocks)))
         self.up = nn.Sequential(_ConvLayer(4 * w, 2 * w, 3, upsample=True),
                                 _ConvLayer(2 * w, w, 3, upsample=True))
         self.out = _ConvLayer(w, 3, 9, norm=False, relu=False)
 
-    def forward(self, photos: torch.Tensor) -> torch.Tensor:
-        # photos: B×3×H×W in [0, 1]
+    def forward(self, photos: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """``photos`` (B×3×H×W in [0, 1]) painted.  With noise channels, their noise is
+        drawn from ``generator`` (a CPU one; training) or else the fixed one of
+        :data:`NOISE_SEED`, the same for every photo of the batch."""
         h, w = photos.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise InputError(f"a picture of {w}×{h} is too small for the network; both "
                              f"sides must be at least {MIN_SIDE} px", category="too_small")
         pad_h, pad_w = -h % MULTIPLE, -w % MULTIPLE
         x = F.pad(photos, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else photos
+        if self.config.noise:
+            x = torch.cat([x, self._noise(x, generator)], dim=1)
         logits = self.out(self.up(self.blocks(self.down(x))))[..., :h, :w]
         # A sigmoid keeps the output in [0, 1] with a gradient everywhere (a clamp has
         # none where it bites).  Not a residual around the photo, although that starts
@@ -164,6 +189,15 @@ class TransformNet(nn.Module):
         # 16.5 -> 15.9 (last layer zero-initialized), 17.5 -> 15.2 (default init);
         # clamp(p + r) 17.5 -> 20.9; p + r with a straight-through clamp 17.5 -> 17.9.
         return torch.sigmoid(logits.float())
+
+    def _noise(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        if generator is None:  # fixed: one draw at this size, for every photo
+            fixed = torch.Generator().manual_seed(NOISE_SEED)
+            noise = torch.randn(1, self.config.noise, h, w, generator=fixed).expand(b, -1, -1, -1)
+        else:
+            noise = torch.randn(b, self.config.noise, h, w, generator=generator)
+        return noise.to(x.device, x.dtype)
 
 
 # -- the file -------------------------------------------------------------------------------

@@ -211,7 +211,8 @@ class Trainer:
         total = 0.0
         for sample in samples:
             photo = sample.photo.to(self.device)
-            loss, picture = self._objective(self.learner, photo, sample.style_side)
+            loss, picture = self._objective(self.learner, photo, sample.style_side,
+                                            self.generator)
             if sample.teacher is not None:
                 loss = loss + o.teacher_weight * (
                     picture - sample.teacher.to(self.device)).abs().mean()
@@ -227,15 +228,16 @@ class Trainer:
                     a.lerp_(w, 1 - decay)
         return total / len(samples)
 
-    def _objective(self, net: TransformNet, photo: torch.Tensor, side: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _objective(self, net: TransformNet, photo: torch.Tensor, side: int,
+                   noise: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean objective of ``net``'s pictures of ``photo`` against the style
-        targets of ``side``, and the pictures."""
+        targets of ``side``, and the pictures; ``noise`` draws the network's noise
+        channels (None: the fixed noise pictures are made with)."""
         with torch.no_grad():
             objective = Objective.build(self.settings, self.vgg(photo), self.style(side))
         with torch.autocast(self.device.type, dtype=self.dtype,
                             enabled=self.dtype != torch.float32):
-            picture = net(photo)  # float32: the output head runs in float32
+            picture = net(photo, noise)  # float32: the output head runs in float32
         return objective(self.vgg(picture), picture).mean(), picture
 
     @torch.no_grad()
