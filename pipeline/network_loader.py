@@ -14,10 +14,17 @@ from pathlib import Path
 from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
 from pipeline.errors import UsageError, WeightsError
 from pipeline.networks import BLOCKS, META_KEY, find_network, network_key
+from pipeline.settings import Settings
 from pipeline.styles import Preset
 
 #: Networks kept in memory (a few MB each).
 KEPT = 8
+
+
+def network_config(settings: Settings) -> NetworkConfig:
+    """The network's architecture a preset's settings ask for."""
+    return NetworkConfig(width=settings.network_width, blocks=BLOCKS,
+                         noise=settings.network_noise)
 
 
 def still_the_presets(loaded: LoadedNetwork, preset: Preset, path: Path) -> LoadedNetwork:
@@ -54,7 +61,7 @@ class NetworkLoader:
         if ref.digest in self._kept:
             self._kept.move_to_end(ref.digest)
             return self._kept[ref.digest]
-        expected = NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
+        expected = network_config(preset.settings)
         loaded = still_the_presets(read_network(ref.path, expected), preset, ref.path)
         self._kept[loaded.digest] = loaded
         while len(self._kept) > KEPT:

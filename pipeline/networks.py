@@ -64,7 +64,7 @@ def network_identity(preset: Preset) -> dict[str, Any]:
     return {
         "version": KEY_VERSION,
         "architecture": ARCHITECTURE,
-        "network": {"width": s.network_width, "blocks": BLOCKS},
+        "network": {"width": s.network_width, "blocks": BLOCKS, "noise": s.network_noise},
         # Not the step count: more steps go on from the checkpoint (the same network,
         # trained further), as ``stylize train --steps`` does.
         "training": {"size": s.train_size, "batch": s.train_batch,

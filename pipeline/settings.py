@@ -63,8 +63,8 @@ NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "avera
 #: What a ``method: fast`` result's key holds of its settings (see ``engine_view``).
 FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
                        "metadata"})
-NETWORK_KNOBS = frozenset({"network_width", "train_steps", "train_size", "train_batch",
-                           "train_learning_rate"})
+NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
+                           "train_batch", "train_learning_rate"})
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -176,6 +176,10 @@ class Settings(BaseModel):
     network_width: int = Field(
         16, ge=4, le=128, description="channels of the network's first layer: 16 (half "
         "width, the default: about 4x faster on a CPU) or 32 (Johnson et al.'s full width)",
+    )
+    network_noise: int = Field(
+        0, ge=0, le=8, description="channels of fixed noise beside the photo's: something "
+        "for the network to paint strokes from in flat regions (a sky, a blurred background)",
     )
     train_steps: int = Field(
         6000, ge=1, le=1_000_000, description="training iterations of the network (one "

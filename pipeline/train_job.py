@@ -40,7 +40,7 @@ from PIL import Image
 
 from pipeline import fsread, fsutil, jsonio
 from pipeline.cache import ArtifactCache
-from pipeline.engine.network import NetworkConfig, network_digest, network_tensors, write_network
+from pipeline.engine.network import network_digest, network_tensors, write_network
 from pipeline.engine.training import (
     TrainOptions,
     TrainProgress,
@@ -52,8 +52,8 @@ from pipeline.errors import Cancelled, InputError, OutOfMemoryError, UsageError
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.images import load_image
 from pipeline.locking import RunLock
+from pipeline.network_loader import network_config
 from pipeline.networks import (
-    BLOCKS,
     META_DIGEST,
     META_KEY,
     META_STYLE,
@@ -319,7 +319,7 @@ def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: i
     s = preset.settings
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=steps,
                            learning_rate=s.train_learning_rate, seed=s.seed,
-                           config=NetworkConfig(width=s.network_width, blocks=BLOCKS))
+                           config=network_config(s))
     # The same store (and cache entries) as a run's: targets are computed once per side.
     store = StyleTargetStore(ArtifactCache(cache_root))
     targets = store.get(s, preset, training_sides(s, options))
@@ -354,7 +354,7 @@ def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: in
     digest = network_digest(result.net.config, network_tensors(result.net))
     training = {"steps": result.steps, "size": s.train_size, "batch": s.train_batch,
                 "learning_rate": s.train_learning_rate, "seed": s.seed,
-                "width": s.network_width, "photos": photos,
+                "width": s.network_width, "noise": s.network_noise, "photos": photos,
                 "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
                 "loss": None if result.loss is None or not math.isfinite(result.loss)
                 else result.loss,

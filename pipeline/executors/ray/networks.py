@@ -18,8 +18,8 @@ from pipeline import fsread
 from pipeline.cache_dir import default_cache_dir
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.ray.connect import ray
-from pipeline.network_loader import no_network, still_the_presets
-from pipeline.networks import BLOCKS, find_network
+from pipeline.network_loader import network_config, no_network, still_the_presets
+from pipeline.networks import find_network
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
@@ -34,9 +34,7 @@ WORKER_NETWORKS_KEPT = 8
 
 
 def _expected(preset: Preset) -> Any:
-    from pipeline.engine.network import NetworkConfig
-
-    return NetworkConfig(width=preset.settings.network_width, blocks=BLOCKS)
+    return network_config(preset.settings)
 
 
 class NetworkShipper:
