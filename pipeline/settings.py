@@ -178,7 +178,7 @@ class Settings(BaseModel):
         "width, the default: about 4x faster on a CPU) or 32 (Johnson et al.'s full width)",
     )
     network_noise: int = Field(
-        0, ge=0, le=8, description="channels of fixed noise beside the photo's: something "
+        2, ge=0, le=8, description="channels of fixed noise beside the photo's: something "
         "for the network to paint strokes from in flat regions (a sky, a blurred background)",
     )
     train_steps: int = Field(

@@ -136,20 +136,16 @@ def make_targets(engine: object, paintings: list, sides: object) -> dict:
 def train_tiny_network(preset: object, target: Path, seed: int = 0) -> str:
     """A real network for a fast ``preset``, a few steps trained at its (tiny) settings and
     written to ``target`` as ``stylize train`` writes it; its digest."""
-    from pipeline.engine.network import (
-        NetworkConfig,
-        network_digest,
-        network_tensors,
-        write_network,
-    )
+    from pipeline.engine.network import network_digest, network_tensors, write_network
     from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.engine.training import Trainer, TrainOptions, training_sides
+    from pipeline.network_loader import network_config
     from pipeline.networks import META_DIGEST, META_KEY, META_STYLE, network_key
 
     s = preset.settings  # type: ignore[attr-defined]
     painting = Image.open(preset.images[0].path).convert("RGB")  # type: ignore[attr-defined]
     options = TrainOptions(side=s.train_size, batch=2, steps=3, seed=seed,
-                           config=NetworkConfig(width=s.network_width))
+                           config=network_config(s))
     targets = StyleTargetMaker(s).compute([(painting, 1.0)], training_sides(s, options))
     photos = [gradient_photo(64, 48, seed=i) for i in range(4)]
     trainer = Trainer(s, targets, photos, options)
