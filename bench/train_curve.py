@@ -38,7 +38,8 @@ def main() -> None:
     ap.add_argument("--teachers", type=Path, help="a folder of optimized pictures of the "
                     "training photos (bench/teachers.py), to distill from")
     ap.add_argument("--teacher-weight", type=float, default=10.0)
-    ap.add_argument("--noise", type=int, default=0, help="noise channels of the network")
+    ap.add_argument("--noise", type=int, help="noise channels of the network (default: the "
+                    "preset's network_noise)")
     args = ap.parse_args()
 
     import torch
@@ -62,7 +63,9 @@ def main() -> None:
                 if args.teachers else None)
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=10**9,
                            learning_rate=s.train_learning_rate, seed=s.seed,
-                           config=NetworkConfig(width=s.network_width, noise=args.noise),
+                           config=NetworkConfig(width=s.network_width,
+                                                noise=s.network_noise if args.noise is None
+                                                else args.noise),
                            teacher_weight=args.teacher_weight if teachers else 0.0)
     targets = StyleTargetStore(ArtifactCache()).get(s, preset, training_sides(s, options))
     trainer = Trainer(s, targets, photos, options, teachers=teachers)
