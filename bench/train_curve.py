@@ -40,6 +40,13 @@ def main() -> None:
     ap.add_argument("--teacher-weight", type=float, default=10.0)
     ap.add_argument("--noise", type=int, help="noise channels of the network (default: the "
                     "preset's network_noise)")
+    ap.add_argument("--detail-noise", type=int, default=0,
+                    help="noise channels at full resolution before the output layer")
+    ap.add_argument("--dilations", default="", help="the residual blocks' dilations, "
+                    "e.g. 1,2,4,2,1 (default: none)")
+    ap.add_argument("--schedule", default="constant", help="constant, or linear to zero "
+                    "at --steps")
+    ap.add_argument("--steps", type=int, default=10**9, help="the schedule's length")
     args = ap.parse_args()
 
     import torch
@@ -61,11 +68,14 @@ def main() -> None:
     photos = [Image.open(p).convert("RGB") for p in paths]
     teachers = ([Image.open(args.teachers / f"{p.stem}.png").convert("RGB") for p in paths]
                 if args.teachers else None)
-    options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=10**9,
-                           learning_rate=s.train_learning_rate, seed=s.seed,
+    options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=args.steps,
+                           learning_rate=s.train_learning_rate, schedule=args.schedule, seed=s.seed,
                            config=NetworkConfig(width=s.network_width,
                                                 noise=s.network_noise if args.noise is None
-                                                else args.noise),
+                                                else args.noise,
+                                                detail_noise=args.detail_noise,
+                                                dilations=tuple(int(d) for d in
+                                                                args.dilations.split(",") if d)),
                            teacher_weight=args.teacher_weight if teachers else 0.0)
     targets = StyleTargetStore(ArtifactCache()).get(s, preset, training_sides(s, options))
     trainer = Trainer(s, targets, photos, options, teachers=teachers)
@@ -84,7 +94,7 @@ def main() -> None:
          "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()
     losses: list[float] = []
-    while trained_s < args.minutes * 60:
+    while trained_s < args.minutes * 60 and trainer.step < args.steps:
         t0 = time.perf_counter()
         losses.append(trainer.train_step())
         step_s = time.perf_counter() - t0
@@ -105,6 +115,8 @@ def main() -> None:
             trainer.save_checkpoint(ckpt)
             last_ckpt = now
     trainer.save_checkpoint(ckpt)
+    if trainer.step >= args.steps:  # a run to a step budget: its last network
+        write_network(args.out / f"net-{args.steps}steps.safetensors", trainer.net)
 
 
 if __name__ == "__main__":

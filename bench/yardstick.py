@@ -52,7 +52,8 @@ class Yardstick:
 
     def score(self, picture: Image.Image | Path,
               at: tuple[int, int] | None = None) -> dict[str, float]:
-        """Both distances of ``picture``, scored at its own size or resized to ``at``.
+        """Both distances of ``picture``, scored at its own size or resized to ``at``, and
+        the style distance of each layer (``layers``).
 
         Scoring a low-resolution intermediate picture at the final size (``at``) is
         what makes pictures of a multiscale run comparable with full-size ones.
@@ -72,7 +73,7 @@ class Yardstick:
             self._targets[size] = (self._features(photo), self._features(painting))
         fc, fs = self._targets[size]
         fo = self._features(picture)
+        layers = {n: relative_error(gram(fo[n]), gram(fs[n])).item() for n in STYLE_LAYERS}
         content = relative_error(fo[CONTENT_LAYER], fc[CONTENT_LAYER]).item()
-        style = sum(relative_error(gram(fo[n]), gram(fs[n])).item()
-                    for n in STYLE_LAYERS) / len(STYLE_LAYERS)
-        return {"content": content, "style": style}
+        return {"content": content, "style": sum(layers.values()) / len(STYLE_LAYERS),
+                "layers": layers}

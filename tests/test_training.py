@@ -150,6 +150,26 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(
         assert torch.equal(a, b), name
 
 
+def test_a_linear_schedule_decays_the_rate_to_nothing_at_the_last_step(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    options = _options(steps=4, schedule="linear", learning_rate=1e-3)
+    assert [options.rate(i) for i in range(5)] == pytest.approx([1e-3, 7.5e-4, 5e-4,
+                                                                  2.5e-4, 0.0])
+    trainer = Trainer(SETTINGS, targets, photos, options)
+    rates: list[float] = []
+    trainer.run(on_step=lambda _: rates.append(trainer.optimizer.param_groups[0]["lr"]))
+    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    # A constant run's checkpoint does not resume a scheduled one: other settings.
+    constant = Trainer(SETTINGS, targets, photos, _options(steps=1))
+    constant.run()
+    constant.save_checkpoint(tmp_path / "c.safetensors")
+    assert "schedule" not in constant.options.identity()
+    assert "other training settings" in _refusal(
+        Trainer(SETTINGS, targets, photos, options), tmp_path / "c.safetensors")
+    with pytest.raises(ValueError, match="schedule"):
+        _options(schedule="cosine")
+
+
 def test_a_checkpoint_is_safetensors_without_pickle(
         tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
     trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))

@@ -71,6 +71,11 @@ class TrainOptions:
     batch: int = 2  # photos per step
     steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
     learning_rate: float = 1e-3
+    # constant, or linear: from learning_rate down to nothing at the last of ``steps``
+    # (for a fixed budget of steps, the schedule that converges furthest in Li, Yumer and
+    # Ramanan's "Budgeted training", 2020).  A run extended past its steps goes on
+    # from where the line then stands.
+    schedule: str = "constant"
     seed: int = 0  # decides the photos drawn, their sizes and flips, and so the network
     # Each photo is seen at a side between these factors of the working size (in steps
     # of the style targets' sides): a little play, so that the network is not tied to
@@ -97,6 +102,14 @@ class TrainOptions:
             raise ValueError(f"zoom must be 0 < low <= high <= 4, not {self.zoom}")
         if not 0 <= self.average < 1:
             raise ValueError(f"average must be in [0, 1), not {self.average}")
+        if self.schedule not in ("constant", "linear"):
+            raise ValueError(f"schedule must be constant or linear, not {self.schedule!r}")
+
+    def rate(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based)."""
+        if self.schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * max(0.0, 1.0 - step / max(self.steps, 1))
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: everything that
@@ -107,6 +120,8 @@ class TrainOptions:
             del out[name]
         if not self.teacher_weight:  # absent when off: checkpoints before it stay valid
             del out["teacher_weight"]
+        if self.schedule == "constant":
+            del out["schedule"]
         out["zoom"], out["config"] = list(self.zoom), self.config.as_dict()
         return out
 
@@ -208,6 +223,8 @@ class Trainer:
                                                self.sides, self.settings.style_scale,
                                                self.generator)
         self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = o.rate(self.step)
         total = 0.0
         for sample in samples:
             photo = sample.photo.to(self.device)
