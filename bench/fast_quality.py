@@ -5,7 +5,8 @@ the yardstick (bench/yardstick.py) scores the picture of each network snapshot g
 the picture of ``method: optimize`` with ``--baseline-steps`` (the issue's bar:
 [40, 15, 15], about 50-100 L-BFGS iterations) at the same size.  The objective that
 decides is content + the preset's style weight × style, as the issue defines it.
-Optimized pictures are kept in ``--out`` and reused when the command is run again.
+Optimized pictures are kept in ``--out`` and reused when the command is run again; the
+networks' pictures are kept there too (``<photo>-<folder>-<network>.png``).
 
     python bench/fast_quality.py --style udnie --size 384 \
         --networks 'bench/out/curve-udnie/net-*.safetensors' --out bench/out/quality-udnie
@@ -88,6 +89,7 @@ def main() -> None:
             picture = stylizer.stylize(photo)
             label = f"{path.parent.name}/{path.stem}"
             scores[label] = stick.score(picture) | {"seconds": time.perf_counter() - start}
+            picture.save(args.out / f"{Path(name).stem}-{path.parent.name}-{path.stem}.png")
             cells.append((label, picture))
         for label, score in scores.items():
             score["objective"] = score["content"] + weight * score["style"]
