@@ -17,6 +17,12 @@ convolution out; with three changes the literature has since agreed on:
   is fixed (:data:`NOISE_SEED`, drawn at the picture's size), so a picture is made
   again bit for bit, alone or in a batch.
 
+Two further options, :attr:`NetworkConfig.detail_noise` (noise at full resolution before the
+output layer) and :attr:`NetworkConfig.dilations` (dilated residual blocks, which see
+further), are there for the benchmarks: measured against the defaults, neither changed the
+quality a minute of training buys (docs/benchmarks.md, third round), so the settings do
+not offer them.
+
 A trained network is an artifact like a style target: a safetensors file (tensors, and its
 :class:`NetworkConfig` as JSON metadata), never a pickle.  :func:`read_network` checks a
 file before anything of it is used: its digest, its recorded architecture, and every
