@@ -44,6 +44,8 @@ def main() -> None:
                     help="noise channels at full resolution before the output layer")
     ap.add_argument("--dilations", default="", help="the residual blocks' dilations, "
                     "e.g. 1,2,4,2,1 (default: none)")
+    ap.add_argument("--start", type=Path, help="a trained network (of another style) to "
+                    "start from instead of random weights: fine-tuning")
     ap.add_argument("--schedule", default="constant", help="constant, or linear to zero "
                     "at --steps")
     ap.add_argument("--steps", type=int, default=10**9, help="the schedule's length")
@@ -82,6 +84,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"
     trained_s = 0.0
+    if args.start and not ckpt.exists():
+        from pipeline.engine.network import read_network
+
+        start = read_network(args.start, options.config).net.state_dict()
+        trainer.learner.load_state_dict(start)
+        trainer.net.load_state_dict(start)
     if ckpt.exists():
         trainer.resume(ckpt)
         lines = log_path.read_text().splitlines() if log_path.exists() else []
@@ -91,6 +99,7 @@ def main() -> None:
         {"style": args.style, "overrides": overrides, "photos": len(photos),
          "teachers": str(args.teachers) if teachers else None,
          "teacher_weight": options.teacher_weight,
+         "start": str(args.start) if args.start else None,
          "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()
     losses: list[float] = []
