@@ -140,6 +140,7 @@ def reproduce(output: Path, *, again: Path | None = None,
     command = (command + ["--", photo] if photo.startswith("-")
                else command[:2] + [photo] + command[2:])
     _check_photo(record, warnings)
+    _check_machine(made, device, warnings)
     if made.get("network"):
         _check_network(made, style, wanted, cache_dir, warnings)
     return Explanation(record, made, command, warnings)
@@ -164,6 +165,25 @@ def _check_network(made: dict[str, Any], style: str, wanted: Settings,
     elif ref.digest != made["network"]:
         warnings.append(f"the network that made it ({made['network'][:12]}) was retrained "
                         f"since (now {ref.digest[:12]}): the picture will differ")
+
+
+def _check_machine(made: dict[str, Any], device: str, warnings: list[str]) -> None:
+    """Byte for byte only where the same kernels run: say so when this machine differs."""
+    recorded = made.get("machine")
+    if not recorded:
+        return
+    import torch
+
+    from pipeline.engine.device import float_signature
+
+    try:
+        here = float_signature(torch.device(device))
+    except (RuntimeError, AssertionError):  # no such device here (a record from a GPU)
+        here = f"no {device} device"
+    if here != recorded:
+        warnings.append(f"it was made on {recorded}; here it runs on {here}: float results "
+                        "differ in their last bits between the two, so the picture may "
+                        "differ slightly")
 
 
 def _check_photo(record: records.Record, warnings: list[str]) -> None:

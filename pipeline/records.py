@@ -79,7 +79,7 @@ _MADE_MAY: dict[str, tuple[type, ...]] = {
     "tool": (str,), "preset_source": (str, type(None)), "preset_path": (str, type(None)),
     "format": (str, type(None)), "weights_digest": (str, type(None)),
     "note": (str, type(None)), "device": (str, type(None)), "precision": (str, type(None)),
-    "method": (str,), "network": (str,)}
+    "method": (str,), "network": (str,), "machine": (str,)}
 _IMAGE_NEEDS: dict[str, tuple[type, ...]] = {"path": (str,), "digest": (str,),
                                              "weight": (int, float)}
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import torch
 from PIL import Image
 
+from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
 from pipeline.engine.geometry import MIN_SCALE_SIDE
 from pipeline.engine.network import LoadedNetwork
@@ -127,6 +128,7 @@ def encode(work: Work, engine: Stylist, photo: LoadedImage, picture: Image.Image
                     worker=worker, metadata_notes=tuple(photo.metadata_notes) + tuple(meta.notes),
                     details={"device": str(engine.device),
                              "precision": str(engine.dtype).removeprefix("torch."),
+                             "machine": float_signature(engine.device),
                              **_method_details(engine)})
 
 

@@ -108,3 +108,35 @@ def test_keep_mtime_gives_the_output_the_photo_time_and_stays_done(
     code, plan, _ = _invoke("run", str(tmp_path / "jobs.yaml"), "--dry-run",
                             styles=fast_preset_dir)
     assert code == 0 and plan.splitlines()[-1] == "0 to do, 1 already done"
+
+
+def test_the_record_names_the_machine_and_explain_warns_on_another_kind(
+        tmp_path: Path, fast_preset_dir: Path) -> None:
+    """Byte for byte holds for the same kind of machine: the record says which it was, and
+    explain says when it runs on another (here: a record edited to name another CPU)."""
+    import json
+
+    import torch
+
+    from pipeline.engine.device import float_signature
+
+    photo = tmp_path / "photo.png"
+    gradient_photo(64, 48, seed=1).save(photo)
+    out = tmp_path / "made" / "cat.png"
+    code, _, err = _invoke("image", str(photo), "--style", "fast", "-o", str(out), "-q",
+                           styles=fast_preset_dir)
+    assert code == 0, err
+    rec = records.read_record(out)
+    assert rec is not None and rec.made is not None
+    assert rec.made["machine"] == float_signature(torch.device("cpu"))
+    code, text, err = _invoke("explain", str(out), styles=fast_preset_dir)
+    assert code == 0 and rec.made["machine"] in text and "last bits" not in err
+
+    path = records.record_path(out)
+    data = json.loads(path.read_text())
+    data["made"]["machine"] = "cpu GenuineIntel AVX512+amx, 8 threads, torch 2.13.0+cpu"
+    path.write_text(json.dumps(data))
+    code, _, err = _invoke("explain", str(out), styles=fast_preset_dir)
+    assert code == 0
+    assert "made on cpu GenuineIntel AVX512+amx, 8 threads" in err
+    assert "differ in their last bits" in err

@@ -37,6 +37,8 @@ def explain(
                     ("made by", m.get("tool", "?")),
                     ("on", f"{m.get('device', '?')}, {m.get('precision', '?')}, "
                            f"{r.seconds:g} s, finished {r.finished}")]
+            if m.get("machine"):
+                rows.append(("machine", m["machine"]))
             if m.get("note"):
                 rows.append(("note", m["note"]))
             for key, value in rows:
