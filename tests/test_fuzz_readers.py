@@ -231,3 +231,49 @@ def test_bounded_json_raises_only_value_error(text: str) -> None:
 
     with contextlib.suppress(ValueError):  # anything else would be a traceback
         loads(text.encode())
+
+
+# -- the safetensors reader (networks and checkpoints; issue 27) -------------------------
+
+def _small_network_bytes(metadata: dict[str, str]) -> bytes:
+    from pipeline.engine.network import NetworkConfig, TransformNet, encode_network
+
+    torch.manual_seed(0)
+    return encode_network(TransformNet(NetworkConfig(width=8, blocks=1)).eval(), metadata)
+
+
+@FUZZ
+@given(metadata=st.dictionaries(st.text(min_size=1, max_size=30).filter(
+           lambda k: k not in {"format", "sha256", "config"}),
+           st.text(max_size=300), max_size=6),
+       pad=st.integers(0, 600))
+def test_a_network_with_any_metadata_and_header_length_reads_back(
+        metadata: dict[str, str], pad: int) -> None:
+    """Random metadata and any padding of the header (so every residue of its length):
+    the network always reads back, with its metadata, and never as a pickle."""
+    from support.safetensors_files import with_header_length
+
+    from pipeline.engine.network import decode_network
+
+    data = _small_network_bytes(metadata)
+    data = with_header_length(data, int.from_bytes(data[:8], "little") + pad)
+    event(f"first byte of the length {'0x80' if data[0] == 0x80 else 'other'}")
+    loaded = decode_network(data, "fuzzed.safetensors")
+    assert {k: loaded.metadata[k] for k in metadata} == metadata
+
+
+@FUZZ
+@given(junk=st.binary(max_size=64), keep=st.integers(0, 4000))
+def test_any_bytes_are_a_network_or_one_refusal(junk: bytes, keep: int) -> None:
+    """A valid file cut short and followed by random bytes, or random bytes alone: read, or
+    refused with one WeightsError line, in bounded time."""
+    from pipeline.engine.network import decode_network
+    from pipeline.errors import WeightsError
+
+    data = _small_network_bytes({})[:keep] + junk
+    start = time.monotonic()
+    try:
+        decode_network(data, "fuzzed.safetensors")
+    except WeightsError as exc:
+        assert "\n" not in exc.message and exc.message.startswith("fuzzed.safetensors")
+    assert time.monotonic() - start < SECONDS

@@ -240,3 +240,22 @@ def test_bf16_autocast_forward_keeps_float32_output() -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         pictures = _net()(photos)
     assert pictures.dtype == torch.float32 and pictures.shape == photos.shape
+
+
+def test_every_header_length_is_read_as_safetensors() -> None:
+    """The first bytes of a valid file are its header length: 0x1280 begins with ``\\x80``
+    and 0x4B50 with ``PK``, which were taken for a pickle and a zip (issue 27).  Every
+    residue of the length's first byte, aligned or not, and those two are read."""
+    from support.safetensors_files import with_header_length
+
+    data = encode_network(_net(), {"style": "x" * 40})
+    base = int.from_bytes(data[:8], "little") + 1
+    lengths = [*range(base, base + 256), 0x1280, 0x4B50, 0x5980]
+    assert {n & 0xFF for n in lengths} == set(range(256))
+    digests = set()
+    for length in lengths:
+        padded = with_header_length(data, length)
+        assert padded[:8] == length.to_bytes(8, "little")
+        digests.add(decode_network(padded, f"net-{length}").digest)
+    assert len(digests) == 1
+

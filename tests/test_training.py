@@ -267,3 +267,21 @@ def test_teachers_are_drawn_with_their_photos_and_distillation_pulls_towards_the
     assert distance(taught_net) < 0.6 * distance(plain), (distance(taught_net), distance(plain))
     with pytest.raises(ValueError, match="teacher"):
         Trainer(SETTINGS, targets, photos, _options(), teachers=greys)
+
+
+def test_a_checkpoint_of_any_header_length_resumes(
+        targets: StyleTargets, photos: list[Image.Image], tmp_path: Path) -> None:
+    """A checkpoint whose header length begins with ``\\x80`` or ``PK`` (``seed:
+    100000000`` made one 0x5980 bytes long) was refused as a pickle, and the training
+    was lost (issue 27)."""
+    from support.safetensors_files import with_header_length
+
+    trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
+    trainer.run()
+    data = trainer.checkpoint_bytes()
+    for length in (0x5980, 0x4B50 + 0x10000, 0x1280 + 0x10000):
+        if length < int.from_bytes(data[:8], "little"):
+            length += 0x100000
+        path = tmp_path / f"c{length:x}.safetensors"
+        path.write_bytes(with_header_length(data, length))
+        assert Trainer(SETTINGS, targets, photos, _options(steps=2)).resume(path) == 1

@@ -363,15 +363,19 @@ def read_safetensors(data: bytes, source: str, *, what: str, category: str = "ne
                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of safetensors ``data``, from the same bytes; never a pickle.
 
-    A pickle (``torch.save``'s zip or a raw pickle) is recognized by its first bytes and
-    refused without being opened: unpickling runs whatever code the file holds.  A
-    refusal is a :class:`~pipeline.errors.WeightsError` of ``category``.
+    The file is read as safetensors' format defines it: eight bytes of little-endian header
+    length, then that many bytes of JSON beginning with ``{``.  Only bytes that are not
+    that are looked at again, to say what they are: a pickle (``torch.save``'s zip, or a
+    raw pickle) is named as such and never opened, since unpickling runs whatever code the
+    file holds.  (The first bytes of a valid file are its header length, which may well be
+    ``0x80`` or ``PK``: a header 0x1280 bytes long begins with ``\x80``.)  A refusal is a
+    :class:`~pipeline.errors.WeightsError` of ``category``.
     """
-    if data[:2] == b"PK" or data[:1] == b"\x80":
-        _refuse(source, f"holds pickled Python objects (a torch.save file?), not a "
-                        f"safetensors {what}; it was not opened", category=category)
     size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 <= size <= len(data) - 8:
+    if not (0 < size <= len(data) - 8 and data[8:9] == b"{"):
+        if _pickled(data):
+            _refuse(source, f"holds pickled Python objects (a torch.save file?), not a "
+                            f"safetensors {what}; it was not opened", category=category)
         _refuse(source, f"is not a readable {what} (truncated or not safetensors)",
                 category=category)
     try:
@@ -385,6 +389,13 @@ def read_safetensors(data: bytes, source: str, *, what: str, category: str = "ne
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         _refuse(source, f"is not a readable {what} (no metadata)", category=category)
     return tensors, metadata
+
+
+def _pickled(data: bytes) -> bool:
+    """Whether bytes that are not safetensors are a zip archive (``torch.save``) or a
+    pickle of protocol 2 or later (``\x80`` and the protocol number)."""
+    return data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[1:2] in
+                                           (b"\x02", b"\x03", b"\x04", b"\x05"))
 
 
 def _refuse(source: str, why: str, *, corrupt: bool = True,
