@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image, PngImagePlugin, features
+from PIL import Image, ImageFile, PngImagePlugin, features
 
 from pipeline.errors import UsageError
 from pipeline.fsutil import atomic_path
@@ -123,8 +123,34 @@ def _write(img: Image.Image, fh: IO[bytes], fmt: str, *, quality: int,
         buffer = io.BytesIO()
         out.save(buffer, format=fmt, **params)
         fh.write(_tiff_with_metadata(buffer.getvalue(), metadata))
+    elif fmt == "JPEG" and params.get("optimize"):
+        fh.write(_optimized_jpeg(out, params))
     else:
         out.save(fh, format=fmt, **params)
+
+
+def _optimized_jpeg(img: Image.Image, params: dict[str, Any]) -> bytes:
+    """The JPEG with optimized Huffman tables when it fits Pillow's encoder buffer, else the
+    same JPEG with the standard tables.
+
+    With ``optimize`` libjpeg writes the whole file in one go into a buffer Pillow sizes
+    from the picture's area (``w × h`` bytes, twice that at quality 95 or more, at least
+    64 KiB), and fails ("Suspension not allowed here") when the file is larger: small
+    pictures of fine texture at high quality, thin strips.  The plain encoding streams and
+    always works, and an optimized file is never larger than it, so the plain file's size
+    tells beforehand whether the optimized one fits.  Deterministic: the same picture and
+    settings always take the same branch.
+    """
+    plain = io.BytesIO()
+    img.save(plain, format="JPEG", **{**params, "optimize": False})
+    width, height = img.size
+    room = max(ImageFile.MAXBLOCK, width * 4,
+               width * height * (2 if params.get("quality", 75) >= 95 else 1))
+    if plain.tell() > room * 0.9:
+        return plain.getvalue()
+    optimized = io.BytesIO()
+    img.save(optimized, format="JPEG", **params)
+    return optimized.getvalue()
 
 
 def _with_alpha(img: Image.Image, alpha: Image.Image | None, keeps_alpha: bool) -> Image.Image:
