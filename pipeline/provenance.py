@@ -21,6 +21,7 @@ import yaml
 
 from pipeline import records
 from pipeline.errors import StylizeError, UsageError
+from pipeline.fsread import FileTooLargeError
 from pipeline.settings import HARDWARE_KNOBS, Settings
 
 #: torch's dtype names, as the precision setting spells them.
@@ -139,7 +140,7 @@ def reproduce(output: Path, *, again: Path | None = None,
     photo = record.input
     command = (command + ["--", photo] if photo.startswith("-")
                else command[:2] + [photo] + command[2:])
-    _check_photo(record, warnings)
+    _check_photo(record, wanted, warnings)
     _check_machine(made, device, warnings)
     if made.get("network"):
         _check_network(made, style, wanted, cache_dir, warnings)
@@ -186,11 +187,18 @@ def _check_machine(made: dict[str, Any], device: str, warnings: list[str]) -> No
                         "differ slightly")
 
 
-def _check_photo(record: records.Record, warnings: list[str]) -> None:
+def _check_photo(record: records.Record, wanted: Settings, warnings: list[str]) -> None:
     from pipeline.hashing import file_digest
+    from pipeline.images.limits import max_photo_bytes
 
     try:
-        same = file_digest(Path(record.input)) == record.input_digest
+        # A run's bound: a record (anyone's file) naming an 8 GiB file is not hashed.
+        same = file_digest(Path(record.input), max_bytes=max_photo_bytes(wanted.max_pixels),
+                           what="a photo") == record.input_digest
+    except FileTooLargeError:
+        warnings.append(f"the photo {record.input} is larger than a photo may be; it was "
+                        "not read")
+        return
     except OSError:
         warnings.append(f"the photo {record.input} is gone")
         return

@@ -29,7 +29,14 @@ from pipeline.engine.geometry import MIN_SCALE_SIDE
 from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.optimize import Engine, ProgressFn
 from pipeline.engine.style_targets import StyleTargets
-from pipeline.errors import Cancelled, InputError, OutOfMemoryError, StylizeError, UsageError
+from pipeline.errors import (
+    Cancelled,
+    InputError,
+    OutOfMemoryError,
+    PictureError,
+    StylizeError,
+    UsageError,
+)
 from pipeline.executors.base import Finished, Work
 from pipeline.hashing import digest_json
 from pipeline.images import LoadedImage, decode_photo, encode_image, output_metadata
@@ -201,7 +208,7 @@ def _retry_smaller(shop: Workshop, work: Work, where: str, on_progress: Progress
 
 def failed(work: Work, exc: Exception, seconds: float, worker: str = "") -> Finished:
     """The result of a photo whose processing raised ``exc``; setup and stop errors re-raised."""
-    if isinstance(exc, InputError | OutOfMemoryError):
+    if isinstance(exc, InputError | OutOfMemoryError | PictureError):
         return Finished(work.id, category=exc.category, message=exc.message, seconds=seconds,
                         worker=worker)
     if isinstance(exc, StylizeError | Cancelled):
@@ -282,6 +289,8 @@ def _stylize_together(shop: Workshop, engine: Stylist, batch: list[_Decoded],
                                         should_stop=should_stop)
     except (torch.OutOfMemoryError, MemoryError):
         pass  # memory is freed below, outside the except clause
+    except PictureError:
+        pass  # one by one, so that the photos whose pictures are finite still get them
     except (StylizeError, Cancelled):
         raise
     except Exception as exc:

@@ -40,6 +40,7 @@ from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.hashing import digest_json
 from pipeline.images import read_photo
 from pipeline.images.header import probe_bytes
+from pipeline.images.limits import max_photo_bytes
 from pipeline.naming import TEMP_PREFIX, display_name, output_too_long
 from pipeline.planning import Plan, Status, Task
 from pipeline.styles import Preset
@@ -273,7 +274,7 @@ class _Driver:
             stat = None  # read_photo says precisely why
         try:
             data = read_photo(task.input, root=task.root, follow_symlinks=task.follow_symlinks,
-                              max_bytes=_max_file_bytes(task))
+                              max_bytes=max_photo_bytes(task.preset.settings.max_pixels))
             stat = stat or records.stat_identity(task.input)
         except InputError as exc:
             self.finish(TaskResult(task, "failed", exc.category, exc.message))
@@ -335,11 +336,6 @@ def _finished_meanwhile(task: Task) -> bool:
     rec = records.read_record(task.output)
     return (rec is not None and task.key is not None and rec.key == task.key
             and records.output_matches(task.output, rec))
-
-
-def _max_file_bytes(task: Task) -> int:
-    """A photo's file is never larger than its pixels stored uncompressed, with headroom."""
-    return max(64 << 20, task.preset.settings.max_pixels * 8)
 
 
 def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,

@@ -20,7 +20,11 @@ from pipeline.engine.layers import LAYER_INDEX
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-LayerWeights = dict[str, Annotated[float, Field(ge=0)]]
+#: Largest weight of a loss term or of a layer.  The terms are relative errors (about 1 at
+#: worst), so weights above a few hundred make no picture anyone wants, and the objective
+#: (summed in float32, largest 3.4e38) never overflows below this bound.
+MAX_WEIGHT = 1e6
+LayerWeights = dict[str, Annotated[float, Field(ge=0, le=MAX_WEIGHT)]]
 
 # Bounds of the knobs that decide how much work or memory a photo takes.  Each is
 # checked here, where a value is validated, so that no value that passes can make a
@@ -105,9 +109,11 @@ class Settings(BaseModel):
         "for any further scale",
     )
     # -- the objective
-    content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
-    style_weight: float = Field(10.0, ge=0, description="weight of the style loss")
-    tv_weight: float = Field(5.0, ge=0, description="weight of the total-variation loss")
+    content_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT,
+                                  description="weight of the content loss")
+    style_weight: float = Field(10.0, ge=0, le=MAX_WEIGHT, description="weight of the style loss")
+    tv_weight: float = Field(5.0, ge=0, le=MAX_WEIGHT,
+                             description="weight of the total-variation loss")
     content_layers: LayerWeights = Field(
         default_factory=lambda: {"relu4_2": 1.0}, description="content layers and weights"
     )

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -48,10 +50,17 @@ from pipeline.engine.training import (
     train,
     training_sides,
 )
-from pipeline.errors import Cancelled, InputError, OutOfMemoryError, UsageError
+from pipeline.errors import (
+    Cancelled,
+    InputError,
+    OutOfMemoryError,
+    OutputNotWritableError,
+    UsageError,
+)
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.images import load_image
 from pipeline.locking import RunLock
+from pipeline.naming import display_name
 from pipeline.network_loader import network_config
 from pipeline.networks import (
     META_DIGEST,
@@ -71,8 +80,8 @@ if TYPE_CHECKING:
     from pipeline.executors.ray.training import RemoteTraining
     from pipeline.settings import Settings
 
-__all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "ensure_network",
-           "gather_photos"]
+__all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "TrainingPhoto",
+           "ensure_network", "gather_photos"]
 
 #: Fewest usable photos a network is trained on.  Flips and sizes make a few pictures of
 #: one photo, but only of its subjects and its colours: a network that saw one to three
@@ -98,6 +107,17 @@ CHECKPOINT_EVERY_S = 180.0
 MAX_PROBLEMS = 5
 
 StopFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class TrainingPhoto:
+    """A photo to train on, with the folder it must stay inside: the same rule as a run's
+    photo (a link out of ``root`` is refused as ``outside_input`` unless
+    ``follow_symlinks``), so training never reads what the run would refuse."""
+
+    path: Path
+    root: Path | None
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +174,8 @@ class TrainReport:
                 "problems": list(self.problems)}
 
 
-def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
+def ensure_network(preset: Preset, photos: Sequence[TrainingPhoto | Path],
+                   cache_root: Path, *,
                    force: bool = False, steps: int | None = None,
                    on_step: Callable[[TrainProgress], None] | None = None,
                    should_stop: StopFn | None = None,
@@ -180,6 +201,7 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
     with RunLock(lock_path, what=f"the network of style {preset.name!r}"):
         # A trainer killed while writing a checkpoint leaves its temp file (megabytes).
         sweep_temp_files(net_path.parent)
+        _check_file_places(net_path, ckpt_path)
         if force:
             _discard(net_path, ckpt_path)
         else:
@@ -209,6 +231,24 @@ def ensure_network(preset: Preset, photos: Sequence[Path], cache_root: Path, *,
                        result.resumed_from, time.monotonic() - start, result.loss,
                        len(gathered.images), gathered.found, gathered.skipped,
                        gathered.problems)
+
+
+def _check_file_places(*paths: Path) -> None:
+    """Refuse, before any training, a folder (or a FIFO, a device) where the network or
+    its checkpoint is to be written: found only at the end, it cost the whole training."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise translate_os_error(exc, path) from exc
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise OutputNotWritableError(
+                f"cannot write {display_name(path)}: {kind} stands where the "
+                f"{'checkpoint' if 'checkpoint' in path.name else 'network'} goes; "
+                "remove it and train again")
 
 
 def _discard(*paths: Path) -> None:
@@ -258,13 +298,13 @@ def checkpoint_step(path: Path) -> int | None:
     return step if type(step) is int and step >= 0 else None
 
 
-def gather_photos(paths: Sequence[Path], side: int, seed: int,
+def gather_photos(paths: Sequence[TrainingPhoto | Path], side: int, seed: int,
                   should_stop: StopFn | None = None) -> Gathered:
     """The photos of ``paths`` decoded for training at a working side of ``side`` px.
 
     Each is read bounded and decoded by :func:`pipeline.images.load_image` (the checks
-    and refusals of a run's photo), scaled to a long side of at most
-    ``DECODE_SIDE_FACTOR`` × ``side``.
+    and refusals of a run's photo, the folder it must stay inside included), scaled to a
+    long side of at most ``DECODE_SIDE_FACTOR`` × ``side``.
     Photos are taken in an order shuffled by ``seed`` until :data:`MAX_HELD_PIXELS` are
     held, then handed back in the order of ``paths`` (so the same photos make the same
     samples).  A refused photo is counted under its category; it does not stop training.
@@ -280,9 +320,13 @@ def gather_photos(paths: Sequence[Path], side: int, seed: int,
             raise Cancelled("training stopped on request while its photos were read")
         if held >= MAX_HELD_PIXELS:
             return _gathered(kept, len(paths), skipped, problems, len(order) - n)
+        given = paths[index]
+        # A bare path is a photo named by hand, as ``stylize image`` takes one: no folder.
+        photo = given if isinstance(given, TrainingPhoto) else TrainingPhoto(Path(given), None)
         try:
-            img = load_image(paths[index], max_long_side=round(side * DECODE_SIDE_FACTOR),
-                             min_side=MIN_PHOTO_SIDE).rgb
+            img = load_image(photo.path, max_long_side=round(side * DECODE_SIDE_FACTOR),
+                             min_side=MIN_PHOTO_SIDE, root=photo.root,
+                             follow_symlinks=photo.follow_symlinks).rgb
         except InputError as exc:
             skipped[exc.category] += 1
             if len(problems) < MAX_PROBLEMS:

@@ -127,22 +127,24 @@ def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any
     photos of the jobs that use it (all of them, not only those due: a network is trained
     once for a collection): on one Ray worker with ``--executor ray``, else here."""
     from pipeline.networks import network_key
-    from pipeline.train_job import ensure_network
+    from pipeline.train_job import TrainingPhoto, ensure_network
     from pipeline.ui.train_view import TrainView
 
-    missing: dict[str, tuple[Any, list[Path]]] = {}
+    missing: dict[str, tuple[Any, dict[Path, TrainingPhoto]]] = {}
     due_styles = {(t.job, t.style) for t in the_plan.due if t.preset.settings.uses_network
                   and not t.preset.network}
     for task in the_plan.tasks:
         if (task.job, task.style) in due_styles:
-            entry = missing.setdefault(network_key(task.preset), (task.preset, []))
-            entry[1].append(task.input)
+            entry = missing.setdefault(network_key(task.preset), (task.preset, {}))
+            # The task's own folder and link policy: training reads what the run would.
+            entry[1].setdefault(task.input, TrainingPhoto(task.input, task.root,
+                                                          task.follow_symlinks))
     for preset, photos in missing.values():
         view = TrainView(display.console, quiet=display.quiet, verbose=display.verbose)
         remote = (executor.remote_training(view.on_step, stop)
                   if hasattr(executor, "remote_training") else None)
         with stop.installed(), view.live():
-            report = ensure_network(preset, sorted(set(photos)), cache_root,
+            report = ensure_network(preset, [photos[p] for p in sorted(photos)], cache_root,
                                     on_step=view.on_step, on_start=view.on_start,
                                     should_stop=stop, remote=remote)
         view.print_summary(report)

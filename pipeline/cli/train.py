@@ -26,6 +26,7 @@ from pipeline.errors import Cancelled, UsageError
 
 if TYPE_CHECKING:
     from pipeline.styles import Preset
+    from pipeline.train_job import TrainingPhoto
 
 
 @app.command()
@@ -102,11 +103,12 @@ def _preset(style: str, size: int | None, device: str | None) -> Preset:
     return preset.with_overrides(patch) if patch else preset
 
 
-def _photos(folder: Path, recursive: bool) -> list[Path]:
+def _photos(folder: Path, recursive: bool) -> list[TrainingPhoto]:
     """The photos under ``folder``, found as a job's are (planning's discovery)."""
     from pipeline.manifest import Job
     from pipeline.naming import RECORD_DIR
     from pipeline.planning import discover_inputs
+    from pipeline.train_job import TrainingPhoto
 
     if not folder.is_dir():
         raise UsageError(f"--on {os.fsdecode(folder)}: not a folder of photos")
@@ -120,10 +122,11 @@ def _photos(folder: Path, recursive: bool) -> list[Path]:
     if not photos:
         deeper = "" if recursive else " (--recursive looks in its subfolders too)"
         raise UsageError(f"no photos in {os.fsdecode(folder)}{deeper}")
-    return photos
+    # Inside --on only, as a run keeps a job's photos inside its input folder.
+    return [TrainingPhoto(p, folder, follow_symlinks=False) for p in photos]
 
 
-def _train(preset: Preset, photos: list[Path], root: Path, view: Any, *, force: bool,
+def _train(preset: Preset, photos: list[TrainingPhoto], root: Path, view: Any, *, force: bool,
            steps: int | None, checkpoint_every: float) -> Any:
     from pipeline.train_job import ensure_network
 

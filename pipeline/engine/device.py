@@ -81,7 +81,8 @@ def float_signature(device: torch.device) -> str:
     Two runs with the same signature make the same picture byte for byte; with different
     ones (another CPU family, another GPU, another torch) the float results differ in their
     last bits, and an optimization carries such differences into slightly different
-    pixels.  The thread count is part of it on the CPU.  Written into every record so that ``explain`` can tell which case it is.
+    pixels.  The thread count is part of it on the CPU.  Written into every record so
+    that ``explain`` can tell which case it is.
     """
     torch_build = f"torch {torch.__version__}"
     if device.type == "cuda":

@@ -44,7 +44,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from pipeline import fsread, fsutil, jsonio
-from pipeline.errors import InputError, WeightsError
+from pipeline.errors import InputError, WeightsError, clip
 from pipeline.hashing import digest_json, digest_tensors
 
 __all__ = ["ARCHITECTURE", "FULL_WIDTH", "HALF_WIDTH", "LoadedNetwork", "NetworkConfig",
@@ -359,7 +359,12 @@ def check_network(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, st
     return config
 
 
-def read_safetensors(data: bytes, source: str, *, what: str, category: str = "network"
+#: The tensor types stylize writes into a network (and so the only ones it reads back).
+NETWORK_DTYPES = frozenset({torch.float32})
+
+
+def read_safetensors(data: bytes, source: str, *, what: str, category: str = "network",
+                     dtypes: frozenset[torch.dtype] = NETWORK_DTYPES,
                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of safetensors ``data``, from the same bytes; never a pickle.
 
@@ -369,7 +374,9 @@ def read_safetensors(data: bytes, source: str, *, what: str, category: str = "ne
     raw pickle) is named as such and never opened, since unpickling runs whatever code the
     file holds.  (The first bytes of a valid file are its header length, which may well be
     ``0x80`` or ``PK``: a header 0x1280 bytes long begins with ``\x80``.)  A refusal is a
-    :class:`~pipeline.errors.WeightsError` of ``category``.
+    :class:`~pipeline.errors.WeightsError` of ``category``.  Tensors of a type outside
+    ``dtypes`` (what stylize writes) are refused in one line too: float8 has no arithmetic
+    on the CPU, and float16 or float64 would only pass for a network by accident.
     """
     size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
     if not (0 < size <= len(data) - 8 and data[8:9] == b"{"):
@@ -388,6 +395,11 @@ def read_safetensors(data: bytes, source: str, *, what: str, category: str = "ne
     if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         _refuse(source, f"is not a readable {what} (no metadata)", category=category)
+    for name, t in tensors.items():
+        if t.dtype not in dtypes:
+            kinds = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+            _refuse(source, f"holds {clip(name, 80)!r} as {str(t.dtype).removeprefix('torch.')}"
+                            f"; a {what} of stylize holds only {kinds}", category=category)
     return tensors, metadata
 
 

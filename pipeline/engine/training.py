@@ -50,7 +50,7 @@ from pipeline.engine.style_targets import StyleTargets
 from pipeline.engine.train_samples import MIN_SAMPLE_SIDE
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
-from pipeline.errors import Cancelled, UsageError, WeightsError
+from pipeline.errors import Cancelled, DivergedError, UsageError, WeightsError
 from pipeline.hashing import digest_tensors
 from pipeline.settings import Settings
 
@@ -59,6 +59,9 @@ __all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", 
 
 #: In every checkpoint's metadata; a file without it is refused.
 CHECKPOINT_FORMAT = "stylize-train-checkpoint-2"
+#: What a checkpoint holds: weights and Adam's moments and step counts in float32, the
+#: sample generator's state as bytes.
+CHECKPOINT_DTYPES = frozenset({torch.float32, torch.uint8})
 #: The largest checkpoint read: a network file's bound, three times (weights and moments).
 MAX_CHECKPOINT_BYTES = 4 * (256 << 20)
 @dataclass(frozen=True)
@@ -233,8 +236,16 @@ class Trainer:
             if sample.teacher is not None:
                 loss = loss + o.teacher_weight * (
                     picture - sample.teacher.to(self.device)).abs().mean()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                # Before the step: the weights (and so every checkpoint) stay those of the
+                # last finite step.  Adam would turn one NaN gradient into NaN weights.
+                raise DivergedError(
+                    f"the training diverged at step {self.step + 1}: its objective is "
+                    f"{value} (not finite); no network was written and the last checkpoint "
+                    "is kept; lower style_weight, content_weight or train_learning_rate")
             self.scaler.scale(loss / len(samples)).backward()
-            total += float(loss.detach())
+            total += value
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
@@ -350,7 +361,7 @@ class Trainer:
     def restore(self, data: bytes, source: str, key: str = "") -> int:
         """:meth:`resume` from a checkpoint's bytes; ``source`` names them in refusals."""
         tensors, metadata = read_safetensors(data, source, what="training checkpoint",
-                                             category="checkpoint")
+                                             category="checkpoint", dtypes=CHECKPOINT_DTYPES)
         if metadata.get("format") != CHECKPOINT_FORMAT:
             raise _refusal(source, "is not a training checkpoint of this version")
         if digest_tensors(tensors) != metadata.get("sha256"):

@@ -30,6 +30,12 @@ _warnings_lock = threading.Lock()
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
+def max_photo_bytes(max_pixels: int) -> int:
+    """A photo's file is never larger than its pixels stored uncompressed, with headroom:
+    what a run reads (and hashes) at most for a photo, and so does ``explain``."""
+    return max(64 << 20, max_pixels * 8)
+
+
 def too_large(shown: Shown, width: int, height: int, max_pixels: int) -> InputError:
     return fail(
         shown,

@@ -25,8 +25,15 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """A ``1x3xHxW`` or ``3xHxW`` float tensor in [0, 1] as an RGB image (clamped, rounded)."""
+    """A ``1x3xHxW`` or ``3xHxW`` float tensor in [0, 1] as an RGB image (clamped, rounded).
+
+    Every picture an engine makes passes through here: one that is not finite anywhere
+    (a network or an objective that overflowed) raises :class:`PictureError` rather than
+    becoming a black picture written as if it were a result.
+    """
     import torch
+
+    from pipeline.errors import PictureError
 
     if t.dim() == 4:
         if t.shape[0] != 1:
@@ -36,7 +43,12 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected a 3xHxW or 1x3xHxW tensor, got shape {tuple(t.shape)}")
     # Out-of-place ops only: .to() may hand back the caller's own tensor.
     data = t.detach().to(device="cpu", dtype=torch.float32)
-    data = torch.nan_to_num(data, nan=0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    if not bool(torch.isfinite(data).all()):
+        bad = int((~torch.isfinite(data)).sum())
+        raise PictureError(f"the picture came out with {bad} of {data.numel()} values not "
+                           "finite (NaN or infinity): the network or the settings overflow; "
+                           "nothing was written")
+    data = data.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return Image.fromarray(data.permute(1, 2, 0).contiguous().numpy())
 
 
