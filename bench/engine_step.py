@@ -92,7 +92,7 @@ def main() -> None:
         # seen spinning at over 100% CPU while the child ran, taking cores from it.
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.jpg"
-            cmd = [sys.executable, "-m", "pipeline.cli", "image", str(PHOTO), "--style",
+            cmd = [sys.executable, "-m", "pipeline", "image", str(PHOTO), "--style",
                    "starry-night", "--size", "512", "-o", str(out), "--quiet",
                    "--device", args.device, "--precision", args.precision,
                    "--cache-dir", str(Path(tmp) / "cache")]

@@ -30,7 +30,7 @@ from train_curve import COLLECTION  # noqa: E402
 
 def _stylize() -> list[str]:
     found = shutil.which("stylize")
-    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+    return [found] if found else [sys.executable, "-m", "pipeline"]
 
 
 def _run(root: Path, method: str, env: dict[str, str], job: str) -> tuple[float, dict]:  # type: ignore[type-arg]

@@ -51,7 +51,7 @@ def main() -> None:
         manifest.write_text(f"defaults: {{size: {args.size}, batch_size: {batch}}}\n"
                             f"jobs:\n  - {{name: b{name}, input: photos, styles: [starry-night],"
                             f" output: out-{name}}}\n")
-        cmd = [sys.executable, "-m", "pipeline.cli", "run", str(manifest), "--quiet",
+        cmd = [sys.executable, "-m", "pipeline", "run", str(manifest), "--quiet",
                "--cache-dir", str(work / "cache")]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)

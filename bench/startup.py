@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _stylize() -> list[str]:
     found = shutil.which("stylize")
-    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+    return [found] if found else [sys.executable, "-m", "pipeline"]
 
 
 def _time(args: list[str], cwd: Path, repeat: int) -> tuple[float, float, bool]:

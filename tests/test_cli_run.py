@@ -62,12 +62,12 @@ def _env() -> dict[str, str]:
 
 
 def _stylize(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=_env(),
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
 def _start(*args: str, cwd: Path, **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd,
                             env=_env(), text=True, **kwargs)  # type: ignore[call-overload]
 
 

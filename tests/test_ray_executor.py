@@ -498,7 +498,7 @@ def test_the_driver_stopped_then_killed_then_a_rerun_finishes_only_what_is_missi
                                                                  "steps: [150, 60]}"))
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(manifest), "--executor", "ray",
+    cmd = [sys.executable, "-m", "pipeline", "run", str(manifest), "--executor", "ray",
            "--workers", "1", "-q"]
     children: list[subprocess.Popen[bytes]] = []
     try:

@@ -452,7 +452,7 @@ class _Proc:
     """``python -m pipeline.cli watch ... --json-log -`` with its events read as they come."""
 
     def __init__(self, manifest: Path, observer: str, log: Path) -> None:
-        args = [sys.executable, "-m", "pipeline.cli", "watch", str(manifest), "--settle",
+        args = [sys.executable, "-m", "pipeline", "watch", str(manifest), "--settle",
                 str(SETTLE), "--json-log", "-"]
         if observer == "polling":
             args += ["--poll", "0.2"]

@@ -99,7 +99,8 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def stylize_cmd(*args: str | os.PathLike[str]) -> list[str | bytes]:
-    return [sys.executable, "-m", "pipeline.cli", *(os.fsencode(a) for a in args)]
+    # As the installed `stylize` script starts: through the launcher (pipeline.launch).
+    return [sys.executable, "-m", "pipeline", *(os.fsencode(a) for a in args)]
 
 
 def spawn(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
