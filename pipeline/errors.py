@@ -45,6 +45,12 @@ class UsageError(StylizeError):
     exit_code = 2
 
 
+class NetworkMissingError(UsageError):
+    """A fast style has no trained network for its settings (yet: one may be training)."""
+
+    category = "no_network"
+
+
 class ConfigError(UsageError):
     """A manifest or preset that does not validate; ``problems`` holds one line per field."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from types import FrameType
 
 #: The status of a command stopped by a signal (as a shell reports one stopped by SIGINT).
@@ -41,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

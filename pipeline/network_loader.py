@@ -12,8 +12,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
-from pipeline.errors import UsageError, WeightsError
-from pipeline.networks import BLOCKS, META_KEY, find_network, network_key
+from pipeline.errors import WeightsError
+from pipeline.networks import BLOCKS, META_KEY, find_network, network_key, no_network
 from pipeline.settings import Settings
 from pipeline.styles import Preset
 
@@ -39,12 +39,6 @@ def still_the_presets(loaded: LoadedNetwork, preset: Preset, path: Path) -> Load
                            "settings (replaced while it was read?); run again",
                            category="network")
     return loaded
-
-
-def no_network(preset: Preset) -> UsageError:
-    return UsageError(f"style {preset.name!r} has no trained network for these settings; "
-                      f"train one with: stylize train {preset.name} --on FOLDER (or run "
-                      "the manifest, whose fast jobs train theirs first)")
 
 
 class NetworkLoader:

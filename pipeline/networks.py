@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline import fsread, jsonio
 from pipeline.engine.sources import weights_digest
+from pipeline.errors import NetworkMissingError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Manifest
 from pipeline.styles import Preset
@@ -123,6 +124,13 @@ def find_network(preset: Preset, cache_root: Path) -> NetworkRef | None:
         if meta is not None and meta.get(META_KEY) == key and meta.get(META_DIGEST):
             return NetworkRef(path, meta[META_DIGEST], source, meta)
     return None
+
+
+def no_network(preset: Preset) -> NetworkMissingError:
+    return NetworkMissingError(f"style {preset.name!r} has no trained network for these "
+                               f"settings; train one with: stylize train {preset.name} --on "
+                               "FOLDER (or run the manifest, whose fast jobs train theirs "
+                               "first)")
 
 
 def bind(preset: Preset, cache_root: Path) -> Preset:

@@ -346,3 +346,80 @@ def test_gallery_judges_fast_results_by_the_network_of_the_cache_they_were_made_
     # Looked for in the default cache, which has no network: not current.
     code, _, err = _invoke("gallery", manifest, styles=styles, cache=default)
     assert code == 0 and "2 outdated" in err, err
+
+
+def test_a_running_watcher_survives_a_forced_retrain(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stylize train quick --force`` while ``stylize watch`` runs: the network is gone
+    while the new one trains.  A photo dropped then waits in the inbox (one warning), the
+    watcher goes on, and the photo is made with the new network once it is written
+    (issue 27: the watcher exited 2 and the photo stayed behind)."""
+    import threading
+    import time
+
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.manifest import load_manifest
+    from pipeline.networks import bind_networks
+    from pipeline.train_job import ensure_network
+    from pipeline.watch import InboxWatcher, WatchOptions
+
+    cache = tmp_path / "cache"
+    preset = _preset(styles, monkeypatch)
+    old = train_tiny_network(preset, cache_paths(cache, network_key(preset))[0])
+    for name in ("photos", "inbox"):
+        (tmp_path / name).mkdir()
+    for i in range(4):
+        gradient_photo(64, 48, seed=10 + i).save(tmp_path / "photos" / f"t{i}.png")
+    (tmp_path / "jobs.yaml").write_text(textwrap.dedent("""
+        jobs:
+          - {name: main, input: photos, inbox: inbox, styles: [quick], output: out}
+    """))
+    manifest = bind_networks(load_manifest(tmp_path / "jobs.yaml"), cache)
+    executor = LocalExecutor(ArtifactCache(cache))
+    events: list[object] = []
+    watcher = InboxWatcher(list(manifest.jobs), executor=executor, cache=ArtifactCache(cache),
+                           options=WatchOptions(settle=0.2, rescan=1.0),
+                           on_event=events.append)
+    waited = threading.Event()
+
+    def warned() -> bool:
+        return any(getattr(e, "kind", "") == "warning" and "waits in the inbox"
+                   in str(getattr(e, "data", {}).get("message", "")) for e in events)
+
+    def on_step(_: object) -> None:  # the training holds still until the photo waited
+        waited.wait(60)
+
+    result: dict[str, object] = {}
+    trainer = threading.Thread(target=lambda: result.update(report=ensure_network(
+        preset, sorted((tmp_path / "photos").iterdir()), cache, force=True,
+        on_step=on_step)))
+    watcher.start()
+    try:
+        trainer.start()
+        deadline = time.monotonic() + 30
+        while cache_paths(cache, network_key(preset))[0].exists():
+            assert time.monotonic() < deadline, "the forced training did not discard"
+            time.sleep(0.05)
+        gradient_photo(80, 60, seed=5).save(tmp_path / "inbox" / "new.png")
+        deadline = time.monotonic() + 60
+        while not warned():
+            assert time.monotonic() < deadline, events
+            time.sleep(0.05)
+        assert watcher.fatal is None and (tmp_path / "inbox" / "new.png").exists()
+        waited.set()
+        trainer.join(120)
+        out = tmp_path / "out" / "inbox" / "new.png.quick.jpg"
+        deadline = time.monotonic() + 60
+        while records.read_record(out) is None:
+            assert time.monotonic() < deadline and watcher.fatal is None, events
+            time.sleep(0.1)
+    finally:
+        waited.set()
+        watcher.stop()
+        executor.close()
+    new = result["report"].digest  # type: ignore[attr-defined]
+    assert new != old
+    assert records.read_record(out).made["network"] == new  # type: ignore[union-attr]
+    assert (tmp_path / "inbox" / "done" / "new.png").exists()
+    assert sum(1 for e in events if getattr(e, "kind", "") == "warning") == 1

@@ -7,10 +7,13 @@ For each queued photo the worker
    and the writer of ``stylize run``; the engines are built once; a fast style is
    bound to its network as it is now, so a network retrained while the watcher runs
    is used, and recorded, from the next photo on);
-3. gives a photo that does not decode completely more time (``incomplete_grace``):
+3. leaves a photo in the inbox while a fast style of its job has no network, as during
+   ``stylize train --force`` (which discards the network first): it is tried again every
+   :data:`NETWORK_WAIT_S` seconds, and made with the new network once it is written;
+4. gives a photo that does not decode completely more time (``incomplete_grace``):
    a truncated file may still be arriving.  The photo is decoded once, by the
    render itself: there is no separate completeness check;
-4. moves it to ``done/`` (or deletes it) once every output and record is on disk, or
+5. moves it to ``done/`` (or deletes it) once every output and record is on disk, or
    to ``failed/`` with ``<name>.error.json`` when it cannot be used.
 
 Errors about the setup (the weights, a style image) and the stopping ones (a full
@@ -27,10 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.errors import StylizeError
+from pipeline.errors import NetworkMissingError, StylizeError
 from pipeline.hashing import file_digest
 from pipeline.manifest import Job
 from pipeline.naming import safe_text
+from pipeline.networks import no_network
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, Outcome, ProcessFn, WatchOptions
 from pipeline.watch.inbox import file_sig, put_aside_failed, stat_or_none, take_out
@@ -42,6 +46,11 @@ if TYPE_CHECKING:
     from pipeline.styles import Preset
 
 logger = logging.getLogger(__name__)
+
+#: How often a photo waiting for a fast style's network is tried again.
+NETWORK_WAIT_S = 2.0
+#: The category of an outcome that waits for a network (the photo is not failed).
+WAITING_FOR_NETWORK = "waiting_for_network"
 
 
 class Stylizer:
@@ -68,7 +77,11 @@ class Stylizer:
         from pipeline.runner import TaskStep, run  # noqa: F811 (at run time: no torch at import)
 
         rebind = self.rebind or (lambda preset: preset)
-        tasks = [job_task(job, path, rebind(preset)) for preset in job.styles]
+        presets = [rebind(preset) for preset in job.styles]
+        for preset in presets:
+            if preset.settings.uses_network and not preset.network:
+                return _waiting(no_network(preset), preset.name)
+        tasks = [job_task(job, path, preset) for preset in presets]
         outcome = Outcome(ok=True)
 
         def on_event(event: object) -> None:
@@ -77,8 +90,11 @@ class Stylizer:
 
         # A photo dropped again with content that was already done costs no stylizing:
         # each style's output record still matches, so its task is planned as skipped.
-        report = run(Plan(tasks), self.executor, on_event=on_event,
-                     should_stop=self.should_stop)
+        try:
+            report = run(Plan(tasks), self.executor, on_event=on_event,
+                         should_stop=self.should_stop)
+        except NetworkMissingError as exc:  # discarded between the look and the load
+            return _waiting(exc, "")
         if report.stopped is not None:
             raise report.stopped
         for result in report.results:
@@ -89,6 +105,10 @@ class Stylizer:
                 outcome.skipped.append(result.task.style)
             outcome.outputs.append(result.task.output)
         return outcome
+
+
+def _waiting(exc: NetworkMissingError, style: str) -> Outcome:
+    return Outcome(False, category=WAITING_FOR_NETWORK, message=exc.message, style=style)
 
 
 def _maybe_incomplete(outcome: Outcome, item: Item) -> bool:
@@ -108,6 +128,7 @@ class Worker:
         self.emit = emit
         self.board = board
         self._incomplete: dict[Path, tuple[tuple[int, int, int], float]] = {}
+        self._waiting_said = False  # "waiting for a network" is said once per wait
 
     def handle(self, item: Item) -> None:
         path, box = item.path, item.box
@@ -126,6 +147,9 @@ class Worker:
         self.board.begin(item, self.tracker.queued())
         start = time.perf_counter()
         outcome = self.process(item.job, path)
+        if outcome.category == WAITING_FOR_NETWORK:
+            return self._wait_for_network(item, outcome)
+        self._waiting_said = False
         if not outcome.ok:
             if not (path.exists() or path.is_symlink()):
                 return self._forget(path)  # gone while it was being read
@@ -140,6 +164,16 @@ class Worker:
         self.board.announce()
         self._done(item, digest, outcome, round(time.perf_counter() - start, 3))
         return None
+
+    def _wait_for_network(self, item: Item, outcome: Outcome) -> None:
+        """Leave the photo in the inbox and try it again soon: a network that is being
+        (re)trained appears in the cache when its training ends."""
+        if not self._waiting_said:
+            self._waiting_said = True
+            self.emit("warning", item.job, item.path,
+                      message=f"{item.path.name} waits in the inbox: {outcome.message}; "
+                      f"it is tried again every {NETWORK_WAIT_S:g} s")
+        self.tracker.hand_back(item, delay=NETWORK_WAIT_S)
 
     def _give_more_time(self, item: Item) -> bool:
         """True while a truncated-looking file is within its grace (it goes back)."""

@@ -18,8 +18,8 @@ from pipeline import fsread
 from pipeline.cache_dir import default_cache_dir
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.ray.connect import ray
-from pipeline.network_loader import network_config, no_network, still_the_presets
-from pipeline.networks import find_network
+from pipeline.network_loader import network_config, still_the_presets
+from pipeline.networks import find_network, no_network
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
