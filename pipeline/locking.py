@@ -80,6 +80,64 @@ def output_locks(folders: Iterable[Path], what: str) -> Iterator[list[RunLock]]:
         yield locks
 
 
+def refuse_overlapping_runs(roots: Iterable[Path], folders: Iterable[Path], what: str) -> None:
+    """Raise ``LockedError`` when another run writes into an output folder nested with ours.
+
+    Called with our own output folders (``roots``) locked.  A run whose output folder holds
+    ours (``out/`` around our ``out/sub/``), or lies inside the folders we write into
+    (``out/sub/`` below our ``out/`` with a recursive input), writes the same files: each
+    lock alone does not see the other.  Each such folder's lock is probed (a shared,
+    non-blocking ``flock`` on its ``.stylize`` folder, released at once).  Both runs lock
+    first and probe second, so of two that start together at least one sees the other;
+    both may refuse, and neither writes.  Folders we hold ourselves are not probed.
+    """
+    ours = {Path(r).absolute() for r in roots}
+    suspects: dict[Path, Path] = {}  # folder to probe -> the output folder of ours it meets
+    for root in sorted(ours):
+        for ancestor in root.parents:
+            if ancestor not in ours:
+                suspects.setdefault(ancestor, root)
+    for folder in {Path(f).absolute() for f in folders} - ours:
+        suspects.setdefault(folder, folder)
+    for folder, ours_there in sorted(suspects.items()):
+        holder = _held_by_another(folder / RECORD_DIR)
+        if holder is not None:
+            by = f", held by pid {holder['pid']}" if "pid" in holder else ""
+            raise LockedError(f"another stylize run is writing into {folder}, which "
+                              f"{'holds' if ours_there != folder else 'is'} an output folder "
+                              f"of {what} ({ours_there}) (lock "
+                              f"{folder / RECORD_DIR / OUTPUT_LOCK_NAME}{by}); try again "
+                              "later")
+
+
+def _held_by_another(records: Path) -> dict[str, object] | None:
+    """The holder's note (``{}`` if unreadable) when a run holds ``records``' folder lock;
+    None when it is free, missing, or not a real folder."""
+    try:
+        fd = os.open(records, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            try:
+                note = os.open(OUTPUT_LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                               | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:
+                return {}
+            try:
+                return _read_holder(note) or {}
+            finally:
+                os.close(note)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def inbox_lock(inbox: Path) -> RunLock:
     """The lock a watcher holds on its inbox: the inbox folder itself, and a note in it."""
     return RunLock(Path(inbox) / INBOX_LOCK_NAME, what=f"the inbox {inbox}", hold_folder=True)

@@ -195,3 +195,62 @@ def test_the_lock_of_an_output_folder_lives_with_its_records(tmp_path: Path) -> 
             pass
     with output_locks([tmp_path / "b"], "again"):
         pass  # all released
+
+
+# -- nested output folders of two manifests (issue 27) ------------------------------------
+
+def _nested_manifests(tmp_path: Path) -> tuple[Path, Path]:
+    """Manifest 1 writes out/ from a recursive input holding sub/x.png; manifest 2 writes
+    out/sub/ from x.png: both make out/sub/x.png.tiny.png and its record."""
+    from conftest import FAST, SHARED_STYLE, gradient_photo
+    from support.presets import write_preset
+
+    write_preset(tmp_path / "styles", "tiny", FAST, painting=SHARED_STYLE)
+    (tmp_path / "one" / "sub").mkdir(parents=True)
+    (tmp_path / "two").mkdir()
+    gradient_photo(48, 32, seed=1).save(tmp_path / "one" / "sub" / "x.png")
+    gradient_photo(48, 32, seed=2).save(tmp_path / "two" / "x.png")
+    first, second = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    first.write_text("jobs:\n  - {name: a, input: one, recursive: true, styles: [tiny], "
+                     "output: out, format: png}\n")
+    second.write_text("jobs:\n  - {name: b, input: two, styles: [tiny], output: out/sub, "
+                      "format: png}\n")
+    return first, second
+
+
+def _run(manifest: Path, styles: Path) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(manifest), "-q"],
+                                env={"STYLIZE_STYLES_PATH": str(styles)})
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_inside_another_runs_output_folder_exits_75(tmp_path: Path) -> None:
+    from pipeline.locking import output_locks
+
+    first, second = _nested_manifests(tmp_path)
+    styles = tmp_path / "styles"
+    with output_locks([tmp_path / "out"], what=str(first)):  # manifest 1 is running
+        code, err = _run(second, styles)
+    assert code == 75, err
+    assert f"another stylize run is writing into {tmp_path / 'out'}" in err
+    assert not (tmp_path / "out" / "sub" / "x.png.tiny.png").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_around_another_runs_output_folder_exits_75(tmp_path: Path) -> None:
+    from pipeline.locking import output_locks
+
+    first, second = _nested_manifests(tmp_path)
+    styles = tmp_path / "styles"
+    with output_locks([tmp_path / "out" / "sub"], what=str(second)):  # manifest 2 runs
+        code, err = _run(first, styles)
+    assert code == 75, err
+    assert f"another stylize run is writing into {tmp_path / 'out' / 'sub'}" in err
+    assert not (tmp_path / "out" / "sub" / "x.png.tiny.png").exists()
+    # One after the other, both run (each its own photo's picture).
+    assert _run(first, styles)[0] == 0 and _run(second, styles)[0] == 0

@@ -74,7 +74,7 @@ def run(
         if dry_run:
             RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(plan(parsed, jobs=job))
             return
-        from pipeline.locking import output_locks
+        from pipeline.locking import output_locks, refuse_overlapping_runs
         from pipeline.runner import check_writable
 
         stop = StopFlag()
@@ -87,6 +87,9 @@ def run(
         for folder in outputs:
             check_writable(folder)  # one clear line (73, 74) before the lock is made there
         with output_locks(outputs, what=str(manifest)), stop.installed():
+            # Nested output folders of two manifests write the same files: 75 as well.
+            refuse_overlapping_runs(outputs, {t.output.parent for t in the_plan.tasks},
+                                    what=str(manifest))
             result = _run(parsed, the_plan, outputs, cache_dir, stop,
                           RunDisplay(err if json_out else out, quiet=quiet, verbose=verbose),
                           (executor, ray_address, workers))
