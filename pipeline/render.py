@@ -39,7 +39,13 @@ from pipeline.errors import (
 )
 from pipeline.executors.base import Finished, Work
 from pipeline.hashing import digest_json
-from pipeline.images import LoadedImage, decode_photo, encode_image, output_metadata
+from pipeline.images import (
+    LoadedImage,
+    decode_photo,
+    encode_image,
+    output_metadata,
+    resized,
+)
 from pipeline.settings import Settings
 from pipeline.styles import Preset
 
@@ -128,6 +134,7 @@ def encode(work: Work, engine: Stylist, photo: LoadedImage, picture: Image.Image
            seconds: float, worker: str = "") -> Finished:
     """The finished picture as the bytes of its file, with the photo's metadata and alpha."""
     s = engine.settings
+    picture = with_strength(picture, photo.rgb, s.strength)
     meta = output_metadata(photo, policy=s.metadata, software=work.software,
                            size=picture.size)
     data = encode_image(picture, work.fmt, quality=s.quality, alpha=photo.alpha, metadata=meta)
@@ -137,6 +144,14 @@ def encode(work: Work, engine: Stylist, photo: LoadedImage, picture: Image.Image
                              "precision": str(engine.dtype).removeprefix("torch."),
                              "machine": float_signature(engine.device),
                              **_method_details(engine)})
+
+
+def with_strength(picture: Image.Image, photo: Image.Image, strength: float) -> Image.Image:
+    """``picture`` mixed with the photo: ``strength`` of the picture, the rest of the photo
+    (resized to the picture's size as the engines see it), for either method."""
+    if strength >= 1.0:
+        return picture
+    return Image.blend(resized(photo.convert("RGB"), *picture.size), picture, strength)
 
 
 def _method_details(engine: Stylist) -> dict[str, str]:

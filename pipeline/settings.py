@@ -59,14 +59,15 @@ HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap
 #: a ``stop_tolerance``).
 NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
                                     "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
-                                    "pyramid_scales": 0, "min_scales": 1, "method": "optimize"}
+                                    "pyramid_scales": 0, "min_scales": 1, "method": "optimize",
+                                    "strength": 1.0}
 
 #: Knobs that decide a preset's trained network.  They are not in a result's key as
 #: settings: a fast result's key holds the network's digest, which they decide, and an
 #: optimized result does not depend on them at all.
 #: What a ``method: fast`` result's key holds of its settings (see ``engine_view``).
 FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
-                       "metadata"})
+                       "metadata", "strength"})
 NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
                            "train_batch", "train_learning_rate"})
 
@@ -228,6 +229,10 @@ class Settings(BaseModel):
         "jpeg", description="output format"
     )
     quality: int = Field(92, ge=1, le=100, description="JPEG/WebP quality")
+    strength: float = Field(
+        1.0, ge=0, le=1,
+        description="how much of the style: 1 the stylized picture, 0 the photo, in between "
+                    "a mix of the two (both methods)")
     metadata: Literal["keep", "no-location", "strip"] = Field(
         "keep",
         description="the photo's EXIF/XMP/IPTC in each output: keep (dates, camera, GPS, "
@@ -312,11 +317,14 @@ class Settings(BaseModel):
             # One pass of the network reads only these; the network's digest, in the key
             # beside them, stands for everything that decided it (the loss, the paintings'
             # statistics, the training): the optimizer's knobs change nothing.
-            return self.model_dump(include=set(FAST_VIEW))
-        view = self.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS))
+            view = self.model_dump(include=set(FAST_VIEW))
+        else:
+            view = self.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS))
         for name, neutral in NEUTRAL_KNOBS.items():
-            if view[name] == neutral:
+            if name in view and view[name] == neutral:
                 del view[name]
+        if self.method == "fast":
+            return view
         if not self.stop_tolerance:
             del view["min_steps"]
         return view

@@ -23,9 +23,11 @@ def error_items(exc: ValidationError) -> list[tuple[Loc, str]]:
     items = []
     for err in exc.errors(include_url=False):
         # Union members add their type names to the location; they mean nothing to a user.
+        # (Whole names: a prefix such as "str" would also drop a field named "strength".)
         loc = tuple(p for p in err["loc"]
-                    if not (isinstance(p, str) and (p.startswith(("str", "function-"))
-                                                    or p in ("StyleImageSpec", "list[...]"))))
+                    if not (isinstance(p, str) and (p.startswith("function-")
+                                                    or p in ("str", "StyleImageSpec",
+                                                             "list[...]"))))
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         items.append((loc, msg.removeprefix("Value error, ")))
     return items

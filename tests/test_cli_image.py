@@ -88,3 +88,38 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str, co
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_strength_mixes_the_photo_back_and_is_in_the_key(photo: Path, fast_preset_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """``--strength`` 0 gives the photo (at the output size), 1 the stylized picture, and
+    anything between their mix; it is recorded, and part of the key (issue 28)."""
+    import numpy as np
+
+    from pipeline import records
+    from pipeline.images import resized
+
+    def made(strength: str) -> tuple[np.ndarray, records.Record]:
+        out = tmp_path / f"s{strength}.png"
+        code, _, err = _invoke("image", str(photo), "--style", "fast", "-o", str(out), "-q",
+                               "--strength", strength, styles=fast_preset_dir)
+        assert code == 0, err
+        rec = records.read_record(out)
+        assert rec is not None
+        return np.asarray(Image.open(out).convert("RGB"), dtype=np.int16), rec
+
+    full, full_rec = made("1")
+    none, none_rec = made("0")
+    half, half_rec = made("0.5")
+    source = np.asarray(resized(Image.open(photo).convert("RGB"), full.shape[1],
+                                full.shape[0]), dtype=np.int16)
+    assert np.abs(none - source).max() <= 1
+    assert np.abs(half - (full + source) / 2).max() <= 1
+    assert np.abs(full - source).mean() > 10  # the style is there at 1
+    assert len({full_rec.key, none_rec.key, half_rec.key}) == 3
+    assert half_rec.made["settings"]["strength"] == 0.5  # type: ignore[index]
+    code, _, err = _invoke("image", str(photo), "--style", "fast", "-o",
+                           str(tmp_path / "x.png"), "--strength", "1.5",
+                           styles=fast_preset_dir)
+    assert code == 2 and "strength" in err

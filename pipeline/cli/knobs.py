@@ -25,7 +25,7 @@ from pipeline.settings import SETTING_NAMES, Settings
 #: The knobs ``stylize image`` takes as named options (the most used ones).
 IMAGE_KNOBS = ("method", "size", "steps", "style_weight", "content_weight", "tv_weight",
                "preserve_color", "optimizer", "init", "device", "precision", "seed", "weights",
-               "quality", "tile_pixels", "metadata", "style_loss")
+               "quality", "tile_pixels", "metadata", "style_loss", "strength")
 
 
 def _inner(annotation: Any) -> Any:

@@ -43,7 +43,7 @@ from pipeline.images.model import (
     PhotoMetadata,
 )
 from pipeline.images.paths import DEFAULT_MAX_BYTES, check_path, read_photo
-from pipeline.images.tensors import pil_to_tensor, tensor_to_pil
+from pipeline.images.tensors import pil_to_tensor, resized, tensor_to_pil
 from pipeline.naming import display_name, safe_text
 
 __all__ = [
@@ -69,4 +69,5 @@ __all__ = [
     "safe_text",
     "save_image",
     "tensor_to_pil",
+    "resized",
 ]
