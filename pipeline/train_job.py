@@ -143,6 +143,7 @@ class TrainStart:
     problems: tuple[str, ...]
     steps: int  # aimed at, in all
     resume_from: int  # the checkpoint's step (0: training starts afresh)
+    preview: Path | None = None  # the sheet rewritten at each checkpoint (None: none made)
 
 
 @dataclass(frozen=True)
@@ -213,13 +214,16 @@ def ensure_network(preset: Preset, photos: Sequence[TrainingPhoto | Path],
                                  should_stop)
         _check_enough_photos(preset.name, gathered)
         aim = steps if steps is not None else preset.settings.train_steps
+        # Beside the network; rewritten at each checkpoint (not by a remote training,
+        # whose network lives on a worker until it ends).
+        preview = None if remote is not None else preview_path(net_path)
         if on_start is not None:
             on_start(TrainStart(preset.name, key, len(gathered.images), gathered.found,
                                 gathered.skipped, gathered.problems, aim,
-                                checkpoint_step(ckpt_path) or 0))
+                                checkpoint_step(ckpt_path) or 0, preview))
         try:
             result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
-                            on_step, should_stop, checkpoint_every_s, remote)
+                            on_step, should_stop, checkpoint_every_s, remote, preview)
         except (torch.OutOfMemoryError, MemoryError):
             s = preset.settings
             raise OutOfMemoryError(
@@ -249,6 +253,11 @@ def _check_file_places(*paths: Path) -> None:
                 f"cannot write {display_name(path)}: {kind} stands where the "
                 f"{'checkpoint' if 'checkpoint' in path.name else 'network'} goes; "
                 "remove it and train again")
+
+
+def preview_path(network: Path) -> Path:
+    """The preview sheet of the network at ``network``: beside it, ``<key>.preview.jpg``."""
+    return network.with_name(network.name.removesuffix(".safetensors") + ".preview.jpg")
 
 
 def _discard(*paths: Path) -> None:
@@ -359,7 +368,7 @@ def _check_enough_photos(style: str, gathered: Gathered) -> None:
 def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: int, key: str,
            checkpoint: Path, on_step: Callable[[TrainProgress], None] | None,
            should_stop: StopFn | None, checkpoint_every_s: float,
-           remote: RemoteTraining | None = None) -> TrainResult:
+           remote: RemoteTraining | None = None, preview: Path | None = None) -> TrainResult:
     s = preset.settings
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=steps,
                            learning_rate=s.train_learning_rate, seed=s.seed,
@@ -372,7 +381,7 @@ def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: i
                                checkpoint_every_s)
     return train(s, targets, images, options, checkpoint=checkpoint, key=key,
                  checkpoint_every_s=checkpoint_every_s,
-                 on_step=on_step, should_stop=should_stop)
+                 on_step=on_step, should_stop=should_stop, preview=preview)
 
 
 def _train_remotely(remote: RemoteTraining, settings: Settings, targets: StyleTargets,

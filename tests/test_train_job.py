@@ -96,7 +96,8 @@ def test_trains_once_then_returns_the_same_network(tmp_path: Path, styles: Path,
     assert first.trained and first.source == "cache" and first.steps == 3
     assert first.resumed_from == 0 and first.photos_used == 4 and first.photos_skipped == {}
     assert [p.step for p in steps] == [1, 2, 3]
-    assert starts == [TrainStart("fast", first.key, 4, 4, {}, (), 3, 0)]
+    assert starts == [TrainStart("fast", first.key, 4, 4, {}, (), 3, 0,
+                                 train_job.preview_path(first.path))]
     # The file: in the cache, checked when read, its metadata naming what decided it.
     net_path, ckpt, _ = networks.cache_paths(cache, networks.network_key(preset))
     assert first.path == net_path and checkpoint_step(ckpt) == 3
@@ -172,7 +173,9 @@ def test_a_full_disk_stops_with_the_last_checkpoint_intact(
     checkpoints: list[Path] = []
 
     def write_bytes(self: Path, data: bytes) -> int:  # type: ignore[override]
-        if self.name.startswith(TEMP_PREFIX) and "network" in self.parts:
+        # Checkpoints only (the preview sheet beside them is a JPEG).
+        if (self.name.startswith(TEMP_PREFIX) and "network" in self.parts
+                and not data.startswith(b"\xff\xd8")):
             checkpoints.append(self)
             if len(checkpoints) >= 3:
                 real_write(self, data[: len(data) // 2])
@@ -230,7 +233,13 @@ def test_train_json_summary(tmp_path: Path, styles: Path, cache: Path) -> None:
     assert lines[0] == ("training the network of fast on 4 photos, 1 skipped (1 not an image): "
                         "3 steps")
     assert lines[1].startswith("skipped notes.png: ")
-    assert lines[2].startswith("step 1/3 loss ") and lines[3].startswith("step 3/3 loss ")
+    # The preview sheet, beside the network, rewritten at each checkpoint (issue 28).
+    preview = Path(report["path"]).with_name(Path(report["path"]).stem + ".preview.jpg")
+    assert lines[2] == ("preview (a few photos through the network, at each checkpoint): "
+                        f"{preview}")
+    with Image.open(preview) as sheet:
+        assert sheet.format == "JPEG" and sheet.width > sheet.height  # 4 photos, 2 rows
+    assert lines[3].startswith("step 1/3 loss ") and lines[4].startswith("step 3/3 loss ")
     assert lines[-1].startswith("fast: trained 3 steps on 4 photos in 0:0")
     assert report["digest"][:12] in lines[-1]
 

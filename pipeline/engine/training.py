@@ -52,6 +52,7 @@ from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
 from pipeline.errors import Cancelled, DivergedError, UsageError, WeightsError
 from pipeline.hashing import digest_tensors
+from pipeline.images.tensors import pil_to_tensor, tensor_to_pil
 from pipeline.settings import Settings
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", "Trainer",
@@ -59,6 +60,8 @@ __all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", 
 
 #: In every checkpoint's metadata; a file without it is refused.
 CHECKPOINT_FORMAT = "stylize-train-checkpoint-2"
+#: The preview sheet a training writes at each checkpoint: photos, their long side, gap.
+PREVIEW_PHOTOS, PREVIEW_SIDE, PREVIEW_GAP = 4, 192, 6
 #: What a checkpoint holds: weights and Adam's moments and step counts in float32, the
 #: sample generator's state as bytes.
 CHECKPOINT_DTYPES = frozenset({torch.float32, torch.uint8})
@@ -309,6 +312,40 @@ class Trainer:
         return TrainResult(self.net.eval(), self.step, resumed_from,
                            time.perf_counter() - start, loss)
 
+    @torch.no_grad()
+    def preview(self, count: int = PREVIEW_PHOTOS, side: int = PREVIEW_SIDE) -> Image.Image:
+        """A small sheet to watch the training by: ``count`` of the training photos (always
+        the same ones, spread over the collection) in the top row, and under each what the
+        network used (the averaged one) paints of it now, at a long side of ``side``."""
+        picks = sorted({round(i * (len(self.photos) - 1) / max(1, count - 1))
+                        for i in range(min(count, len(self.photos)))})
+        cells = []
+        for index in picks:
+            photo = self.photos[index].convert("RGB")
+            scale = side / max(photo.size)
+            small = photo.resize((max(MIN_SAMPLE_SIDE, round(photo.width * scale)),
+                                  max(MIN_SAMPLE_SIDE, round(photo.height * scale))),
+                                 Image.Resampling.LANCZOS)
+            painted = self.net(pil_to_tensor(small).to(self.device)).float().cpu()
+            cells.append((small, tensor_to_pil(painted.clamp(0, 1))))
+        width = sum(a.width for a, _ in cells) + PREVIEW_GAP * (len(cells) + 1)
+        height = max(a.height for a, _ in cells) * 2 + PREVIEW_GAP * 3
+        sheet = Image.new("RGB", (width, height), (24, 24, 24))
+        x, row = PREVIEW_GAP, max(a.height for a, _ in cells) + PREVIEW_GAP
+        for photo, painted in cells:
+            sheet.paste(photo, (x, PREVIEW_GAP))
+            sheet.paste(painted, (x, PREVIEW_GAP + row))
+            x += photo.width + PREVIEW_GAP
+        return sheet
+
+    def write_preview(self, path: Path) -> None:
+        """:meth:`preview` as a JPEG at ``path``, written atomically."""
+        import io
+
+        buffer = io.BytesIO()
+        self.preview().save(buffer, "JPEG", quality=85)
+        fsutil.atomic_write_bytes(Path(path), buffer.getvalue())
+
     # -- checkpoints ----------------------------------------------------------------------
 
     def checkpoint_bytes(self, key: str = "") -> bytes:
@@ -428,19 +465,27 @@ def train(settings: Settings, targets: StyleTargets,
           photos: Sequence[Image.Image], options: TrainOptions | None = None, *,
           checkpoint: Path | None = None, key: str = "", checkpoint_every_s: float = 300.0,
           on_step: StepFn | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None,
+          preview: Path | None = None) -> TrainResult:
     """Train (or, from an existing ``checkpoint``, go on training) a network.
 
     ``targets`` must hold the sides of :func:`training_sides`.  With
     ``checkpoint``, the state is written there every ``checkpoint_every_s`` seconds, at
     the end, and when ``should_stop`` stops the run (then
     :class:`~pipeline.errors.Cancelled` is raised);
-    ``key`` names what is trained, and a checkpoint of anything else is refused.
+    ``key`` names what is trained, and a checkpoint of anything else is refused.  With
+    ``preview``, a sheet of a few photos through the network (:meth:`Trainer.preview`) is
+    written there at each checkpoint, so a person can watch it learn.
     """
     trainer = Trainer(settings, targets, photos, options)
     save = None
     if checkpoint is not None:
         if checkpoint.exists():
             trainer.resume(checkpoint, key)
-        save = lambda: trainer.save_checkpoint(checkpoint, key)  # noqa: E731
+
+        def save() -> None:
+            trainer.save_checkpoint(checkpoint, key)
+            if preview is not None:
+                trainer.write_preview(preview)
+
     return trainer.run(on_step, should_stop, save, checkpoint_every_s)

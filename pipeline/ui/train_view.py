@@ -74,6 +74,9 @@ class TrainView(View):
                   f"photo{'s' * (start.photos != 1)}{notes}: {start.steps} steps{resume}")
         for problem in start.problems:
             self.line(f"[yellow]skipped[/] {markup(problem)}")
+        if start.preview is not None:
+            self.line(f"preview (a few photos through the network, at each checkpoint): "
+                      f"{shown(start.preview)}")
         if self._bar is not None:
             self._task = self._bar.add_task(markup(f"training {start.style}"),
                                             total=start.steps, completed=start.resume_from,
