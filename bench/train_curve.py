@@ -111,6 +111,8 @@ def main() -> None:
         for mark in marks:
             if before < mark * 60 <= trained_s:
                 write_network(args.out / f"net-{int(mark):03d}min.safetensors", trainer.net)
+                (args.out / f"net-{int(mark):03d}min.json").write_text(json.dumps(
+                    {"step": trainer.step, "trained_s": round(trained_s, 1)}))
         now = time.perf_counter()
         if now - last_log >= 60:
             entry = {"step": trainer.step, "trained_s": round(trained_s, 1),

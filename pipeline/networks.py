@@ -72,7 +72,8 @@ def network_identity(preset: Preset) -> dict[str, Any]:
         "paintings": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(s.weights),
         "vgg": {"pooling": s.pooling, "pad": s.pad},
-        "loss": {"content_weight": s.content_weight, "style_weight": s.style_weight,
+        # The weight the network is trained with (network_style_ratio applied).
+        "loss": {"content_weight": s.content_weight, "style_weight": s.network_style_weight,
                  "tv_weight": s.tv_weight, "content_layers": s.content_layers,
                  "style_layers": s.style_layers, "style_loss": s.style_loss,
                  "style_scale": s.style_scale, "preserve_color": s.preserve_color},

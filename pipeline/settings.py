@@ -69,7 +69,7 @@ NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "avera
 FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
                        "metadata", "strength"})
 NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
-                           "train_batch", "train_learning_rate"})
+                           "train_batch", "train_learning_rate", "network_style_ratio"})
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -199,6 +199,10 @@ class Settings(BaseModel):
     train_batch: int = Field(2, ge=1, le=64, description="photos per training iteration")
     train_learning_rate: float = Field(
         1e-3, gt=0, le=1, description="Adam's step size for training the network")
+    network_style_ratio: float = Field(
+        1.0, gt=0, le=1, description="the network is trained with style_weight times this: "
+        "a network that cannot match the optimizer's style at its balance paints over the "
+        "subject instead, so it is trained with a lighter style term")
     # -- the network and the hardware
     weights: str = Field(
         "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")
@@ -299,6 +303,16 @@ class Settings(BaseModel):
                 patch = patch.model_dump(exclude_unset=True, exclude_none=True)
             data.update(patch)
         return Settings.model_validate(data)
+
+    @property
+    def network_style_weight(self) -> float:
+        """The style weight a network is trained with (see ``network_style_ratio``)."""
+        return self.style_weight * self.network_style_ratio
+
+    def for_training(self) -> Settings:
+        """These settings with the network's own loss: the objective a trainer builds."""
+        return self.merged({"style_weight": self.network_style_weight,
+                            "network_style_ratio": 1.0})
 
     @property
     def uses_network(self) -> bool:

@@ -174,6 +174,8 @@ class Trainer:
     def __init__(self, settings: Settings, targets: StyleTargets,
                  photos: Sequence[Image.Image], options: TrainOptions | None = None,
                  teachers: Sequence[Image.Image] | None = None) -> None:
+        # The network's own loss (a lighter style term: Settings.network_style_ratio).
+        settings = settings.for_training()
         self.settings, self.photos = settings, photos
         self.options = o = options or TrainOptions()
         if not photos:
