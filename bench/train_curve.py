@@ -35,20 +35,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                     help="a setting override (YAML value), e.g. train_size=128")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--teachers", type=Path, help="a folder of optimized pictures of the "
-                    "training photos (bench/teachers.py), to distill from")
-    ap.add_argument("--teacher-weight", type=float, default=10.0)
     ap.add_argument("--noise", type=int, help="noise channels of the network (default: the "
                     "preset's network_noise)")
-    ap.add_argument("--detail-noise", type=int, default=0,
-                    help="noise channels at full resolution before the output layer")
-    ap.add_argument("--dilations", default="", help="the residual blocks' dilations, "
-                    "e.g. 1,2,4,2,1 (default: none)")
     ap.add_argument("--start", type=Path, help="a trained network (of another style) to "
                     "start from instead of random weights: fine-tuning")
-    ap.add_argument("--schedule", default="constant", help="constant, or linear to zero "
-                    "at --steps")
-    ap.add_argument("--steps", type=int, default=10**9, help="the schedule's length")
+    ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
     args = ap.parse_args()
 
     import torch
@@ -68,19 +59,13 @@ def main() -> None:
     s = preset.settings
     paths = [p for p in sorted(COLLECTION.glob("*.jpg")) if p.name not in HELD_OUT]
     photos = [Image.open(p).convert("RGB") for p in paths]
-    teachers = ([Image.open(args.teachers / f"{p.stem}.png").convert("RGB") for p in paths]
-                if args.teachers else None)
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=args.steps,
-                           learning_rate=s.train_learning_rate, schedule=args.schedule, seed=s.seed,
+                           learning_rate=s.train_learning_rate, seed=s.seed,
                            config=NetworkConfig(width=s.network_width,
                                                 noise=s.network_noise if args.noise is None
-                                                else args.noise,
-                                                detail_noise=args.detail_noise,
-                                                dilations=tuple(int(d) for d in
-                                                                args.dilations.split(",") if d)),
-                           teacher_weight=args.teacher_weight if teachers else 0.0)
+                                                else args.noise))
     targets = StyleTargetStore(ArtifactCache()).get(s, preset, training_sides(s, options))
-    trainer = Trainer(s, targets, photos, options, teachers=teachers)
+    trainer = Trainer(s, targets, photos, options)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"
     trained_s = 0.0
@@ -97,8 +82,6 @@ def main() -> None:
     marks = sorted(float(m) for m in args.marks.split(","))
     (args.out / "settings.json").write_text(json.dumps(
         {"style": args.style, "overrides": overrides, "photos": len(photos),
-         "teachers": str(args.teachers) if teachers else None,
-         "teacher_weight": options.teacher_weight,
          "start": str(args.start) if args.start else None,
          "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()

@@ -57,7 +57,7 @@ def _options(**kw: object) -> TrainOptions:
 
 def test_samples_follow_their_generator(photos: list[Image.Image]) -> None:
     def draw(seed: int) -> list[torch.Tensor]:
-        return [x.photo for x in random_samples(photos, None, 6, [32, 64], 1.0,
+        return [x.photo for x in random_samples(photos, 6, [32, 64], 1.0,
                                                 torch.Generator().manual_seed(seed))]
 
     a = draw(1)
@@ -74,7 +74,7 @@ def test_a_sample_is_the_whole_photo_at_the_area_of_its_style_side() -> None:
     ramp = torch.linspace(0, 1, 400).expand(3, 300, 400)
     photo = Image.fromarray((ramp.permute(1, 2, 0) * 255).round().byte().numpy())
     seen: set[int] = set()
-    for sample in random_samples([photo], None, 12, [96, 128, 160], 1.0,
+    for sample in random_samples([photo], 12, [96, 128, 160], 1.0,
                                  torch.Generator().manual_seed(1)):
         h, w = sample.photo.shape[-2:]
         seen.add(sample.style_side)
@@ -150,26 +150,6 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(
         assert torch.equal(a, b), name
 
 
-def test_a_linear_schedule_decays_the_rate_to_nothing_at_the_last_step(
-        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
-    options = _options(steps=4, schedule="linear", learning_rate=1e-3)
-    assert [options.rate(i) for i in range(5)] == pytest.approx([1e-3, 7.5e-4, 5e-4,
-                                                                  2.5e-4, 0.0])
-    trainer = Trainer(SETTINGS, targets, photos, options)
-    rates: list[float] = []
-    trainer.run(on_step=lambda _: rates.append(trainer.optimizer.param_groups[0]["lr"]))
-    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
-    # A constant run's checkpoint does not resume a scheduled one: other settings.
-    constant = Trainer(SETTINGS, targets, photos, _options(steps=1))
-    constant.run()
-    constant.save_checkpoint(tmp_path / "c.safetensors")
-    assert "schedule" not in constant.options.identity()
-    assert "other training settings" in _refusal(
-        Trainer(SETTINGS, targets, photos, options), tmp_path / "c.safetensors")
-    with pytest.raises(ValueError, match="schedule"):
-        _options(schedule="cosine")
-
-
 def test_a_checkpoint_is_safetensors_without_pickle(
         tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
     trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
@@ -239,34 +219,6 @@ def test_what_training_needs(targets: StyleTargets, photos: list[Image.Image]) -
     for bad in ({"zoom": (0.5, 0.2)}, {"zoom": (0.0, 1.0)}, {"average": 1.0}):
         with pytest.raises(ValueError):
             _options(**bad)
-
-
-def test_teachers_are_drawn_with_their_photos_and_distillation_pulls_towards_them(
-        targets: StyleTargetMaker, photos: list[Image.Image]) -> None:
-    # A teacher at half the photo's size: the same picture, at the sample's size and flip.
-    halves = [p.convert("RGB").resize((p.width // 2, p.height // 2)) for p in photos]
-    samples = random_samples(photos, halves, 6, [32, 64], 1.0, torch.Generator().manual_seed(3))
-    alone = random_samples(photos, None, 6, [32, 64], 1.0, torch.Generator().manual_seed(3))
-    for sample, same in zip(samples, alone, strict=True):
-        assert sample.teacher is not None and sample.teacher.shape == sample.photo.shape
-        assert (sample.photo - sample.teacher).abs().mean() < 0.05
-        assert torch.equal(sample.photo, same.photo) and same.teacher is None
-    # Distilled from grey teachers, the network's pictures go grey, faster than without.
-    greys = [Image.new("RGB", p.size, (128, 128, 128)) for p in photos]
-    held = pil_to_tensor(gradient_photo(40, 26, seed=0))
-
-    def distance(trainer: Trainer) -> float:
-        with torch.no_grad():
-            return float((trainer.learner(held) - 128 / 255).abs().mean())
-
-    plain = Trainer(SETTINGS, targets, photos, _options(steps=30))
-    taught_net = Trainer(SETTINGS, targets, photos, _options(steps=30, teacher_weight=50.0),
-                         teachers=greys)
-    plain.run()
-    taught_net.run()
-    assert distance(taught_net) < 0.6 * distance(plain), (distance(taught_net), distance(plain))
-    with pytest.raises(ValueError, match="teacher"):
-        Trainer(SETTINGS, targets, photos, _options(), teachers=greys)
 
 
 def test_a_checkpoint_of_any_header_length_resumes(

@@ -51,12 +51,10 @@ def working_size(width: int, height: int, side: float) -> tuple[int, int]:
 class FastStylizer:
     """A loaded network, ready to stylize photos on one device with one preset's settings."""
 
-    def __init__(self, settings: Settings, network: LoadedNetwork,
-                 working_side: float | None = None) -> None:
+    def __init__(self, settings: Settings, network: LoadedNetwork) -> None:
         self.settings = settings
-        # The side of the square whose area the network paints at (see the module doc);
-        # benchmarks compare other choices.
-        self.working_side = working_side or settings.train_size
+        # The side of the square whose area the network paints at (see the module doc).
+        self.working_side = settings.train_size
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)

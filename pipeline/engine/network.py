@@ -17,11 +17,8 @@ convolution out; with three changes the literature has since agreed on:
   is fixed (:data:`NOISE_SEED`, drawn at the picture's size), so a picture is made
   again bit for bit, alone or in a batch.
 
-Two further options, :attr:`NetworkConfig.detail_noise` (noise at full resolution before the
-output layer) and :attr:`NetworkConfig.dilations` (dilated residual blocks, which see
-further), are there for the benchmarks: measured against the defaults, neither changed the
-quality a minute of training buys (docs/benchmarks.md, third round), so the settings do
-not offer them.
+Noise at full resolution before the output layer and dilated residual blocks were
+measured too and lost (docs/lab-log.md, third round of the fast path), so they are gone.
 
 A trained network is an artifact like a style target: a safetensors file (tensors, and its
 :class:`NetworkConfig` as JSON metadata), never a pickle.  :func:`read_network` checks a
@@ -70,8 +67,6 @@ MULTIPLE = 4
 NOISE_SEED = 20161
 #: Bound of the noise channels.
 MAX_NOISE = 8
-#: Bound of the residual blocks' dilations.
-MAX_DILATION = 8
 
 
 @dataclass(frozen=True)
@@ -81,23 +76,10 @@ class NetworkConfig:
     width: int = FULL_WIDTH  # channels of the first convolution (×2, ×4 further down)
     blocks: int = 5  # residual blocks at a quarter of the resolution
     noise: int = 0  # channels of Gaussian noise beside the photo's three
-    # Channels of Gaussian noise at full resolution beside the last layer's input: grain
-    # the output convolution can shape into brushwork directly (see the module doc).
-    detail_noise: int = 0
-    # The dilation of each residual block's convolutions (Yu and Koltun 2016); empty: 1
-    # for all.  Dilated blocks see further at the same cost: Johnson's layout sees about
-    # 110 px of the picture around each pixel, less than the structures VGG-19's deep
-    # style layers describe at the working size.
-    dilations: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.dilations and (len(self.dilations) != self.blocks or not all(
-                type(d) is int and 1 <= d <= MAX_DILATION for d in self.dilations)):
-            raise ValueError(f"dilations must be one whole number from 1 to {MAX_DILATION} "
-                             f"a residual block, not {list(self.dilations)}")
-        for name, n in (("noise", self.noise), ("detail_noise", self.detail_noise)):
-            if not 0 <= n <= MAX_NOISE:
-                raise ValueError(f"{name} must be 0 to {MAX_NOISE} channels, not {n}")
+        if not 0 <= self.noise <= MAX_NOISE:
+            raise ValueError(f"noise must be 0 to {MAX_NOISE} channels, not {self.noise}")
         if not MIN_WIDTH <= self.width <= MAX_WIDTH:
             raise ValueError(f"width must be {MIN_WIDTH} to {MAX_WIDTH}, not {self.width}")
         if not 0 <= self.blocks <= MAX_BLOCKS:
@@ -107,10 +89,6 @@ class NetworkConfig:
         out = {"architecture": ARCHITECTURE, "width": self.width, "blocks": self.blocks}
         if self.noise:  # absent when off: files written before it stay readable
             out["noise"] = self.noise
-        if self.detail_noise:
-            out["detail_noise"] = self.detail_noise
-        if self.dilations:
-            out["dilations"] = list(self.dilations)
         return out
 
     @classmethod
@@ -118,29 +96,19 @@ class NetworkConfig:
         """The config a file recorded; ``ValueError`` for anything else."""
         if not isinstance(data, dict) or not (
                 {"architecture", "width", "blocks"} <= set(data)
-                <= {"architecture", "width", "blocks", "noise", "detail_noise", "dilations"}):
+                <= {"architecture", "width", "blocks", "noise"}):
             raise ValueError("its recorded architecture is not a network config")
         if data["architecture"] != ARCHITECTURE:
             raise ValueError(f"its architecture is {str(data['architecture'])[:60]!r}, "
                              f"not {ARCHITECTURE!r}")
-        numbers = (data["width"], data["blocks"], data.get("noise", 0),
-                   data.get("detail_noise", 0))
-        dilations = data.get("dilations", [])
-        if any(type(n) is not int for n in numbers) or not isinstance(dilations, list):
+        numbers = (data["width"], data["blocks"], data.get("noise", 0))
+        if any(type(n) is not int for n in numbers):
             raise ValueError("its recorded width, blocks and noise are not whole numbers")
-        return cls(*numbers, dilations=tuple(dilations))
+        return cls(*numbers)
 
     def describe(self) -> str:
         noise = f", {self.noise} noise channels" if self.noise else ""
-        if self.detail_noise:
-            noise += f", {self.detail_noise} at the output"
-        dilated = f" (dilations {', '.join(map(str, self.dilations))})" if self.dilations else ""
-        return f"width {self.width}, {self.blocks} residual blocks{dilated}{noise}"
-
-    def reach(self) -> int:
-        """The largest dilation: the residual blocks' reflection pads need a quarter-size
-        map of more than this many pixels."""
-        return max(self.dilations, default=1)
+        return f"width {self.width}, {self.blocks} residual blocks{noise}"
 
 
 class _ConvLayer(nn.Module):
@@ -151,12 +119,11 @@ class _ConvLayer(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1,
-                 upsample: bool = False, norm: bool = True, relu: bool = True,
-                 dilation: int = 1) -> None:
+                 upsample: bool = False, norm: bool = True, relu: bool = True) -> None:
         super().__init__()
         self.upsample = upsample
-        self.pad = nn.ReflectionPad2d(dilation * (kernel // 2))
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, bias=not norm, dilation=dilation)
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, bias=not norm)
         self.norm = nn.InstanceNorm2d(cout, affine=True) if norm else None
         self.relu = relu
 
@@ -174,10 +141,10 @@ class _ConvLayer(nn.Module):
 class _Residual(nn.Module):
     """Two 3×3 layers and the identity: ``x + IN(conv(ReLU(IN(conv(x)))))``."""
 
-    def __init__(self, channels: int, dilation: int = 1) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        self.a = _ConvLayer(channels, channels, 3, dilation=dilation)
-        self.b = _ConvLayer(channels, channels, 3, relu=False, dilation=dilation)
+        self.a = _ConvLayer(channels, channels, 3)
+        self.b = _ConvLayer(channels, channels, 3, relu=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.b(self.a(x))
@@ -197,11 +164,10 @@ class TransformNet(nn.Module):
         self.down = nn.Sequential(_ConvLayer(3 + config.noise, w, 9),
                                   _ConvLayer(w, 2 * w, 3, stride=2),
                                   _ConvLayer(2 * w, 4 * w, 3, stride=2))
-        dilations = config.dilations or (1,) * config.blocks
-        self.blocks = nn.Sequential(*(_Residual(4 * w, d) for d in dilations))
+        self.blocks = nn.Sequential(*(_Residual(4 * w) for _ in range(config.blocks)))
         self.up = nn.Sequential(_ConvLayer(4 * w, 2 * w, 3, upsample=True),
                                 _ConvLayer(2 * w, w, 3, upsample=True))
-        self.out = _ConvLayer(w + config.detail_noise, 3, 9, norm=False, relu=False)
+        self.out = _ConvLayer(w, 3, 9, norm=False, relu=False)
 
     def forward(self, photos: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -212,23 +178,15 @@ class TransformNet(nn.Module):
         if min(h, w) < MIN_SIDE:
             raise InputError(f"a picture of {w}×{h} is too small for the network; both "
                              f"sides must be at least {MIN_SIDE} px", category="too_small")
-        # Padded to a multiple of 4, and for dilated blocks to more than 4 × the largest
-        # dilation (their reflection pads at a quarter of the size need it; replicated,
-        # since reflecting needs more than it adds).
-        least = MULTIPLE * (self.config.reach() + 1)
-        pad_h, pad_w = max(-h % MULTIPLE, least - h), max(-w % MULTIPLE, least - w)
-        mode = "reflect" if max(pad_h, pad_w) < min(h, w) else "replicate"
-        x = F.pad(photos, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else photos
+        # Padded to a multiple of 4 by reflection (at most 3 px, less than MIN_SIDE).
+        pad_h, pad_w = -h % MULTIPLE, -w % MULTIPLE
+        x = F.pad(photos, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else photos
         # Inference noise: one draw for the whole batch from a generator seeded here.
         shared = generator is None
         draws = generator if generator is not None else torch.Generator().manual_seed(NOISE_SEED)
         if self.config.noise:
             x = torch.cat([x, _noise(x, self.config.noise, draws, shared)], dim=1)
-        features = self.up(self.blocks(self.down(x)))
-        if self.config.detail_noise:
-            features = torch.cat([features, _noise(features, self.config.detail_noise, draws,
-                                                   shared)], dim=1)
-        logits = self.out(features)[..., :h, :w]
+        logits = self.out(self.up(self.blocks(self.down(x))))[..., :h, :w]
         # A sigmoid keeps the output in [0, 1] with a gradient everywhere (a clamp has
         # none where it bites).  Not a residual around the photo, although that starts
         # as the identity: the style term dominates the objective, and a residual head

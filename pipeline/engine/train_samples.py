@@ -41,7 +41,6 @@ MIN_SAMPLE_SIDE = 32
 @dataclass(frozen=True)
 class Sample:
     photo: torch.Tensor  # 1×3×H×W, float32 in [0, 1]
-    teacher: torch.Tensor | None  # the teacher picture at the same size and flip
     style_side: int  # the side of the style targets it is judged against
 
 
@@ -63,13 +62,11 @@ def sample_size(width: int, height: int, style_side_: int, style_scale: float
     return (max(MIN_SAMPLE_SIDE, round(width * f)), max(MIN_SAMPLE_SIDE, round(height * f)))
 
 
-def random_samples(photos: Sequence[Image.Image], teachers: Sequence[Image.Image] | None,
-                   count: int, sides: Sequence[int], style_scale: float,
-                   generator: torch.Generator) -> list[Sample]:
+def random_samples(photos: Sequence[Image.Image], count: int, sides: Sequence[int],
+                   style_scale: float, generator: torch.Generator) -> list[Sample]:
     """``count`` samples: each a photo drawn uniformly, a style side drawn uniformly from
     ``sides``, the whole photo resized to :func:`sample_size` (bicubic, antialiased when
-    it shrinks) and mirrored with probability ½; with ``teachers``, the photo's teacher
-    picture (of any size) resized and mirrored alike."""
+    it shrinks) and mirrored with probability ½."""
     out = []
     for _ in range(count):
         i = int(torch.randint(len(photos), (1,), generator=generator))
@@ -77,9 +74,6 @@ def random_samples(photos: Sequence[Image.Image], teachers: Sequence[Image.Image
         side = sides[min(int(u[0] * len(sides)), len(sides) - 1)]
         img = photos[i] if photos[i].mode == "RGB" else photos[i].convert("RGB")
         size = sample_size(img.width, img.height, side, style_scale)
-        pictures = [img] + ([teachers[i].convert("RGB")] if teachers is not None else [])
-        tensors = [pil_to_tensor(p.resize(size, Image.Resampling.BICUBIC)) for p in pictures]
-        if u[1] < 0.5:
-            tensors = [t.flip(-1) for t in tensors]
-        out.append(Sample(tensors[0], tensors[1] if len(tensors) > 1 else None, side))
+        photo = pil_to_tensor(img.resize(size, Image.Resampling.BICUBIC))
+        out.append(Sample(photo.flip(-1) if u[1] < 0.5 else photo, side))
     return out

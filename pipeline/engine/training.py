@@ -76,12 +76,7 @@ class TrainOptions:
     side: int = 384
     batch: int = 2  # photos per step
     steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
-    learning_rate: float = 1e-3
-    # constant, or linear: from learning_rate down to nothing at the last of ``steps``
-    # (for a fixed budget of steps, the schedule that converges furthest in Li, Yumer and
-    # Ramanan's "Budgeted training", 2020).  A run extended past its steps goes on
-    # from where the line then stands.
-    schedule: str = "constant"
+    learning_rate: float = 1e-3  # constant (a linear decay was measured and lost)
     seed: int = 0  # decides the photos drawn, their sizes and flips, and so the network
     # Each photo is seen at a side between these factors of the working size (in steps
     # of the style targets' sides): a little play, so that the network is not tied to
@@ -91,10 +86,6 @@ class TrainOptions:
     # Warmed up as (1 + t) / (10 + t), so early snapshots are not the random start's.
     average: float = 0.999
     config: NetworkConfig = field(default_factory=NetworkConfig)
-    # Distillation (Texler et al. 2020 train from a few stylized frames): with teacher
-    # pictures (optimized pictures of the photos), the mean absolute pixel difference to
-    # the teacher's picture, times this weight, is added to the objective.  0: off.
-    teacher_weight: float = 0.0
     device: str | None = None  # None: the settings' device
     precision: str | None = None  # None: the settings' precision
 
@@ -108,14 +99,6 @@ class TrainOptions:
             raise ValueError(f"zoom must be 0 < low <= high <= 4, not {self.zoom}")
         if not 0 <= self.average < 1:
             raise ValueError(f"average must be in [0, 1), not {self.average}")
-        if self.schedule not in ("constant", "linear"):
-            raise ValueError(f"schedule must be constant or linear, not {self.schedule!r}")
-
-    def rate(self, step: int) -> float:
-        """The learning rate of step ``step`` (0-based)."""
-        if self.schedule == "constant":
-            return self.learning_rate
-        return self.learning_rate * max(0.0, 1.0 - step / max(self.steps, 1))
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: everything that
@@ -124,10 +107,6 @@ class TrainOptions:
         out = asdict(self)
         for name in ("steps", "device", "precision"):
             del out[name]
-        if not self.teacher_weight:  # absent when off: checkpoints before it stay valid
-            del out["teacher_weight"]
-        if self.schedule == "constant":
-            del out["schedule"]
         out["zoom"], out["config"] = list(self.zoom), self.config.as_dict()
         return out
 
@@ -172,18 +151,14 @@ class Trainer:
     """
 
     def __init__(self, settings: Settings, targets: StyleTargets,
-                 photos: Sequence[Image.Image], options: TrainOptions | None = None,
-                 teachers: Sequence[Image.Image] | None = None) -> None:
+                 photos: Sequence[Image.Image], options: TrainOptions | None = None
+                 ) -> None:
         # The network's own loss (a lighter style term: Settings.network_style_ratio).
         settings = settings.for_training()
         self.settings, self.photos = settings, photos
         self.options = o = options or TrainOptions()
         if not photos:
             raise UsageError("training needs at least one photo")
-        if (teachers is not None) != bool(o.teacher_weight) or (
-                teachers is not None and len(teachers) != len(photos)):
-            raise ValueError("teacher pictures go with a teacher_weight, one per photo")
-        self.teachers = teachers
         self.sides = training_sides(settings, o)
         missing = [side for side in self.sides if side not in targets]
         if missing:
@@ -227,20 +202,15 @@ class Trainer:
         mean objective of a batch run together.
         """
         o = self.options
-        samples = train_samples.random_samples(self.photos, self.teachers, o.batch,
+        samples = train_samples.random_samples(self.photos, o.batch,
                                                self.sides, self.settings.style_scale,
                                                self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] = o.rate(self.step)
         total = 0.0
         for sample in samples:
             photo = sample.photo.to(self.device)
-            loss, picture = self._objective(self.learner, photo, sample.style_side,
+            loss, _ = self._objective(self.learner, photo, sample.style_side,
                                             self.generator)
-            if sample.teacher is not None:
-                loss = loss + o.teacher_weight * (
-                    picture - sample.teacher.to(self.device)).abs().mean()
             value = float(loss.detach())
             if not math.isfinite(value):
                 # Before the step: the weights (and so every checkpoint) stay those of the
