@@ -64,7 +64,7 @@ BEFORE: dict[str, Any] = {"steps": [250, 120, 50], "min_side": 128, "scale_ratio
 #: The candidate: by default the shipped defaults as they are now (steps [100, 40, 55], the
 #: warm start, sharpening between scales, the first scale in a Laplacian pyramid; chosen on
 #: these three pairs at 500² by the medians of three nudged renders, see
-#: docs/benchmarks.md#issue-14).
+#: docs/lab-log.md#issue-14).
 AFTER: dict[str, Any] = {}
 #: Relative learning-rate nudge of ``--nudges``: far too small to change how L-BFGS behaves
 #: (its step is a quasi-Newton step scaled by this), large enough to change every rounding.

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import fsread, jsonio
-from pipeline.engine.sources import weights_digest
+from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import NetworkMissingError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Manifest

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import records
-from pipeline.engine.sources import weights_digest
+from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import ConfigError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Job, Manifest

@@ -27,7 +27,8 @@ from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
 from pipeline.engine.geometry import MIN_SCALE_SIDE
 from pipeline.engine.network import LoadedNetwork
-from pipeline.engine.optimize import Engine, ProgressFn
+from pipeline.engine.optimize import Engine
+from pipeline.engine.progress import ProgressFn
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import (
     Cancelled,

@@ -47,7 +47,7 @@ from pipeline.styles import Preset
 from pipeline.writer import refresh_record, write_result
 
 if TYPE_CHECKING:
-    from pipeline.engine.optimize import Progress
+    from pipeline.engine.progress import Progress
 
 STOPPING = (DiskFullError, OutputNotWritableError, Cancelled)
 

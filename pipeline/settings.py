@@ -193,14 +193,14 @@ class Settings(BaseModel):
         "batch of photos each); training resumes where it stopped",
     )
     train_size: int = Field(
-        384, ge=32, le=1024, description="the fast path's working size: the network is "
+        256, ge=32, le=1024, description="the fast path's working size: the network is "
         "trained on, and paints, photos at the area of a square this many pixels a side",
     )
     train_batch: int = Field(2, ge=1, le=64, description="photos per training iteration")
     train_learning_rate: float = Field(
         1e-3, gt=0, le=1, description="Adam's step size for training the network")
     network_style_ratio: float = Field(
-        1.0, gt=0, le=1, description="the network is trained with style_weight times this: "
+        0.3, gt=0, le=1, description="the network is trained with style_weight times this: "
         "a network that cannot match the optimizer's style at its balance paints over the "
         "subject instead, so it is trained with a lighter style term")
     # -- the network and the hardware
@@ -306,8 +306,9 @@ class Settings(BaseModel):
 
     @property
     def network_style_weight(self) -> float:
-        """The style weight a network is trained with (see ``network_style_ratio``)."""
-        return self.style_weight * self.network_style_ratio
+        """The style weight a network is trained with (see ``network_style_ratio``);
+        rounded, so that 10 × 0.3 keys a network as 3 and not 3.0000000000000004."""
+        return round(self.style_weight * self.network_style_ratio, 9)
 
     def for_training(self) -> Settings:
         """These settings with the network's own loss: the objective a trainer builds."""

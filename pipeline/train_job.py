@@ -27,10 +27,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import stat
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,14 +49,10 @@ from pipeline.engine.training import (
     training_sides,
 )
 from pipeline.errors import (
-    Cancelled,
-    InputError,
     OutOfMemoryError,
     OutputNotWritableError,
-    UsageError,
 )
 from pipeline.fsutil import sweep_temp_files, translate_os_error
-from pipeline.images import load_image
 from pipeline.locking import RunLock
 from pipeline.naming import display_name
 from pipeline.network_loader import network_config
@@ -74,6 +68,12 @@ from pipeline.networks import (
 )
 from pipeline.styles import Preset
 from pipeline.targets import StyleTargetStore
+from pipeline.train_photos import (
+    MIN_PHOTOS,
+    TrainingPhoto,
+    check_enough_photos,
+    gather_photos,
+)
 
 if TYPE_CHECKING:
     from pipeline.engine.style_targets import StyleTargets
@@ -83,52 +83,9 @@ if TYPE_CHECKING:
 __all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "TrainingPhoto",
            "ensure_network", "gather_photos"]
 
-#: Fewest usable photos a network is trained on.  Flips and sizes make a few pictures of
-#: one photo, but only of its subjects and its colours: a network that saw one to three
-#: photos repaints unseen ones poorly (it has learnt those few palettes).  Four is a
-#: floor, not a recommendation: a few dozen are better (README).
-MIN_PHOTOS = 4
-#: Photos with a shorter side are refused as too small: enlarged to the working size
-#: they would be mostly blur, which teaches the network to paint blur.
-MIN_PHOTO_SIDE = 32
-#: Photos are decoded with their long side at most this many working sides.  They are
-#: trained on whole at the working size times at most 1.25 (TrainOptions.zoom), so a
-#: photo of up to 4:1 decoded with a long side of 2.5 sides is never enlarged; keeping
-#: the full resolution would cost memory and decoding time and teach nothing.
-DECODE_SIDE_FACTOR = 2.5
-#: Pixels of decoded photos held in memory at most (768 MiB as 8-bit RGB).  A larger
-#: collection is sampled (by the seed) until this is full: training runs for a number of
-#: iterations, not epochs, so 20,000 photos are drawn from 600 as well as from
-#: 60,000, and a library must not be decoded whole into memory first.
-MAX_HELD_PIXELS = 256 << 20
 #: How often a checkpoint is written: a kill -9 loses at most this much training.
 CHECKPOINT_EVERY_S = 180.0
-#: Skipped photos whose reasons are kept word for word (the rest are only counted).
-MAX_PROBLEMS = 5
-
 StopFn = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class TrainingPhoto:
-    """A photo to train on, with the folder it must stay inside: the same rule as a run's
-    photo (a link out of ``root`` is refused as ``outside_input`` unless
-    ``follow_symlinks``), so training never reads what the run would refuse."""
-
-    path: Path
-    root: Path | None
-    follow_symlinks: bool = False
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """The training photos read from the paths given, and what became of the others."""
-
-    images: list[Image.Image]
-    found: int  # paths given
-    skipped: dict[str, int]  # refusals by category (InputError.category)
-    problems: tuple[str, ...]  # the first few refusals, one line each
-    unused: int = 0  # readable or not, left out because MAX_HELD_PIXELS was reached
 
 
 @dataclass(frozen=True)
@@ -212,7 +169,7 @@ def ensure_network(preset: Preset, photos: Sequence[TrainingPhoto | Path],
                 return _found(preset.name, key, ref, time.monotonic() - start)
         gathered = gather_photos(photos, preset.settings.train_size, preset.settings.seed,
                                  should_stop)
-        _check_enough_photos(preset.name, gathered)
+        check_enough_photos(preset.name, gathered)
         aim = steps if steps is not None else preset.settings.train_steps
         # Beside the network; rewritten at each checkpoint (not by a remote training,
         # whose network lives on a worker until it ends).
@@ -307,64 +264,6 @@ def checkpoint_step(path: Path) -> int | None:
     return step if type(step) is int and step >= 0 else None
 
 
-def gather_photos(paths: Sequence[TrainingPhoto | Path], side: int, seed: int,
-                  should_stop: StopFn | None = None) -> Gathered:
-    """The photos of ``paths`` decoded for training at a working side of ``side`` px.
-
-    Each is read bounded and decoded by :func:`pipeline.images.load_image` (the checks
-    and refusals of a run's photo, the folder it must stay inside included), scaled to a
-    long side of at most ``DECODE_SIDE_FACTOR`` × ``side``.
-    Photos are taken in an order shuffled by ``seed`` until :data:`MAX_HELD_PIXELS` are
-    held, then handed back in the order of ``paths`` (so the same photos make the same
-    samples).  A refused photo is counted under its category; it does not stop training.
-    """
-    order = list(range(len(paths)))
-    random.Random(seed).shuffle(order)
-    kept: dict[int, Image.Image] = {}
-    skipped: Counter[str] = Counter()
-    problems: list[str] = []
-    held = 0
-    for n, index in enumerate(order):
-        if should_stop is not None and should_stop():
-            raise Cancelled("training stopped on request while its photos were read")
-        if held >= MAX_HELD_PIXELS:
-            return _gathered(kept, len(paths), skipped, problems, len(order) - n)
-        given = paths[index]
-        # A bare path is a photo named by hand, as ``stylize image`` takes one: no folder.
-        photo = given if isinstance(given, TrainingPhoto) else TrainingPhoto(Path(given), None)
-        try:
-            img = load_image(photo.path, max_long_side=round(side * DECODE_SIDE_FACTOR),
-                             min_side=MIN_PHOTO_SIDE, root=photo.root,
-                             follow_symlinks=photo.follow_symlinks).rgb
-        except InputError as exc:
-            skipped[exc.category] += 1
-            if len(problems) < MAX_PROBLEMS:
-                problems.append(exc.message)
-            continue
-        kept[index] = img
-        held += img.width * img.height
-    return _gathered(kept, len(paths), skipped, problems, 0)
-
-
-def _gathered(kept: dict[int, Image.Image], found: int, skipped: Counter[str],
-              problems: list[str], unused: int) -> Gathered:
-    return Gathered([kept[i] for i in sorted(kept)], found, dict(sorted(skipped.items())),
-                    tuple(problems), unused)
-
-
-def _check_enough_photos(style: str, gathered: Gathered) -> None:
-    usable = len(gathered.images)
-    if usable >= MIN_PHOTOS:
-        return
-    skipped = sum(gathered.skipped.values())
-    why = ""
-    if skipped:
-        kinds = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in gathered.skipped.items())
-        why = f" ({skipped} of {gathered.found} skipped: {kinds})"
-    raise UsageError(f"cannot train {style!r}: {usable} usable photo{'s' * (usable != 1)}"
-                     f"{why}; training needs at least {MIN_PHOTOS} (a few dozen are better)")
-
-
 def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: int, key: str,
            checkpoint: Path, on_step: Callable[[TrainProgress], None] | None,
            should_stop: StopFn | None, checkpoint_every_s: float,
@@ -390,7 +289,7 @@ def _train_remotely(remote: RemoteTraining, settings: Settings, targets: StyleTa
     """The steps on a Ray worker; each checkpoint it sends is written here, atomically."""
     import numpy as np
 
-    from pipeline.engine.training import MAX_CHECKPOINT_BYTES
+    from pipeline.engine.checkpoint import MAX_CHECKPOINT_BYTES
     from pipeline.executors.ray.training import result_of
 
     state = (fsread.read_bounded(checkpoint, MAX_CHECKPOINT_BYTES, "a training checkpoint")

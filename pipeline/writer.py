@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline import __version__, records
-from pipeline.engine.sources import weights_digest
+from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import StylizeError
 from pipeline.executors.base import Finished
 from pipeline.fsutil import atomic_write_bytes

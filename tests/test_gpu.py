@@ -1,6 +1,6 @@
 """The CUDA paths: batches, tiles and half precision on a real GPU (skipped without one).
 
-CI has no GPU; these run wherever one is present (see docs/benchmarks.md for the
+CI has no GPU; these run wherever one is present (see docs/lab-log.md for the
 machine they were last run on).
 """
 

@@ -202,16 +202,16 @@ def test_a_full_disk_stops_with_the_last_checkpoint_intact(
     assert report["resumed_from"] == 2 and report["steps"] == 6 and report["trained"]
 
 
-def test_a_large_collection_is_sampled_within_the_memory_bound(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_collection_is_sampled_within_the_memory_bound(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos", 6)  # 64x48 to 104x48 px
-    monkeypatch.setattr(train_job, "MAX_HELD_PIXELS", 3 * 64 * 48)
-    first = gather_photos(photos, 32, seed=0)
+    bound = 3 * 64 * 48
+    first = gather_photos(photos, 32, seed=0, max_held_pixels=bound)
     assert len(first.images) == 3 and first.unused == 3 and first.found == 6
-    again = gather_photos(photos, 32, seed=0)  # the seed decides which, in the paths' order
+    # The seed decides which, handed back in the paths' order.
+    again = gather_photos(photos, 32, seed=0, max_held_pixels=bound)
     assert [i.size for i in again.images] == [i.size for i in first.images]
     assert [i.width for i in first.images] == sorted(i.width for i in first.images)
-    other = gather_photos(photos, 32, seed=1)
+    other = gather_photos(photos, 32, seed=1, max_held_pixels=bound)
     assert [i.size for i in other.images] != [i.size for i in first.images]
 
 

@@ -15,11 +15,11 @@ import torch
 from conftest import FAST, SHARED_STYLE, gradient_photo
 from PIL import Image
 
+from pipeline.engine.checkpoint import CHECKPOINT_FORMAT
 from pipeline.engine.network import NetworkConfig
 from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
 from pipeline.engine.train_samples import random_samples, sample_size
 from pipeline.engine.training import (
-    CHECKPOINT_FORMAT,
     Trainer,
     TrainOptions,
     TrainProgress,

@@ -15,7 +15,7 @@ from conftest import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.engine.sources import weights_digest
+from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import ConfigError, WeightsError
 from pipeline.manifest import load_manifest
 from pipeline.styles import Registry

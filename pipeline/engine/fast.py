@@ -9,7 +9,7 @@ give the same strokes, the network runs on the photo at the working size (never 
 the output size) and its picture is upsampled to the output size; the photo's own fine
 detail, which that upsampling cannot restore, is put back as its Laplacian band (the
 detail lost between the working and the output size), as the optimizer's finest scales
-keep the photo's edges.  Measured stroke sizes are in docs/benchmarks.md ("The fast
+keep the photo's edges.  Measured stroke sizes are in docs/lab-log.md ("The fast
 path").
 """
 
@@ -27,7 +27,7 @@ from PIL import Image
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.geometry import output_size
 from pipeline.engine.network import MIN_SIDE, LoadedNetwork
-from pipeline.engine.optimize import Progress, ProgressFn
+from pipeline.engine.progress import Progress, ProgressFn
 from pipeline.errors import InputError
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours

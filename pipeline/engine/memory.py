@@ -4,7 +4,7 @@ One optimizer step keeps every activation of VGG-19 up to the deepest layer
 for the backward pass, so its memory grows with the pixel count and little
 else.  Measured on the CPU (peak RSS of a forward plus input-gradient backward
 through the network cut after relu5_1, content and five Gram layers, see
-docs/benchmarks.md): about 1.1–1.4 KB per pixel in bfloat16 and 1.7–2.1 KB in
+docs/lab-log.md): about 1.1–1.4 KB per pixel in bfloat16 and 1.7–2.1 KB in
 float32.  The figures below add the optimizer's state (ten L-BFGS pairs of
 float32 images, 240 B per pixel) and a margin.  On an H100 (peak allocated,
 bench/batch.py) a pass took 2.3–2.5 KB per pixel in float32, 1.3 KB in

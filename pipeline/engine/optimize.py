@@ -32,6 +32,7 @@ from pipeline.engine.loop import Carry, PassOptions, optimize
 from pipeline.engine.loss_scale import LossScaler
 from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
+from pipeline.engine.progress import Progress, ProgressFn
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.engine.vgg import FeatureExtractor
@@ -40,22 +41,6 @@ from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
 from pipeline.settings import Settings
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One optimizer step of one photo, as reported to the progress callback."""
-
-    scale: int  # 1-based index of the current scale
-    scales: int
-    step: int  # 1-based step within the current scale (its tiles one after the other)
-    steps: int
-    loss: float
-    elapsed: float  # seconds since this photo started
-    width: int
-    height: int
-    tile: int = 1  # 1-based tile of the current scale (scales too large for one pass)
-    tiles: int = 1
 
 
 @dataclass(frozen=True)
@@ -71,7 +56,6 @@ class PassInfo:
     bands: bool  # whether the optimizer moved Laplacian-pyramid bands, not pixels
 
 
-ProgressFn = Callable[[Progress], None]
 SnapshotFn = Callable[[Progress, Image.Image], None]
 PassFn = Callable[[PassInfo], None]
 _TensorSnapshotFn = Callable[[Progress, torch.Tensor], None]

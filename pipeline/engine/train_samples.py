@@ -9,7 +9,7 @@ area, with the style targets the optimizer uses for a picture of its size.
 Why not square crops, as Johnson et al. train on: the objective is not the same on a
 crop.  A Gram matrix is a mean over positions, and a painting's statistics are not the
 same everywhere; the crops of an optimized picture score 4-16 times its own style
-distance against the painting (docs/benchmarks.md, "The fast path").  A network asked to
+distance against the painting (docs/lab-log.md, "The fast path").  A network asked to
 give every crop the whole painting's Grams learns a small texture that repeats, not the
 large planes of the optimum.
 

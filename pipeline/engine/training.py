@@ -28,7 +28,6 @@ optimizer (:func:`pipeline.engine.weights.load_network`).  The losses are float3
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,44 +35,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from PIL import Image
 
-from pipeline import fsread, fsutil, jsonio
-from pipeline.engine import train_samples
+from pipeline import fsutil
+from pipeline.engine import checkpoint, train_samples
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.geometry import style_side
-from pipeline.engine.network import NetworkConfig, TransformNet, read_safetensors
+from pipeline.engine.network import NetworkConfig, TransformNet
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
+from pipeline.engine.preview import preview_sheet
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.engine.train_samples import MIN_SAMPLE_SIDE
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
-from pipeline.errors import Cancelled, DivergedError, UsageError, WeightsError
-from pipeline.hashing import digest_tensors
-from pipeline.images.tensors import pil_to_tensor, tensor_to_pil
+from pipeline.errors import Cancelled, DivergedError, UsageError
 from pipeline.settings import Settings
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainOptions", "TrainProgress", "TrainResult", "Trainer",
+__all__ = ["TrainOptions", "TrainProgress", "TrainResult", "Trainer",
            "train", "training_sides"]
 
-#: In every checkpoint's metadata; a file without it is refused.
-CHECKPOINT_FORMAT = "stylize-train-checkpoint-2"
-#: The preview sheet a training writes at each checkpoint: photos, their long side, gap.
-PREVIEW_PHOTOS, PREVIEW_SIDE, PREVIEW_GAP = 4, 192, 6
-#: What a checkpoint holds: weights and Adam's moments and step counts in float32, the
-#: sample generator's state as bytes.
-CHECKPOINT_DTYPES = frozenset({torch.float32, torch.uint8})
-#: The largest checkpoint read: a network file's bound, three times (weights and moments).
-MAX_CHECKPOINT_BYTES = 4 * (256 << 20)
 @dataclass(frozen=True)
 class TrainOptions:
     """How a network is trained, besides the preset's settings (which decide the loss)."""
 
     # The working size: photos are seen whole at the area of a square this many pixels
     # a side, as the fast path paints them (pipeline.engine.fast).
-    side: int = 384
+    side: int = 256
     batch: int = 2  # photos per step
     steps: int = 10_000  # Adam steps in all (a resumed run counts the ones done before)
     learning_rate: float = 1e-3  # constant (a linear decay was measured and lost)
@@ -284,31 +272,9 @@ class Trainer:
         return TrainResult(self.net.eval(), self.step, resumed_from,
                            time.perf_counter() - start, loss)
 
-    @torch.no_grad()
-    def preview(self, count: int = PREVIEW_PHOTOS, side: int = PREVIEW_SIDE) -> Image.Image:
-        """A small sheet to watch the training by: ``count`` of the training photos (always
-        the same ones, spread over the collection) in the top row, and under each what the
-        network used (the averaged one) paints of it now, at a long side of ``side``."""
-        picks = sorted({round(i * (len(self.photos) - 1) / max(1, count - 1))
-                        for i in range(min(count, len(self.photos)))})
-        cells = []
-        for index in picks:
-            photo = self.photos[index].convert("RGB")
-            scale = side / max(photo.size)
-            small = photo.resize((max(MIN_SAMPLE_SIDE, round(photo.width * scale)),
-                                  max(MIN_SAMPLE_SIDE, round(photo.height * scale))),
-                                 Image.Resampling.LANCZOS)
-            painted = self.net(pil_to_tensor(small).to(self.device)).float().cpu()
-            cells.append((small, tensor_to_pil(painted.clamp(0, 1))))
-        width = sum(a.width for a, _ in cells) + PREVIEW_GAP * (len(cells) + 1)
-        height = max(a.height for a, _ in cells) * 2 + PREVIEW_GAP * 3
-        sheet = Image.new("RGB", (width, height), (24, 24, 24))
-        x, row = PREVIEW_GAP, max(a.height for a, _ in cells) + PREVIEW_GAP
-        for photo, painted in cells:
-            sheet.paste(photo, (x, PREVIEW_GAP))
-            sheet.paste(painted, (x, PREVIEW_GAP + row))
-            x += photo.width + PREVIEW_GAP
-        return sheet
+    def preview(self) -> Image.Image:
+        """A small sheet to watch the training by (:func:`preview.preview_sheet`)."""
+        return preview_sheet(self.net, self.photos, self.device)
 
     def write_preview(self, path: Path) -> None:
         """:meth:`preview` as a JPEG at ``path``, written atomically."""
@@ -318,34 +284,11 @@ class Trainer:
         self.preview().save(buffer, "JPEG", quality=85)
         fsutil.atomic_write_bytes(Path(path), buffer.getvalue())
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- checkpoints (the format: pipeline.engine.checkpoint) -------------------------------
 
     def checkpoint_bytes(self, key: str = "") -> bytes:
-        """The whole training state as safetensors bytes.
-
-        Tensors: the learner's (``net.``), its average's (``avg.``, when averaging),
-        Adam's moments and step counts by parameter name (``adam.<name>.<field>``:
-        ``torch.save`` of the optimizer's state dict would be a pickle), the sample
-        generator's state (``rng``).  Metadata: the step, the options
-        that must match on resume, the caller's ``key`` (e.g. the network's cache key), the
-        gradient scaler's state, and the digest of the tensors.
-        """
-        tensors = {f"net.{n}": t.detach().cpu().contiguous()
-                   for n, t in self.learner.state_dict().items()}
-        if self.net is not self.learner:
-            tensors |= {f"avg.{n}": t.detach().cpu().contiguous()
-                        for n, t in self.net.state_dict().items()}
-        names = [n for n, _ in self.learner.named_parameters()]
-        for index, state in self.optimizer.state_dict()["state"].items():
-            for field_name, value in state.items():
-                tensors[f"adam.{names[index]}.{field_name}"] = (
-                    torch.as_tensor(value).detach().cpu().contiguous())
-        tensors["rng"] = self.generator.get_state()
-        state = {"step": self.step, "key": key, "options": self.options.identity(),
-                 "scaler": self.scaler.state_dict()}
-        metadata = {"format": CHECKPOINT_FORMAT, "sha256": digest_tensors(tensors),
-                    "state": json.dumps(state, sort_keys=True)}
-        return safetensors.torch.save(tensors, metadata=metadata)
+        """The whole training state as checkpoint bytes (:func:`checkpoint.encode`)."""
+        return checkpoint.encode(self, key)
 
     def save_checkpoint(self, path: Path, key: str = "") -> None:
         """Write :meth:`checkpoint_bytes` to ``path`` atomically: a kill at any moment
@@ -360,77 +303,12 @@ class Trainer:
         ``checkpoint``) when the file is damaged, not a checkpoint, or of another
         network (other options or another ``key``): nothing of it is used then.
         """
-        path = Path(path)
-        try:
-            data = fsread.read_bounded(path, MAX_CHECKPOINT_BYTES, "a training checkpoint")
-        except OSError as exc:
-            raise _refusal(path.name, f"cannot be read ({exc.strerror or exc})") from None
-        return self.restore(data, path.name, key)
+        return self.restore(*checkpoint.read(Path(path)), key)
 
     def restore(self, data: bytes, source: str, key: str = "") -> int:
         """:meth:`resume` from a checkpoint's bytes; ``source`` names them in refusals."""
-        tensors, metadata = read_safetensors(data, source, what="training checkpoint",
-                                             category="checkpoint", dtypes=CHECKPOINT_DTYPES)
-        if metadata.get("format") != CHECKPOINT_FORMAT:
-            raise _refusal(source, "is not a training checkpoint of this version")
-        if digest_tensors(tensors) != metadata.get("sha256"):
-            raise _refusal(source, "is corrupt (its tensors do not match their digest)")
-        try:
-            state = jsonio.loads(metadata.get("state", "").encode())
-            step, options, saved_key, scaler = (state["step"], state["options"],
-                                                state["key"], state["scaler"])
-        except (ValueError, KeyError, TypeError):
-            raise _refusal(source, "is corrupt (its training state is unreadable)") from None
-        if options != self.options.identity() or saved_key != key:
-            raise _refusal(source, "was made for other training settings; train anew "
-                                   "(--force) or resume with the settings it was made with",
-                           corrupt=False)
-        if type(step) is not int or step < 0:
-            raise _refusal(source, "is corrupt (its step is not a count)")
-        self._load_tensors(tensors, source)
-        if scaler and self.scaler.is_enabled():
-            # Empty when saved without float16 (a checkpoint may move between devices and
-            # precisions): the scaler then starts afresh, as it would at step 0.
-            try:
-                self.scaler.load_state_dict(scaler)
-            except (RuntimeError, TypeError, KeyError, AttributeError):
-                raise _refusal(source, "is corrupt (its loss scale is unreadable)") from None
-        self.step = step
-        return step
-
-    def _load_tensors(self, tensors: dict[str, torch.Tensor], source: str) -> None:
-        net = {n.removeprefix("net."): t for n, t in tensors.items() if n.startswith("net.")}
-        avg = {n.removeprefix("avg."): t for n, t in tensors.items() if n.startswith("avg.")}
-        params = dict(self.learner.named_parameters())
-        shapes = {n: t.shape for n, t in self.learner.state_dict().items()}
-        adam: dict[int, dict[str, torch.Tensor]] = {}
-        index = {n: i for i, n in enumerate(params)}
-        for name, t in tensors.items():
-            if not name.startswith("adam."):
-                continue
-            param, _, field_name = name.removeprefix("adam.").rpartition(".")
-            if param not in index or (field_name != "step" and t.shape != params[param].shape):
-                raise _refusal(source, f"does not fit this network (at {name!r})")
-            adam.setdefault(index[param], {})[field_name] = t
-        averaged = self.net is not self.learner
-        if ({n: t.shape for n, t in net.items()} != shapes or "rng" not in tensors
-                or {n: t.shape for n, t in avg.items()} != (shapes if averaged else {})):
-            raise _refusal(source, "does not fit this network (its tensors differ)")
-        try:
-            self.generator.set_state(tensors["rng"])
-        except (RuntimeError, TypeError, ValueError):
-            raise _refusal(source, "is corrupt (its random state is unreadable)") from None
-        self.learner.load_state_dict(net)
-        if averaged:
-            self.net.load_state_dict(avg)
-        groups = self.optimizer.state_dict()["param_groups"]
-        self.optimizer.load_state_dict({"state": adam, "param_groups": groups})
-
-
-def _refusal(source: str, why: str, *, corrupt: bool = True) -> WeightsError:
-    advice = "; delete it to train anew" if corrupt else ""
-    prefix = f"{source}: " if source else ""
-    return WeightsError(f"{prefix}{why}{advice}", category="checkpoint")
+        self.step = checkpoint.restore(self, data, source, key)
+        return self.step
 
 
 def train(settings: Settings, targets: StyleTargets,

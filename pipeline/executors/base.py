@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
-    from pipeline.engine.optimize import Progress
+    from pipeline.engine.progress import Progress
 
 __all__ = ["ExecEvent", "Executor", "Finished", "Started", "Step", "TargetCounts", "Work"]
 

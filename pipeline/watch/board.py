@@ -21,7 +21,7 @@ from pipeline.watch.events import Emitter, WatchStatus
 
 if TYPE_CHECKING:
     from pipeline.runner import TaskStep
-    from pipeline.watch.tracker import Item
+    from pipeline.watch.inbox import Item
 
 
 class StatusBoard:

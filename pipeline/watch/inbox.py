@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 from pipeline.errors import StylizeError
 from pipeline.fsutil import atomic_write_bytes, fsync_dir
 from pipeline.jsonio import read_json
+from pipeline.locking import RunLock
+from pipeline.manifest import Job
 from pipeline.naming import DONE_DIR, ERROR_SUFFIX, FAILED_DIR, classify_name, json_bytes
 
 logger = logging.getLogger(__name__)
@@ -237,3 +240,31 @@ def put_aside_failed(path: Path, info: dict[str, Any]) -> tuple[Path, Path]:
         os.close(dir_fd)
     fsync_dir(path.parent)
     return target, error_file
+
+
+@dataclass
+class Inbox:
+    """One watched inbox: its job, lock, registry and observer."""
+
+    job: Job
+    path: Path
+    lock: RunLock
+    registry: Registry
+    observer: Any = None
+    ident: tuple[int, int] | None = None
+    lost: bool = False
+    polling: bool = False
+
+
+@dataclass
+class Item:
+    """A settled photo, queued for the worker."""
+
+    box: Inbox
+    path: Path
+    sig: FileSig
+    handed_back: bool = False  # returned to the tracker (so no longer "queued")
+
+    @property
+    def job(self) -> Job:
+        return self.box.job

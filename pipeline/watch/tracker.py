@@ -27,42 +27,12 @@ from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from pipeline.locking import RunLock
-from pipeline.manifest import Job
 from pipeline.naming import DONE_DIR, FAILED_DIR, classify_name
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, WatchOptions
-from pipeline.watch.inbox import FileSig, Registry, file_sig, stat_or_none
+from pipeline.watch.inbox import FileSig, Inbox, Item, file_sig, stat_or_none
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Inbox:
-    """One watched inbox: its job, lock, registry and observer."""
-
-    job: Job
-    path: Path
-    lock: RunLock
-    registry: Registry
-    observer: Any = None
-    ident: tuple[int, int] | None = None
-    lost: bool = False
-    polling: bool = False
-
-
-@dataclass
-class Item:
-    """A settled photo, queued for the worker."""
-
-    box: Inbox
-    path: Path
-    sig: FileSig
-    handed_back: bool = False  # returned to the tracker (so no longer "queued")
-
-    @property
-    def job(self) -> Job:
-        return self.box.job
 
 
 @dataclass

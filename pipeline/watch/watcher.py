@@ -29,8 +29,8 @@ from pipeline.naming import INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
 from pipeline.planning import INBOX_OUTPUT_DIR, select_jobs
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, ProcessFn, WatchEventFn, WatchOptions, WatchStatus
-from pipeline.watch.inbox import Registry, retry_failed
-from pipeline.watch.tracker import Inbox, Tracker
+from pipeline.watch.inbox import Inbox, Registry, retry_failed
+from pipeline.watch.tracker import Tracker
 from pipeline.watch.worker import Stylizer, Worker
 
 if TYPE_CHECKING:

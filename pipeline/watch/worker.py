@@ -37,8 +37,8 @@ from pipeline.naming import safe_text
 from pipeline.networks import no_network
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, Outcome, ProcessFn, WatchOptions
-from pipeline.watch.inbox import file_sig, put_aside_failed, stat_or_none, take_out
-from pipeline.watch.tracker import Item, Tracker
+from pipeline.watch.inbox import Item, file_sig, put_aside_failed, stat_or_none, take_out
+from pipeline.watch.tracker import Tracker
 
 if TYPE_CHECKING:
     from pipeline.executors.base import Executor

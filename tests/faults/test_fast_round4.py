@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.engine.network import FORMAT, TransformNet, network_digest, network_tensors
-from pipeline.errors import DivergedError, MAX_MESSAGE, PictureError
+from pipeline.errors import MAX_MESSAGE, DivergedError, PictureError
 from pipeline.hashing import digest_tensors
 from pipeline.images import tensor_to_pil
 from pipeline.network_loader import network_config
