@@ -35,7 +35,8 @@ from pipeline.styles import Preset
 PRESET_NETWORK_FILE = "network.safetensors"
 #: The cache's folder of networks (beside the style targets' kinds).
 CACHE_KIND = "network"
-#: The architecture a key is for (see ``engine.network.ARCHITECTURE``; a change retrains).
+#: The network's layout and output head (``engine.network`` builds it): in every key and
+#: every file, so that a file of another architecture is refused and a change retrains.
 ARCHITECTURE = "johnson-instancenorm-sigmoid-1"
 #: Residual blocks of the network (Johnson et al.'s five).
 BLOCKS = 5

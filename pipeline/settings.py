@@ -367,8 +367,8 @@ def resolve_weights(spec: str, base: Path) -> str:
 
 
 def scale_count(short: int, min_side: int, ratio: float, min_scales: int) -> int:
-    """Scales of a photo whose short side is ``short``: the count
-    :func:`pipeline.engine.geometry.pyramid` makes (kept equal by a test)."""
+    """Scales of a photo whose short side is ``short``: the one count, which
+    :func:`pipeline.engine.geometry.pyramid` builds and the settings' bounds check."""
     if short <= min_side:
         return 1
     n = 1 + math.ceil(math.log(short / min_side) / math.log(ratio) - 1e-9)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from pipeline.errors import InputError
-from pipeline.settings import Settings
+from pipeline.settings import Settings, scale_count
 
 __all__ = ["MIN_SCALE_SIDE", "STYLE_SIDE_QUANTUM", "Scale", "output_size", "pyramid",
            "style_side", "style_sides"]
@@ -58,12 +58,8 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
             f"{MIN_SCALE_SIDE} px (use a larger --size)",
             category="too_small",
         )
-    if short <= settings.min_side:
-        n = 1
-    else:
-        n = 1 + math.ceil(math.log(short / settings.min_side) / math.log(settings.scale_ratio)
-                          - 1e-9)
-        n = max(n, settings.min_scales)
+    # The one count of scales, which the settings' own bound checks use too.
+    n = scale_count(short, settings.min_side, settings.scale_ratio, settings.min_scales)
     scales: list[Scale] = []
     for k in range(n):
         if k == n - 1:

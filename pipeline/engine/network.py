@@ -44,13 +44,15 @@ from pipeline import fsread, fsutil, jsonio
 from pipeline.errors import InputError, WeightsError, clip
 from pipeline.hashing import digest_json, digest_tensors
 
+# Named once, torch-free, where network keys are made: a file of another architecture
+# is refused, and a change of it retrains.
+from pipeline.networks import ARCHITECTURE, BLOCKS
+
 __all__ = ["ARCHITECTURE", "FULL_WIDTH", "HALF_WIDTH", "LoadedNetwork", "NetworkConfig",
            "TransformNet", "check_network", "decode_network", "encode_network",
            "network_digest", "network_tensors", "read_network", "read_safetensors",
            "write_network"]
 
-#: Names the layout and its output head; a file of another architecture is refused.
-ARCHITECTURE = "johnson-instancenorm-sigmoid-1"
 #: The file format, in every network file's metadata.
 FORMAT = "stylize-network"
 #: Channels of the first convolution: Johnson's network, and one at half its width.
@@ -74,7 +76,7 @@ class NetworkConfig:
     """What decides the network's shape; recorded in its file and part of its key."""
 
     width: int = FULL_WIDTH  # channels of the first convolution (×2, ×4 further down)
-    blocks: int = 5  # residual blocks at a quarter of the resolution
+    blocks: int = BLOCKS  # residual blocks at a quarter of the resolution
     noise: int = 0  # channels of Gaussian noise beside the photo's three
 
     def __post_init__(self) -> None:
