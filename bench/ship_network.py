@@ -63,7 +63,10 @@ def main() -> None:
         "size": s.train_size, "batch": s.train_batch,
         "learning_rate": s.train_learning_rate, "seed": s.seed, "width": s.network_width,
         "noise": s.network_noise, "network_style_ratio": s.network_style_ratio,
-        "start": trained.get("start"),
+        # Fine-tuned from another preset's network (its curve folder and snapshot), or
+        # trained from random weights (None).
+        "start": (f"{Path(trained['start']).parent.name}/{Path(trained['start']).stem}"
+                  if trained.get("start") else None),
         "device": float_signature(torch.device("cpu")).replace(
             f"{torch.get_num_threads()} thread", f"{trained['threads']} thread"),
         "cpu": platform.processor() or platform.machine(),

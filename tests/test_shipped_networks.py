@@ -83,3 +83,29 @@ def test_a_users_own_training_overrides_the_shipped_network(tmp_path: Path) -> N
     mine = find_network(preset, cache)
     assert mine is not None and mine.source == "cache" and mine.digest == report.digest
     assert os.path.commonpath([mine.path, cache]) == str(cache)
+
+
+def test_a_new_painting_starts_from_a_shipped_network(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's own preset of the shipped architecture starts its training from udnie's
+    shipped network (recorded in the file); one of another width from random weights."""
+    from support.presets import FAST, write_preset
+
+    from pipeline.train_job import ensure_network
+
+    folder = tmp_path / "styles"
+    write_preset(folder, "mine", FAST | {"method": "fast", "train_size": 32})
+    write_preset(folder, "narrow", FAST | {"method": "fast", "train_size": 32,
+                                           "network_width": 8})
+    monkeypatch.setenv("STYLIZE_STYLES_PATH", str(folder))
+    photos = []
+    for i in range(4):
+        photos.append(tmp_path / f"p{i}.png")
+        gradient_photo(80, 64, seed=i).save(photos[-1])
+    udnie = find_network(Registry.discover().resolve("udnie"), tmp_path / "empty")
+    assert udnie is not None
+    for name, start in (("mine", udnie.digest), ("narrow", None)):
+        report = ensure_network(Registry.discover().resolve(name), photos, tmp_path / "cache",
+                                steps=1)
+        training = json.loads(read_network(report.path).metadata["training"])
+        assert training["start"] == start, name

@@ -139,8 +139,8 @@ class Trainer:
     """
 
     def __init__(self, settings: Settings, targets: StyleTargets,
-                 photos: Sequence[Image.Image], options: TrainOptions | None = None
-                 ) -> None:
+                 photos: Sequence[Image.Image], options: TrainOptions | None = None,
+                 start: TransformNet | None = None) -> None:
         # The network's own loss (a lighter style term: Settings.network_style_ratio).
         settings = settings.for_training()
         self.settings, self.photos = settings, photos
@@ -163,6 +163,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # the seed decides the initial weights,
             torch.manual_seed(o.seed)  # without resetting the process's generator
             self.learner = TransformNet(o.config).to(self.device).train()
+        if start is not None:  # another network of this architecture: fine-tuning
+            self.learner.load_state_dict(start.state_dict())
         self.net = self.learner
         if o.average:
             self.net = copy.deepcopy(self.learner).eval().requires_grad_(False)
@@ -316,7 +318,7 @@ def train(settings: Settings, targets: StyleTargets,
           checkpoint: Path | None = None, key: str = "", checkpoint_every_s: float = 300.0,
           on_step: StepFn | None = None,
           should_stop: Callable[[], bool] | None = None,
-          preview: Path | None = None) -> TrainResult:
+          preview: Path | None = None, start: TransformNet | None = None) -> TrainResult:
     """Train (or, from an existing ``checkpoint``, go on training) a network.
 
     ``targets`` must hold the sides of :func:`training_sides`.  With
@@ -325,9 +327,10 @@ def train(settings: Settings, targets: StyleTargets,
     :class:`~pipeline.errors.Cancelled` is raised);
     ``key`` names what is trained, and a checkpoint of anything else is refused.  With
     ``preview``, a sheet of a few photos through the network (:meth:`Trainer.preview`) is
-    written there at each checkpoint, so a person can watch it learn.
+    written there at each checkpoint, so a person can watch it learn.  ``start``: the
+    weights a training that begins afresh starts from (a checkpoint's win when resuming).
     """
-    trainer = Trainer(settings, targets, photos, options)
+    trainer = Trainer(settings, targets, photos, options, start=start)
     save = None
     if checkpoint is not None:
         if checkpoint.exists():
