@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import gradient_photo, run_local
 from PIL import Image
+from support.engines import run_local
+from support.images import gradient_photo
 
 from pipeline import records
 from pipeline.batching import Batcher

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline import records

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import gradient_photo
 from pydantic import ValidationError
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app

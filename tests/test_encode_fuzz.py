@@ -11,10 +11,10 @@ import io
 
 import numpy as np
 import pytest
-from conftest import SHARED_STYLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.images import SHARED_STYLE
 
 from pipeline.images.encode import encode_image
 

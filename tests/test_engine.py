@@ -8,16 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (
-    FAST,
-    PHOTOS,
-    REPO,
-    SHARED_STYLE,
-    batch_and_singles_in_float64,
-    gradient_photo,
-    make_targets,
-)
 from PIL import Image
+from support.engines import batch_and_singles_in_float64, make_targets
+from support.images import PHOTOS, REPO, SHARED_STYLE, gradient_photo
+from support.presets import FAST
 
 from pipeline.engine.geometry import output_size, pyramid
 from pipeline.engine.losses import gram, relative_error, total_variation

@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline import records

@@ -16,8 +16,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FAST, SHARED_STYLE, gradient_photo, train_tiny_network
 from PIL import Image
+from support.engines import train_tiny_network
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 from typer.testing import CliRunner
 
 from pipeline import records

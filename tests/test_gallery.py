@@ -11,8 +11,9 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import FAST, SHARED_STYLE, gradient_photo
 from PIL import Image
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 from typer.testing import CliRunner
 
 from pipeline.cli import app

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_STYLE, batch_and_singles_in_float64, gradient_photo, make_targets
 from PIL import Image
+from support.engines import batch_and_singles_in_float64, make_targets
+from support.images import SHARED_STYLE, gradient_photo
 
 from pipeline.engine.losses import gram, relative_error
 from pipeline.engine.objective import layer_weights

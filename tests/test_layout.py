@@ -14,7 +14,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.images import REPO
 
 MAX_MODULE_LINES = 400
 MAX_BODY_LINES = 60

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS
+from support.images import PHOTOS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -202,8 +202,8 @@ def test_the_lock_of_an_output_folder_lives_with_its_records(tmp_path: Path) -> 
 def _nested_manifests(tmp_path: Path) -> tuple[Path, Path]:
     """Manifest 1 writes out/ from a recursive input holding sub/x.png; manifest 2 writes
     out/sub/ from x.png: both make out/sub/x.png.tiny.png and its record."""
-    from conftest import FAST, SHARED_STYLE, gradient_photo
-    from support.presets import write_preset
+    from support.images import SHARED_STYLE, gradient_photo
+    from support.presets import FAST, write_preset
 
     write_preset(tmp_path / "styles", "tiny", FAST, painting=SHARED_STYLE)
     (tmp_path / "one" / "sub").mkdir(parents=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAST, SHARED_STYLE, gradient_photo, make_targets
 from PIL import Image
+from support.engines import make_targets
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 
 from pipeline.engine import loss_scale
 from pipeline.engine.loss_scale import INITIAL_LOSS_SCALE, LossScaler

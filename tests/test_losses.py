@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO, make_targets
 from PIL import Image
+from support.engines import make_targets
+from support.images import REPO
 
 from pipeline.engine.losses import (
     W2Target,

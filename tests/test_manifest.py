@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline import yamlio

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app

@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
 from rich.console import Console
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app

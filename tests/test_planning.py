@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 
 from pipeline.errors import ConfigError
 from pipeline.manifest import load_manifest

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST, SHARED_STYLE, gradient_photo, make_targets
 from PIL import Image
+from support.engines import make_targets
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 
 from pipeline.engine.geometry import Scale, pyramid
 from pipeline.engine.optimize import Engine, PassInfo, Progress

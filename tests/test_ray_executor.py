@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo, run_local, train_tiny_network
 from PIL import Image
+from support.engines import run_local, train_tiny_network
+from support.images import gradient_photo
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 

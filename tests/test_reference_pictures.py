@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, PHOTOS, REPO, SHARED_STYLE
 from PIL import Image
+from support.images import PHOTOS, REPO, SHARED_STYLE
+from support.presets import FAST
 
 from pipeline.engine.device import float_signature
 from pipeline.engine.optimize import Engine, Progress

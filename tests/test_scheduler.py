@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo, run_local
+from support.engines import run_local
+from support.images import gradient_photo
 
 from pipeline import records
 from pipeline.cache import ArtifactCache

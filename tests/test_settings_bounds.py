@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import gradient_photo
 from pydantic import ValidationError
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, gradient_photo
+from support.images import REPO, gradient_photo
 from typer.testing import CliRunner
 
 from pipeline import records

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_targets
 from PIL import Image
+from support.engines import make_targets
 from typer.testing import CliRunner
 
 from pipeline import styles as S
@@ -133,7 +133,7 @@ def test_plugin_presets_from_an_installed_distribution(tmp_path: Path) -> None:
 def test_several_paintings_are_blended_by_weight(tmp_path: Path) -> None:
     """A preset of two paintings: its Gram targets are the weighted mean of each one's."""
     import torch
-    from conftest import REPO
+    from support.images import REPO
 
     from pipeline.engine.optimize import Engine
     from pipeline.settings import Settings

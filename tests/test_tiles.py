@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, SHARED_STYLE, gradient_photo, make_targets
 from PIL import Image
+from support.engines import make_targets
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 
 from pipeline.engine import tiles
 from pipeline.engine.optimize import Engine, Progress

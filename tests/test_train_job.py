@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST, SHARED_STYLE, gradient_photo
 from PIL import Image
 from rich.console import Console
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 from typer.testing import CliRunner
 
 from pipeline import networks, train_job

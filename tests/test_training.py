@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import safetensors
 import torch
-from conftest import FAST, SHARED_STYLE, gradient_photo
 from PIL import Image
+from support.images import SHARED_STYLE, gradient_photo
+from support.presets import FAST
 
 from pipeline.engine.checkpoint import CHECKPOINT_FORMAT
 from pipeline.engine.network import NetworkConfig

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST, gradient_photo
+from support.images import gradient_photo
+from support.presets import FAST
 from typer.testing import CliRunner
 
 from pipeline.cli import app

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app

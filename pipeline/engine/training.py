@@ -27,6 +27,7 @@ optimizer (:func:`pipeline.engine.weights.load_network`).  The losses are float3
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -49,7 +50,13 @@ from pipeline.engine.style_targets import StyleTargets
 from pipeline.engine.train_samples import MIN_SAMPLE_SIDE
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import load_network
-from pipeline.errors import Cancelled, DivergedError, UsageError
+from pipeline.errors import (
+    Cancelled,
+    DiskFullError,
+    DivergedError,
+    OutputNotWritableError,
+    UsageError,
+)
 from pipeline.settings import Settings
 
 __all__ = ["TrainOptions", "TrainProgress", "TrainResult", "Trainer",
@@ -339,6 +346,9 @@ def train(settings: Settings, targets: StyleTargets,
         def save() -> None:
             trainer.save_checkpoint(checkpoint, key)
             if preview is not None:
-                trainer.write_preview(preview)
+                # A convenience: a full disk or an unwritable file stops the training at
+                # the next checkpoint, which names its own path, not at a picture.
+                with contextlib.suppress(DiskFullError, OutputNotWritableError):
+                    trainer.write_preview(preview)
 
     return trainer.run(on_step, should_stop, save, checkpoint_every_s)

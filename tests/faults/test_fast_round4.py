@@ -55,7 +55,7 @@ def _preset() -> Preset:
 
 
 def _photos(folder: Path, count: int = 4) -> Path:
-    from conftest import gradient_photo
+    from support.images import gradient_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -170,7 +170,7 @@ def test_the_trainer_raises_before_a_non_finite_step() -> None:
     options = TrainOptions(side=32, batch=2, steps=3, config=network_config(s))
     painting = Image.open(STARRY_NIGHT).convert("RGB").resize((96, 60))
     targets = StyleTargetMaker(s).compute([(painting, 1.0)], training_sides(s, options))
-    from conftest import gradient_photo
+    from support.images import gradient_photo
 
     trainer = Trainer(s, targets, [gradient_photo(64, 48, seed=i) for i in range(4)], options)
     with torch.no_grad():
@@ -285,7 +285,7 @@ def test_a_huge_config_makes_a_short_error_line(tmp_path: Path, styles: Path) ->
 
 def test_explain_does_not_hash_a_huge_file_a_record_names(
         tmp_path: Path, styles: Path, cache: Path) -> None:
-    from conftest import train_tiny_network
+    from support.engines import train_tiny_network
 
     from pipeline import records
 

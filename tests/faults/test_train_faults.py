@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import gradient_photo
+from support.images import gradient_photo
 
 from faults.helpers import child_env, make_styles, run_child, small_tmpfs, spawn
 from pipeline.fsutil import TEMP_PREFIX
