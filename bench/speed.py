@@ -85,6 +85,7 @@ def worker(photo: Path, preset_name: str, size: int, overrides: dict[str, Any],
 
     from pipeline.engine.optimize import Engine, Progress
     from pipeline.engine.style_targets import StyleTargetMaker
+    from pipeline.methods import result_view
     from pipeline.styles import Registry
 
     imported = time.time()
@@ -127,7 +128,7 @@ def worker(photo: Path, preset_name: str, size: int, overrides: dict[str, Any],
         scales[-1]["steps"] += 1
         scales[-1]["end"] = s["t"]
     (out / "run.json").write_text(json.dumps({
-        "settings": settings.engine_view(), "threads": torch.get_num_threads(),
+        "settings": result_view(settings), "threads": torch.get_num_threads(),
         "import_s": imported - started, "engine_s": loaded - imported,
         "targets_s": targeted - loaded, "optimize_s": done - targeted,
         "cpu_s": usage.ru_utime + usage.ru_stime,

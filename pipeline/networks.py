@@ -29,6 +29,7 @@ from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import NetworkMissingError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Manifest
+from pipeline.methods import needs_network
 from pipeline.styles import Preset
 
 #: A preset's own trained network, in its folder.
@@ -137,7 +138,7 @@ def no_network(preset: Preset) -> NetworkMissingError:
 
 def bind(preset: Preset, cache_root: Path) -> Preset:
     """``preset`` naming the network its fast results are made with (unchanged otherwise)."""
-    if not preset.settings.uses_network:
+    if not needs_network(preset.settings):
         return preset
     ref = find_network(preset, cache_root)
     return replace(preset, network=ref.digest if ref is not None else "")

@@ -31,6 +31,7 @@ from pipeline.engine.weights_id import weights_digest
 from pipeline.errors import ConfigError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Job, Manifest
+from pipeline.methods import needs_network, result_view
 from pipeline.naming import RECORD_DIR, is_litter, is_photo_name, output_format, output_name
 from pipeline.styles import Preset
 
@@ -173,11 +174,11 @@ def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
     """What decides the pixels of a result: the photo, the settings, the paintings, the net
     (VGG-19), and for ``method: fast`` or ``init: fast`` the trained network (a retrained
     one makes its results due again)."""
-    fast = {"network": preset.network or None} if preset.settings.uses_network else {}
+    fast = {"network": preset.network or None} if needs_network(preset.settings) else {}
     return digest_json({
         "v": KEY_VERSION,
         "input": input_digest,
-        "settings": preset.settings.engine_view(),
+        "settings": result_view(preset.settings),
         "style_images": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(preset.settings.weights),
         "format": fmt,

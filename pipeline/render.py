@@ -25,7 +25,7 @@ from PIL import Image
 
 from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
-from pipeline.engine.geometry import MIN_SCALE_SIDE
+from pipeline.engine.geometry import output_size
 from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.optimize import Engine
 from pipeline.engine.progress import ProgressFn
@@ -47,13 +47,11 @@ from pipeline.images import (
     output_metadata,
     resized,
 )
+from pipeline.methods import method_of, needs_network, retry_size
 from pipeline.settings import Settings
 from pipeline.styles import Preset
 
 logger = logging.getLogger(__name__)
-
-#: After running out of memory, a photo is tried once more at this fraction of the size.
-OOM_RETRY_SCALE = 0.5
 
 #: ``targets(settings, preset, sides)``: the style targets of these sides for a photo
 #: stylized with ``settings`` in ``preset``'s style, from wherever this executor keeps
@@ -84,7 +82,7 @@ class Workshop:
     def engine(self, preset: Preset) -> Stylist:
         """What stylizes photos of this preset: its optimizer, or its trained network."""
         settings = preset.settings
-        if not settings.uses_network:
+        if not needs_network(settings):
             key = digest_json(settings.model_dump())
             if key not in self._engines:
                 self._engines[key] = Engine(settings)
@@ -98,9 +96,9 @@ class Workshop:
                                   else Engine(settings, network))
         return self._engines[key]
 
-    def decode(self, work: Work, engine: Stylist) -> LoadedImage:
-        """The photo at no more than the output size, refused with its name if unusable."""
-        s = engine.settings
+    def decode(self, work: Work, s: Settings) -> tuple[LoadedImage, list[int]]:
+        """The photo at no more than the output size, and the style sides it needs
+        (:mod:`pipeline.methods`); refused with its name if unusable."""
         key = (work.digest, s.max_pixels, s.size)
         if work.digest and self._decoded is not None and self._decoded[0] == key:
             photo = self._decoded[1]
@@ -110,13 +108,17 @@ class Workshop:
             photo = decode_photo(work.photo, work.name, max_pixels=s.max_pixels,
                                  max_long_side=s.size)
             self._decoded = (key, photo)
+        want = work.needs
+        if (want is not None and s.size == work.preset.settings.size
+                and output_size(*photo.rgb.size, s.size) == want.output):
+            return photo, list(want.sides)  # as the driver found from the header
+        # Decoded to another size than the header said, or the retry's smaller size.
         try:
             # Refuse now, with the file's name, a shape that has no usable scale at
             # this size (1×5000 at size 64 is 1×64): too_small, never a traceback.
-            engine.style_sides(photo.rgb.width, photo.rgb.height)
+            return photo, method_of(s).style_sides(photo.rgb.width, photo.rgb.height, s)
         except InputError as exc:
             raise InputError(f"{work.name}: {exc.message}", category=exc.category) from None
-        return photo
 
     def forget_engines(self) -> None:
         """Let go of every engine and picture (after running out of memory), so a retry
@@ -165,8 +167,7 @@ def _method_details(engine: Stylist) -> dict[str, str]:
 def _attempt(shop: Workshop, work: Work, preset: Preset, on_progress: ProgressFn | None,
              should_stop: Callable[[], bool] | None, start: float) -> Finished:
     engine = shop.engine(preset)
-    photo = shop.decode(work, engine)
-    sides = engine.style_sides(*photo.rgb.size)
+    photo, sides = shop.decode(work, engine.settings)
     targets = shop.targets(engine.settings, preset, sides) if sides else {}
     picture = engine.stylize(photo.rgb, targets, on_progress=on_progress,
                              should_stop=should_stop)
@@ -200,10 +201,10 @@ def _retry_smaller(shop: Workshop, work: Work, where: str, on_progress: Progress
     size again.  Raises ``OutOfMemoryError`` when that cannot be tried or fails too.
     """
     size = work.preset.settings.size
-    smaller = int(size * OOM_RETRY_SCALE)
+    smaller = retry_size(size)
     shop.forget_engines()
     free_memory()
-    if smaller < MIN_SCALE_SIDE:
+    if smaller is None:
         raise OutOfMemoryError(f"{work.name}: out of memory{where} at size {size}; "
                                "try a smaller size")
     logger.info("%s: out of memory%s at size %d; trying once more at size %d",
@@ -242,6 +243,7 @@ def failed(work: Work, exc: Exception, seconds: float, worker: str = "") -> Fini
 class _Decoded:
     work: Work
     photo: LoadedImage
+    sides: list[int]
 
 
 def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgressFn,
@@ -262,7 +264,7 @@ def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgress
     decoded: list[_Decoded] = []
     for work in works:
         try:
-            decoded.append(_Decoded(work, shop.decode(work, engine)))
+            decoded.append(_Decoded(work, *shop.decode(work, engine.settings)))
         except Exception as exc:
             results.append(failed(work, exc, 0.0, shop.worker))
     size = decoded[0].photo.rgb.size if decoded else None
@@ -295,7 +297,7 @@ def _stylize_together(shop: Workshop, engine: Stylist, batch: list[_Decoded],
     """The batch's pictures, or None when it should be done one photo at a time."""
     if len(batch) < 2:
         return None
-    sides = engine.style_sides(*batch[0].photo.rgb.size)
+    sides = batch[0].sides
     targets = shop.targets(engine.settings, batch[0].work.preset, sides) if sides else {}
     last = batch[-1].work.id  # the progress view shows the latest photo started
     pictures: list[Image.Image] | None = None

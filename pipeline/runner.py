@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__, records
 from pipeline.batching import Batcher
-from pipeline.engine.geometry import output_size, style_sides
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
@@ -41,6 +40,7 @@ from pipeline.hashing import digest_json
 from pipeline.images import read_photo
 from pipeline.images.header import probe_bytes
 from pipeline.images.limits import max_photo_bytes
+from pipeline.methods import Needs, needs
 from pipeline.naming import TEMP_PREFIX, display_name, output_too_long
 from pipeline.planning import Plan, Status, Task
 from pipeline.styles import Preset
@@ -226,24 +226,20 @@ class _Driver:
         for task in tasks:
             read = self._work(task)
             if read is not None:
-                work, size = read
-                out = None if size is None else output_size(*size, preset.settings.size)
-                for batch in batcher.add(work, out, len(work.photo)):
+                out = None if read.needs is None else read.needs.output
+                for batch in batcher.add(read, out, len(read.photo)):
                     self._submit(batch)
         for batch in batcher.rest():
             self._submit(batch)
         while self.in_flight:
             self._collect()
 
-    def _prepare(self, preset: Preset, size: tuple[int, int]) -> None:
-        """Have the executor make the style targets a photo of this (file) size needs."""
-        try:
-            sides = set(style_sides(*size, preset.settings))
-        except InputError:
-            return  # too thin for this size: the photo fails in its own task, with its name
+    def _prepare(self, preset: Preset, wants: Needs) -> None:
+        """Have the executor make the style targets (and network) a photo needs."""
+        sides = wants.every_side
         if sides - self.prepared:
             before = self.executor.counts
-            self.executor.prepare(preset, [size])
+            self.executor.prepare(preset, wants)
             made = self.executor.counts - before
             self.prepared |= sides
             self.on_event(TargetsReady(preset.name, made.computed, made.cached))
@@ -254,10 +250,11 @@ class _Driver:
         self.executor.submit(works)
         self.in_flight += 1
 
-    def _work(self, task: Task) -> tuple[Work, tuple[int, int] | None] | None:
-        """Read the photo (here, on the driver) into a Work item and its size from its
-        header (None if the header is unusable: the photo then fails in the executor with
-        the decoder's reason); a file that cannot be read fails now."""
+    def _work(self, task: Task) -> Work | None:
+        """Read the photo (here, on the driver) into a Work item with what it needs, from
+        its header's size (no needs if the header is unusable or the shape cannot be made
+        at this size: the photo then fails in the executor with the decoder's or the
+        method's reason); a file that cannot be read fails now."""
         too_long = output_too_long(task.output)
         if too_long:
             self.finish(TaskResult(task, "failed", "unwritable",
@@ -290,14 +287,15 @@ class _Driver:
         digest = task.input_digest if task.input_digest and stat == task.input_stat \
             else hashlib.sha256(data).hexdigest()
         self.sent[work_id] = _Sent(task, digest, stat)
-        work = Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
-                    software=f"stylize {__version__} (style {task.style})")
         try:
             info = probe_bytes(data, task.input, max_pixels=task.preset.settings.max_pixels)
+            wants: Needs | None = needs(task.preset.settings, info.width, info.height)
         except InputError:
-            return work, None
-        self._prepare(task.preset, (info.width, info.height))
-        return work, (info.width, info.height)
+            wants = None
+        if wants is not None:
+            self._prepare(task.preset, wants)
+        return Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
+                    software=f"stylize {__version__} (style {task.style})", needs=wants)
 
     # -- receiving ----------------------------------------------------------------------
 

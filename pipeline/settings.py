@@ -62,12 +62,12 @@ NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "avera
                                     "pyramid_scales": 0, "min_scales": 1, "method": "optimize",
                                     "strength": 1.0}
 
+#: What a ``method: fast`` result's key holds of its settings (see ``pipeline.methods``).
+FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
+                       "metadata", "strength"})
 #: Knobs that decide a preset's trained network.  They are not in a result's key as
 #: settings: a fast result's key holds the network's digest, which they decide, and an
 #: optimized result does not depend on them at all.
-#: What a ``method: fast`` result's key holds of its settings (see ``engine_view``).
-FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
-                       "metadata", "strength"})
 NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
                            "train_batch", "train_learning_rate", "network_style_ratio"})
 
@@ -314,35 +314,6 @@ class Settings(BaseModel):
         """These settings with the network's own loss: the objective a trainer builds."""
         return self.merged({"style_weight": self.network_style_weight,
                             "network_style_ratio": 1.0})
-
-    @property
-    def uses_network(self) -> bool:
-        """Whether a result needs the preset's trained network (method or init fast)."""
-        return self.method == "fast" or self.init == "fast"
-
-    def engine_view(self) -> dict[str, Any]:
-        """The settings that change the pixels of a result (so belong in its key).
-
-        The hardware knobs are left out: a result is not redone because it would be
-        made on another device, in tiles of another size or in another batch; nor is
-        the file time (``keep_mtime``), which changes no byte of it.  Knobs at their
-        neutral value (:data:`NEUTRAL_KNOBS`) are left out too.
-        """
-        if self.method == "fast":
-            # One pass of the network reads only these; the network's digest, in the key
-            # beside them, stands for everything that decided it (the loss, the paintings'
-            # statistics, the training): the optimizer's knobs change nothing.
-            view = self.model_dump(include=set(FAST_VIEW))
-        else:
-            view = self.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS))
-        for name, neutral in NEUTRAL_KNOBS.items():
-            if name in view and view[name] == neutral:
-                del view[name]
-        if self.method == "fast":
-            return view
-        if not self.stop_tolerance:
-            del view["min_steps"]
-        return view
 
 
 #: The weights a ``weights`` setting names; any other value is the path of a file.

@@ -26,6 +26,7 @@ from pipeline.errors import InputError
 from pipeline.executors.local import LocalExecutor
 from pipeline.images import probe
 from pipeline.manifest import load_manifest
+from pipeline.methods import result_view
 from pipeline.planning import plan
 from pipeline.runner import TaskStarted
 from pipeline.settings import Settings
@@ -143,7 +144,7 @@ def test_settings_validate_batch_and_tile_knobs() -> None:
     with pytest.raises(ValueError):
         Settings(tile_overlap=4)
     # Hardware knobs do not make finished results due again.
-    assert Settings(batch_size=8, tile_pixels=10**6).engine_view() == Settings().engine_view()
+    assert result_view(Settings(batch_size=8, tile_pixels=10**6)) == result_view(Settings())
 
 
 def test_the_batch_size_is_decided_by_memory_batch_size() -> None:

@@ -21,6 +21,7 @@ from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.errors import Cancelled, InputError
 from pipeline.images import pil_to_tensor
+from pipeline.methods import result_view
 from pipeline.settings import NEUTRAL_KNOBS, Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -383,14 +384,14 @@ def test_replicate_padding_is_the_first_convolution_only() -> None:
 
 def test_neutral_options_leave_the_task_key_as_it_was() -> None:
     neutral = Settings().merged(NEUTRAL_KNOBS)
-    base = neutral.engine_view()
+    base = result_view(neutral)
     assert not ({"min_steps"} | set(NEUTRAL_KNOBS)) & set(base)
-    assert neutral.merged({"min_steps": 50}).engine_view() == base  # no effect without a tolerance
+    assert result_view(neutral.merged({"min_steps": 50})) == base  # no effect without a tolerance
     for change in ({"style_loss": "w2"}, {"pad": "replicate"}, {"average": 0.9},
                    {"stop_tolerance": 0.01}, {"warm_start": True}, {"sharpen": 1.0},
                    {"pyramid_scales": 1}, {"min_scales": 3}):
-        assert neutral.merged(change).engine_view() != base, change
-    assert "min_steps" in neutral.merged({"stop_tolerance": 0.01}).engine_view()
+        assert result_view(neutral.merged(change)) != base, change
+    assert "min_steps" in result_view(neutral.merged({"stop_tolerance": 0.01}))
 
 
 #: The settings that pin the schedule of the last commit with the earlier default schedule
@@ -405,9 +406,9 @@ def test_pinning_the_earlier_schedule_gives_the_keys_of_the_version_before() -> 
 
     reference = json.loads((REPO / "tests" / "data" / "engine_reference.json").read_text())
     pinned = Settings(**EARLIER_SCHEDULE)
-    new = [pinned.engine_view(), pinned.merged({"style_weight": 10}).engine_view()]
+    new = [result_view(pinned), result_view(pinned.merged({"style_weight": 10}))]
     assert reference["earlier_schedule_keys"]["views"] == json.loads(json.dumps(new))
-    assert Settings().engine_view() != new[0]  # the new defaults are another schedule
+    assert result_view(Settings()) != new[0]  # the new defaults are another schedule
 
 
 def test_warm_start_puts_back_the_photos_detail_and_the_step_size(

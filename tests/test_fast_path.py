@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from pipeline import records
 from pipeline.cli import app
+from pipeline.methods import result_view
 from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, network_key
 from pipeline.styles import Registry
 
@@ -322,10 +323,10 @@ def test_a_fast_results_key_ignores_the_optimizers_knobs() -> None:
     from pipeline.settings import Settings
 
     fast = Settings(method="fast")
-    assert fast.engine_view() == fast.merged({"steps": [5], "optimizer": "adam",
-                                              "init": "noise", "style_weight": 3}).engine_view()
-    assert fast.engine_view() != fast.merged({"size": 256}).engine_view()
-    assert "method" not in Settings().engine_view()  # optimize keys are as they were
+    assert result_view(fast) == result_view(fast.merged({"steps": [5], "optimizer": "adam",
+                                                         "init": "noise", "style_weight": 3}))
+    assert result_view(fast) != result_view(fast.merged({"size": 256}))
+    assert "method" not in result_view(Settings())  # optimize keys are as they were
 
 
 def test_gallery_judges_fast_results_by_the_network_of_the_cache_they_were_made_with(

@@ -29,6 +29,7 @@ from pipeline.cli.common import (
     setup_logging,
 )
 from pipeline.errors import Cancelled
+from pipeline.methods import needs_network
 
 
 @app.command()
@@ -134,7 +135,7 @@ def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any
     from pipeline.ui.train_view import TrainView
 
     missing: dict[str, tuple[Any, dict[Path, TrainingPhoto]]] = {}
-    due_styles = {(t.job, t.style) for t in the_plan.due if t.preset.settings.uses_network
+    due_styles = {(t.job, t.style) for t in the_plan.due if needs_network(t.preset.settings)
                   and not t.preset.network}
     for task in the_plan.tasks:
         if (task.job, task.style) in due_styles:

@@ -26,9 +26,8 @@ from PIL import Image
 
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.geometry import output_size
-from pipeline.engine.network import MIN_SIDE, LoadedNetwork
+from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.progress import Progress, ProgressFn
-from pipeline.errors import InputError
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
@@ -65,15 +64,6 @@ class FastStylizer:
     @property
     def digest(self) -> str:
         return self.network.digest
-
-    def style_sides(self, width: int, height: int) -> list[int]:
-        """None: the style is in the network.  Refuses a photo too thin for it."""
-        out_w, out_h = output_size(width, height, self.settings.size)
-        if min(out_w, out_h) < MIN_SIDE:
-            raise InputError(f"image is {out_w}×{out_h} at the requested size; both sides "
-                             f"must be at least {MIN_SIDE} px (use a larger --size)",
-                             category="too_small")
-        return []
 
     def stylize(self, content: Image.Image, targets: object = None, *,
                 on_progress: ProgressFn | None = None,

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pipeline.errors import InputError
 from pipeline.settings import Settings, scale_count
 
-__all__ = ["MIN_SCALE_SIDE", "STYLE_SIDE_QUANTUM", "Scale", "output_size", "pyramid",
-           "style_side", "style_sides"]
+__all__ = ["MIN_SCALE_SIDE", "NETWORK_MIN_SIDE", "STYLE_SIDE_QUANTUM", "Scale", "output_size",
+           "pyramid", "style_side", "style_sides"]
 
 #: Smallest side any scale may have: conv5_1 sits behind four 2× poolings.
 MIN_SCALE_SIDE = 16
+#: Smallest side a trained network paints: after its two stride-2 steps, its 3×3
+#: reflection pads need 2 px.
+NETWORK_MIN_SIDE = 8
 #: Style target sizes are rounded to this, so photos of nearly the same shape share them.
 STYLE_SIDE_QUANTUM = 32
 

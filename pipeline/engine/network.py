@@ -41,6 +41,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from pipeline import fsread, fsutil, jsonio
+from pipeline.engine.geometry import NETWORK_MIN_SIDE
 from pipeline.errors import InputError, WeightsError, clip
 from pipeline.hashing import digest_json, digest_tensors
 
@@ -61,8 +62,8 @@ FULL_WIDTH, HALF_WIDTH = 32, 16
 MIN_WIDTH, MAX_WIDTH, MAX_BLOCKS = 4, 128, 16
 #: Largest network file read: the largest allowed network in float32, with room.
 MAX_NETWORK_BYTES = 256 << 20
-#: Smallest picture side: after two stride-2 steps the 3×3 reflection pads need 2 px.
-MIN_SIDE = 8
+#: Smallest picture side (see geometry).
+MIN_SIDE = NETWORK_MIN_SIDE
 #: Pictures are padded to a multiple of this (two stride-2 steps), then cropped back.
 MULTIPLE = 4
 #: Seeds the noise channels at inference (see the module doc).

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.methods import Needs
 from pipeline.styles import Preset
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class Work:
     fmt: str  # jpeg, png, webp or tiff
     digest: str = ""  # sha256 of ``photo``: the same photo in several styles is decoded once
     software: str = ""  # written into the output's metadata
+    #: What the photo needs, from its header (``pipeline.methods``); None when the header
+    #: was unusable or the shape cannot be made at this size (it then fails with the
+    #: decoder's or the method's reason, with its name).
+    needs: Needs | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,10 @@ class Executor(Protocol):
     def bind(self, on_event: ExecEventFn, should_stop: Callable[[], bool] | None) -> None:
         """Where to send progress, and what to ask whether to give up (between steps)."""
 
-    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
-        """Make the style targets that photos of these (file) sizes need available."""
+    def prepare(self, preset: Preset, needs: Needs | None = None) -> None:
+        """Make the preset's network (if its method needs one) and the style targets a
+        photo needs available (None: the network only).  An executor that cannot make
+        targets where the photo is made also makes those of the out-of-memory retry."""
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         """How many photos of this output size to submit together (1: one at a time)."""

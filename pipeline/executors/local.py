@@ -9,7 +9,6 @@ memory holds; on the CPU, one at a time).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
@@ -19,8 +18,8 @@ from pipeline.cache_dir import default_cache_dir
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
 from pipeline.engine.style_targets import StyleTargets
-from pipeline.errors import InputError
 from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
+from pipeline.methods import Needs
 from pipeline.network_loader import NetworkLoader
 from pipeline.render import Workshop, render_batch
 from pipeline.settings import Settings
@@ -51,15 +50,11 @@ class LocalExecutor:
         self._on_event = on_event
         self._should_stop = should_stop
 
-    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
-        engine = self.shop.engine(preset)  # the networks are loaded here, once
-        wanted: set[int] = set()
-        for w, h in sizes:
-            # A photo too thin for this size fails in its own task, with its name.
-            with contextlib.suppress(InputError):
-                wanted.update(engine.style_sides(w, h))
-        if wanted:
-            self.store.get(engine.settings, preset, sorted(wanted))
+    def prepare(self, preset: Preset, needs: Needs | None = None) -> None:
+        self.shop.engine(preset)  # the networks are loaded here, once
+        if needs is not None and needs.sides:
+            # The retry's targets are made if it happens: the store is here.
+            self.store.get(preset.settings, preset, list(needs.sides))
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         s = preset.settings

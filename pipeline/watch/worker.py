@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import NetworkMissingError, StylizeError
 from pipeline.hashing import file_digest
 from pipeline.manifest import Job
+from pipeline.methods import needs_network
 from pipeline.naming import safe_text
 from pipeline.networks import no_network
 from pipeline.watch.board import StatusBoard
@@ -70,7 +71,7 @@ class Stylizer:
         """Load the network once, before the first photo (style targets come per size)."""
         for job in jobs:
             for preset in job.styles:
-                self.executor.prepare(preset, [])
+                self.executor.prepare(preset)
 
     def __call__(self, job: Job, path: Path) -> Outcome:
         from pipeline.planning import Plan, job_task
@@ -79,7 +80,7 @@ class Stylizer:
         rebind = self.rebind or (lambda preset: preset)
         presets = [rebind(preset) for preset in job.styles]
         for preset in presets:
-            if preset.settings.uses_network and not preset.network:
+            if needs_network(preset.settings) and not preset.network:
                 return _waiting(no_network(preset), preset.name)
         tasks = [job_task(job, path, preset) for preset in presets]
         outcome = Outcome(ok=True)

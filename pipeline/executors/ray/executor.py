@@ -34,10 +34,10 @@ from pipeline.executors.ray.targets import (
     MissingTargets,
     ShippedStyle,
     TargetShipper,
-    sides_needed,
 )
 from pipeline.executors.ray.training import RemoteTraining
 from pipeline.hashing import digest_json
+from pipeline.methods import Needs, needs_network
 from pipeline.styles import Preset
 
 __all__ = ["RayExecutor"]
@@ -127,17 +127,17 @@ class RayExecutor:
         self._relay.bind(on_event)
         self._should_stop = should_stop
 
-    def prepare(self, preset: Preset, sizes: list[tuple[int, int]]) -> None:
+    def prepare(self, preset: Preset, needs: Needs | None = None) -> None:
         s = preset.settings
         if s.device.startswith("cuda") and not self.gpus:
             raise UsageError(f"style {preset.name!r} asks for device {s.device!r}, but the Ray "
                              "workers have no GPU (the cluster has none, or --gpus-per-worker "
                              "is 0)")
-        if s.uses_network:
+        if needs_network(s):
             self._networks.ship(preset)
-        if s.method == "fast":  # the style is in the network: no targets to ship
-            return
-        self._targets.ship(self._targets.style(preset), preset, sides_needed(preset, sizes))
+        if needs is not None and needs.every_side:
+            # A worker cannot make targets (it has no cache): the retry's go too.
+            self._targets.ship(self._targets.style(preset), preset, needs.every_side)
 
     def batch_size(self, preset: Preset, width: int, height: int) -> int:
         assert ray is not None
@@ -174,7 +174,7 @@ class RayExecutor:
 
     def submit(self, batch: list[Work]) -> None:
         preset = batch[0].preset
-        network = self._networks.ship(preset) if preset.settings.uses_network else None
+        network = self._networks.ship(preset) if needs_network(preset.settings) else None
         self._queue.append(_Piece(_Batch(), batch, self._targets.style(preset), network))
         self._dispatch()
 

@@ -12,15 +12,13 @@ for with :class:`MissingTargets`, and the driver ships it and sends the task aga
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.cache import ArtifactCache
-from pipeline.engine.geometry import MIN_SCALE_SIDE, style_sides
 from pipeline.engine.style_targets import style_identity
-from pipeline.errors import InputError, StylizeError, WeightsError
+from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.base import TargetCounts
 from pipeline.executors.ray.connect import ray
 from pipeline.settings import Settings
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
 
     from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
 
-__all__ = ["MissingTargets", "ShippedStyle", "TargetShipper", "WorkerTargets", "sides_needed"]
+__all__ = ["MissingTargets", "ShippedStyle", "TargetShipper", "WorkerTargets"]
 
 #: Style targets a worker keeps deserialized (a few MB each).
 WORKER_TARGETS_KEPT = 64
@@ -53,23 +51,6 @@ class ShippedStyle:
     settings: Settings  # on the driver's CPU in float32, for computing targets only
     identity: dict[str, Any]
     refs: dict[int, Any] = field(default_factory=dict)  # side -> ObjectRef
-
-
-def sides_needed(preset: Preset, sizes: list[tuple[int, int]]) -> set[int]:
-    """Every style side that photos of these (file) sizes may ask for, retry included."""
-    from pipeline.render import OOM_RETRY_SCALE
-
-    s = preset.settings
-    wanted: set[int] = set()
-    smaller = s.merged({"size": int(s.size * OOM_RETRY_SCALE)}) \
-        if int(s.size * OOM_RETRY_SCALE) >= MIN_SCALE_SIDE else None
-    for w, h in sizes:
-        for settings in (s, smaller):
-            # A photo too thin for a size fails in its own task, with its name.
-            if settings is not None:
-                with contextlib.suppress(InputError):
-                    wanted.update(style_sides(w, h, settings))
-    return wanted
 
 
 class TargetShipper:
