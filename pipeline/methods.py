@@ -22,7 +22,15 @@ from pipeline.engine.geometry import (
     style_sides,
 )
 from pipeline.errors import InputError
-from pipeline.settings import FAST_VIEW, HARDWARE_KNOBS, NETWORK_KNOBS, NEUTRAL_KNOBS, Settings
+from pipeline.settings import (
+    FAST_VIEW,
+    HARDWARE_KNOBS,
+    NETWORK_KNOBS,
+    NEUTRAL_KNOBS,
+    VIDEO_KEY_KNOBS,
+    VIDEO_KNOBS,
+    Settings,
+)
 
 __all__ = ["METHODS", "OOM_RETRY_SCALE", "Method", "Needs", "method_of", "needs",
            "needs_network", "result_view", "retry_size"]
@@ -60,7 +68,8 @@ class Optimize:
     def result_view(self, settings: Settings) -> dict[str, Any]:
         # Hardware knobs change last bits at most, never the picture a person sees; the
         # network's knobs do not touch an optimized picture (its digest is keyed apart).
-        view = _without_neutral(settings.model_dump(exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS)))
+        view = _without_neutral(settings.model_dump(
+            exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS | VIDEO_KNOBS)))
         if not settings.stop_tolerance:
             del view["min_steps"]  # only read with a tolerance
         return view
@@ -105,8 +114,13 @@ def needs_network(settings: Settings) -> bool:
     return method_of(settings).needs_network(settings)
 
 
-def result_view(settings: Settings) -> dict[str, Any]:
-    return method_of(settings).result_view(settings)
+def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
+    """What a result's pixels depend on; a video's adds how its frames are held together
+    and encoded."""
+    view = method_of(settings).result_view(settings)
+    if video:
+        view["video"] = settings.model_dump(include=set(VIDEO_KEY_KNOBS))
+    return view
 
 
 def retry_size(size: int) -> int | None:

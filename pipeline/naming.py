@@ -28,9 +28,12 @@ INBOX_LOCK_NAME = ".stylize-watch.lock"
 
 # -- what the tool reads -----------------------------------------------------------------
 
-#: Names an input must have to be picked up (case-insensitive).
-INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
+#: Names a photo must have to be picked up (case-insensitive).
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
                             ".heic", ".heif", ".avif", ".mpo"})
+#: Videos among the inputs (decoded by FFmpeg, through PyAV).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm"})
+INPUT_SUFFIXES = PHOTO_SUFFIXES | VIDEO_SUFFIXES
 #: Names that download managers and sync tools give a file while it is being written.
 PARTIAL_SUFFIXES = frozenset({".part", ".partial", ".crdownload", ".download", ".tmp",
                               ".temp", ".filepart", ".!qb", ".opdownload"})
@@ -55,7 +58,12 @@ def is_partial(name: str) -> bool:
 
 
 def is_photo_name(name: str) -> bool:
+    """Whether a name is an input's (a photo's or a video's)."""
     return os.path.splitext(name)[1].lower() in INPUT_SUFFIXES
+
+
+def is_video_name(name: str | Path) -> bool:
+    return os.path.splitext(os.fsdecode(name))[1].lower() in VIDEO_SUFFIXES
 
 
 def classify_name(name: str) -> str:
@@ -70,7 +78,10 @@ def classify_name(name: str) -> str:
 # -- outputs -----------------------------------------------------------------------------
 
 #: File suffix written for each ``format`` setting.
-OUTPUT_SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
+OUTPUT_SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif",
+                   "mp4": ".mp4", "mkv": ".mkv"}
+#: A video's output container: its own family (ISO/QuickTime, or Matroska/WebM).
+VIDEO_FORMATS = frozenset({"mp4", "mkv"})
 _FORMAT_OF_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp",
                      ".tif": "tiff", ".tiff": "tiff"}
 
@@ -81,7 +92,10 @@ def format_of_path(path: Path | str) -> str | None:
 
 
 def output_format(setting: str, input_path: Path) -> str:
-    """The format to write: the setting, or for ``same`` the input's when writable."""
+    """The format to write: the setting, or for ``same`` the input's when writable; a
+    video's is the container family of its own (the photo format setting is not read)."""
+    if is_video_name(input_path):
+        return "mkv" if os.path.splitext(input_path)[1].lower() in (".mkv", ".webm") else "mp4"
     if setting != "same":
         return setting
     return format_of_path(input_path) or "png"

@@ -32,7 +32,14 @@ from pipeline.errors import ConfigError
 from pipeline.hashing import digest_json, file_digest
 from pipeline.manifest import Job, Manifest
 from pipeline.methods import needs_network, result_view
-from pipeline.naming import RECORD_DIR, is_litter, is_photo_name, output_format, output_name
+from pipeline.naming import (
+    RECORD_DIR,
+    VIDEO_FORMATS,
+    is_litter,
+    is_photo_name,
+    output_format,
+    output_name,
+)
 from pipeline.styles import Preset
 
 #: Bumped when the meaning of a key changes, so old records stop matching.
@@ -178,7 +185,7 @@ def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
     return digest_json({
         "v": KEY_VERSION,
         "input": input_digest,
-        "settings": result_view(preset.settings),
+        "settings": result_view(preset.settings, video=fmt in VIDEO_FORMATS),
         "style_images": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(preset.settings.weights),
         "format": fmt,

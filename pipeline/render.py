@@ -223,6 +223,43 @@ def _retry_smaller(shop: Workshop, work: Work, where: str, on_progress: Progress
     return replace(result, note=note)
 
 
+def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> Finished:
+    """One segment of a video: its frames stylized by either method, steadied, encoded."""
+    from pipeline.video.segment import make_segment  # PyAV, OpenCV: videos only
+
+    assert work.segment is not None
+    start = time.perf_counter()
+    try:
+        engine = shop.engine(work.preset)
+        s = engine.settings
+        targets: StyleTargets = {}
+
+        def stylize(frames: list[Image.Image]) -> list[Image.Image]:
+            nonlocal targets
+            if isinstance(engine, FastStylizer):
+                pictures = engine.stylize_batch(frames)
+            else:
+                if not targets:
+                    sides = method_of(s).style_sides(*frames[0].size, s)
+                    targets = shop.targets(s, work.preset, sides)
+                pictures = [engine.stylize(f, targets, should_stop=should_stop)
+                            for f in frames]
+            return [with_strength(p, f, s.strength) for p, f in zip(pictures, frames,
+                                                                     strict=True)]
+
+        data = make_segment(work.photo, work.name, work.segment, s, work.fmt, stylize,
+                            on_progress=on_progress, should_stop=should_stop)
+    except Exception as exc:
+        return failed(work, exc, time.perf_counter() - start, shop.worker)
+    return Finished(work.id, data, size=s.size, seconds=time.perf_counter() - start,
+                    worker=shop.worker,
+                    details={"device": str(engine.device),
+                             "precision": str(engine.dtype).removeprefix("torch."),
+                             "machine": float_signature(engine.device),
+                             **_method_details(engine)})
+
+
 def failed(work: Work, exc: Exception, seconds: float, worker: str = "") -> Finished:
     """The result of a photo whose processing raised ``exc``; setup and stop errors re-raised."""
     if isinstance(exc, InputError | OutOfMemoryError | PictureError):
@@ -256,8 +293,9 @@ def render_batch(shop: Workshop, works: list[Work], *, on_progress: WorkProgress
     single photo's retry.  A batch's time is shared equally by its photos.
     """
     if len(works) == 1:
-        return [render(shop, works[0], on_progress=_progress_of(works[0], on_progress),
-                       should_stop=should_stop)]
+        render_one = render if works[0].segment is None else render_segment
+        return [render_one(shop, works[0], on_progress=_progress_of(works[0], on_progress),
+                           should_stop=should_stop)]
     start = time.perf_counter()
     engine = shop.engine(works[0].preset)
     results: list[Finished] = []

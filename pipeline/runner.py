@@ -16,14 +16,16 @@ a setup error (the weights, a style image) end a run early.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+
+import av
 
 from pipeline import __version__, records
 from pipeline.batching import Batcher
@@ -41,104 +43,24 @@ from pipeline.images import read_photo
 from pipeline.images.header import probe_bytes
 from pipeline.images.limits import max_photo_bytes
 from pipeline.methods import Needs, needs
-from pipeline.naming import TEMP_PREFIX, display_name, output_too_long
-from pipeline.planning import Plan, Status, Task
+from pipeline.naming import TEMP_PREFIX, display_name, is_video_name, output_too_long
+from pipeline.planning import Plan, Task
+from pipeline.report import (
+    EventFn,
+    Report,
+    TargetsReady,
+    TaskFinished,
+    TaskResult,
+    TaskStarted,
+    TaskStep,
+)
 from pipeline.styles import Preset
+from pipeline.video.driver import Video, start_video
+from pipeline.video.probe import MAX_VIDEO_BYTES
+from pipeline.video.segments import Segment
 from pipeline.writer import refresh_record, write_result
 
-if TYPE_CHECKING:
-    from pipeline.engine.progress import Progress
-
 STOPPING = (DiskFullError, OutputNotWritableError, Cancelled)
-
-
-@dataclass
-class TaskResult:
-    task: Task
-    status: Status
-    category: str = ""
-    reason: str = ""
-    seconds: float = 0.0
-    worker: str = ""
-    details: dict[str, Any] = field(default_factory=dict)  # size, device, precision
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"job": self.task.job, "input": os.fsdecode(self.task.input),
-                "style": self.task.style, "output": os.fsdecode(self.task.output),
-                "status": self.status, "category": self.category or None,
-                "reason": self.reason or None, "seconds": round(self.seconds, 3),
-                "worker": self.worker or None}
-
-
-@dataclass
-class Report:
-    results: list[TaskResult] = field(default_factory=list)
-    targets_computed: int = 0
-    targets_cached: int = 0
-    targets_shipped: int = 0
-    networks_shipped: int = 0
-    seconds: float = 0.0
-    stopped: StylizeError | None = None  # why the run ended early, if it did
-
-    def count(self, status: Status) -> int:
-        return sum(1 for r in self.results if r.status == status)
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stopped.exit_code
-        failed = self.count("failed")
-        # 4 only when nothing at all is fine: a nightly rerun in which one bad photo
-        # fails again while the others are already done is "some failed" (3).
-        if failed and not (self.count("done") or self.count("skipped")):
-            return 4
-        return 3 if failed else 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "summary": {s: self.count(s) for s in ("done", "skipped", "failed", "not_run")}
-            | {"targets_computed": self.targets_computed,
-               "targets_cached": self.targets_cached,
-               "targets_shipped": self.targets_shipped,
-               "networks_shipped": self.networks_shipped,
-               "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-               "stopped": self.stopped.message if self.stopped else None},
-            "tasks": [r.as_dict() for r in self.results],
-        }
-
-
-# -- events -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetsReady:
-    style: str
-    computed: int
-    cached: int
-
-
-@dataclass(frozen=True)
-class TaskStarted:
-    task: Task
-    index: int  # 1-based among the due tasks
-    total: int
-    worker: str = ""
-
-
-@dataclass(frozen=True)
-class TaskStep:
-    task: Task
-    progress: Progress
-    worker: str = ""
-
-
-@dataclass(frozen=True)
-class TaskFinished:
-    result: TaskResult
-
-
-Event = TargetsReady | TaskStarted | TaskStep | TaskFinished
-EventFn = Callable[[Event], None]
 
 
 # -- before any work ------------------------------------------------------------
@@ -192,6 +114,8 @@ class _Driver:
         self.report = Report(results=[TaskResult(t, "skipped") for t in plan.skipped])
         self.sent: dict[int, _Sent] = {}
         self.prepared: set[int] = set()  # style sides the executor has for this group
+        self.videos: dict[int, tuple[Video, Segment]] = {}  # work id -> its video's segment
+        self.started_tasks: set[int] = set()  # id() of the tasks whose start was said
         self.started = 0
         self.in_flight = 0
         self.next_id = 0
@@ -202,6 +126,9 @@ class _Driver:
         if sent is None:
             return
         if isinstance(event, Started):
+            if id(sent.task) in self.started_tasks:
+                return  # a video's later segment: the video started once
+            self.started_tasks.add(id(sent.task))
             self.started += 1
             self.on_event(TaskStarted(sent.task, self.started, len(self.due), event.worker))
         elif isinstance(event, Step):
@@ -224,6 +151,9 @@ class _Driver:
         batcher: Batcher[Work] = Batcher(
             lambda w, h: self.executor.batch_size(preset, w, h))
         for task in tasks:
+            if is_video_name(task.input):
+                self._video(task)
+                continue
             read = self._work(task)
             if read is not None:
                 out = None if read.needs is None else read.needs.output
@@ -250,11 +180,55 @@ class _Driver:
         self.executor.submit(works)
         self.in_flight += 1
 
+    def _video(self, task: Task) -> None:
+        """Probe a video here and send each segment not yet on disk as its own work."""
+        read = self._read(task, MAX_VIDEO_BYTES)
+        if read is None:
+            return
+        data, digest, stat = read
+        try:
+            video = start_video(task, data, digest)
+        except InputError as exc:
+            self.finish(TaskResult(task, "failed", exc.category, exc.message))
+            return
+        with contextlib.suppress(InputError):  # too small: each segment then says so
+            self._prepare(task.preset, video.needs())
+        if not video.pending:  # every segment made by a run that was stopped
+            self._video_done(video, _Sent(task, digest, stat))
+        for segment in video.due():
+            work_id = self._next_work(task, digest, stat)
+            self.videos[work_id] = (video, segment)
+            self._submit([video.work(segment, work_id)])
+
+    def _next_work(self, task: Task, digest: str, stat: tuple[int, int]) -> int:
+        work_id = self.next_id
+        self.next_id += 1
+        self.sent[work_id] = _Sent(task, digest, stat)
+        return work_id
+
     def _work(self, task: Task) -> Work | None:
         """Read the photo (here, on the driver) into a Work item with what it needs, from
         its header's size (no needs if the header is unusable or the shape cannot be made
         at this size: the photo then fails in the executor with the decoder's or the
         method's reason); a file that cannot be read fails now."""
+        read = self._read(task, max_photo_bytes(task.preset.settings.max_pixels))
+        if read is None:
+            return None
+        data, digest, stat = read
+        work_id = self._next_work(task, digest, stat)
+        try:
+            info = probe_bytes(data, task.input, max_pixels=task.preset.settings.max_pixels)
+            wants: Needs | None = needs(task.preset.settings, info.width, info.height)
+        except InputError:
+            wants = None
+        if wants is not None:
+            self._prepare(task.preset, wants)
+        return Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
+                    software=f"stylize {__version__} (style {task.style})", needs=wants)
+
+    def _read(self, task: Task, max_bytes: int) -> tuple[bytes, str, tuple[int, int]] | None:
+        """An input's bytes, digest and (size, mtime), read here; a file that cannot be
+        read (or whose output cannot be written) fails now."""
         too_long = output_too_long(task.output)
         if too_long:
             self.finish(TaskResult(task, "failed", "unwritable",
@@ -271,7 +245,7 @@ class _Driver:
             stat = None  # read_photo says precisely why
         try:
             data = read_photo(task.input, root=task.root, follow_symlinks=task.follow_symlinks,
-                              max_bytes=max_photo_bytes(task.preset.settings.max_pixels))
+                              max_bytes=max_bytes)
             stat = stat or records.stat_identity(task.input)
         except InputError as exc:
             self.finish(TaskResult(task, "failed", exc.category, exc.message))
@@ -281,21 +255,10 @@ class _Driver:
                                    f"{display_name(task.input)}: cannot be read "
                                    f"({exc.strerror or exc})"))
             return None
-        work_id = self.next_id
-        self.next_id += 1
         # The digest made while planning, unless the photo changed since: hashed once.
         digest = task.input_digest if task.input_digest and stat == task.input_stat \
             else hashlib.sha256(data).hexdigest()
-        self.sent[work_id] = _Sent(task, digest, stat)
-        try:
-            info = probe_bytes(data, task.input, max_pixels=task.preset.settings.max_pixels)
-            wants: Needs | None = needs(task.preset.settings, info.width, info.height)
-        except InputError:
-            wants = None
-        if wants is not None:
-            self._prepare(task.preset, wants)
-        return Work(work_id, display_name(task.input), data, task.preset, task.fmt, digest,
-                    software=f"stylize {__version__} (style {task.style})", needs=wants)
+        return data, digest, stat
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -308,24 +271,69 @@ class _Driver:
     def _received(self, finished: Finished) -> None:
         sent = self.sent.pop(finished.id)
         task = sent.task
+        part = self.videos.pop(finished.id, None)
+        if part is not None and part[0].failed:
+            return  # another segment of this video failed: it was said once
         if not finished.ok:
+            if part is not None:
+                part[0].failed = True
             self.finish(TaskResult(task, "failed", finished.category, finished.message,
                                    finished.seconds, finished.worker))
             return
+        if part is not None:
+            video, segment = part
+            if self._kept(video, segment, finished):
+                self._video_done(video, sent)
+            return
+        self._write(sent, finished)
+
+    def _kept(self, video: Video, segment: Segment, finished: Finished) -> bool:
+        """A segment kept on disk; whether it was the video's last."""
+        try:
+            return video.keep(segment, finished)
+        except STOPPING:
+            raise
+        except (OSError, StylizeError) as exc:
+            video.failed = True
+            self._unwritable(video.task, exc, finished)
+            return False
+
+    def _video_done(self, video: Video, sent: _Sent) -> None:
+        """Every segment is on disk: the final file, its record, then the parts go."""
+        try:
+            finished = video.finish(-1)
+        except InputError as exc:
+            self.finish(TaskResult(video.task, "failed", exc.category, exc.message))
+            return
+        except (av.FFmpegError, OSError) as exc:
+            self.finish(TaskResult(video.task, "failed", "internal",
+                                   f"{display_name(video.task.input)}: the segments could "
+                                   f"not be joined ({exc})"))
+            return
+        if self._write(sent, finished):
+            video.clean()
+
+    def _unwritable(self, task: Task, exc: OSError | StylizeError, finished: Finished) -> None:
+        why = exc.message if isinstance(exc, StylizeError) else (exc.strerror or str(exc))
+        self.finish(TaskResult(task, "failed", "unwritable",
+                               f"{display_name(task.output)}: cannot be written ({why})",
+                               finished.seconds, finished.worker))
+
+    def _write(self, sent: _Sent, finished: Finished) -> bool:
+        """The output, then its record; whether it was written."""
+        task = sent.task
         try:
             write_result(task, finished, sent.digest, sent.stat)
         except STOPPING:
             raise  # a full disk, an unwritable folder: every later photo would fail too
         except (OSError, StylizeError) as exc:  # this output only (a name too long, ...)
-            why = exc.message if isinstance(exc, StylizeError) else (exc.strerror or str(exc))
-            self.finish(TaskResult(task, "failed", "unwritable",
-                                   f"{display_name(task.output)}: cannot be written ({why})",
-                                   finished.seconds, finished.worker))
-            return
+            self._unwritable(task, exc, finished)
+            return False
         self.finish(TaskResult(task, "done", reason=finished.note, seconds=finished.seconds,
                                worker=finished.worker,
                                details={"width": finished.width, "height": finished.height,
                                         **finished.details}))
+        return True
 
 
 def _finished_meanwhile(task: Task) -> bool:

@@ -70,6 +70,10 @@ FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format"
 #: optimized result does not depend on them at all.
 NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
                            "train_batch", "train_learning_rate", "network_style_ratio"})
+#: Knobs only a video reads: in a video's key (``max_video_seconds``, a limit, is not),
+#: never in a photo's.
+VIDEO_KNOBS = frozenset({"steady", "video_quality", "segment_seconds", "max_video_seconds"})
+VIDEO_KEY_KNOBS = VIDEO_KNOBS - {"max_video_seconds"}
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -249,8 +253,23 @@ class Settings(BaseModel):
     )
     max_pixels: int = Field(
         80_000_000, ge=1, le=MAX_INPUT_PIXELS,
-        description="inputs with more pixels than this are refused",
+        description="inputs (photos, and a video's frames) with more pixels than this are "
+        "refused",
     )
+    # -- videos
+    steady: float = Field(
+        0.7, ge=0, le=0.95,
+        description="videos: how much of the previous stylized frame, moved along the "
+        "footage's optical flow, each frame keeps where the flow is reliable (0: each frame "
+        "alone, which flickers)")
+    video_quality: int = Field(
+        20, ge=0, le=51, description="videos: H.264's constant rate factor (lower is better "
+        "and larger; 18-23 is visually near lossless to good)")
+    segment_seconds: float = Field(
+        4.0, ge=0.5, le=60, description="videos are made in segments of about this length, "
+        "each kept on disk when done: a killed run loses at most the one in progress")
+    max_video_seconds: float = Field(
+        1800.0, gt=0, le=86_400, description="longer videos are refused")
 
     _layers_ok = field_validator("content_layers", "style_layers")(_check_layers)
 

@@ -28,7 +28,7 @@ from pipeline.images import probe
 from pipeline.manifest import load_manifest
 from pipeline.methods import result_view
 from pipeline.planning import plan
-from pipeline.runner import TaskStarted
+from pipeline.report import TaskStarted
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]

@@ -10,14 +10,7 @@ from rich.console import Console
 
 from pipeline.engine.optimize import Progress
 from pipeline.planning import Plan, Task
-from pipeline.runner import (
-    Report,
-    TargetsReady,
-    TaskFinished,
-    TaskResult,
-    TaskStarted,
-    TaskStep,
-)
+from pipeline.report import Report, TargetsReady, TaskFinished, TaskResult, TaskStarted, TaskStep
 from pipeline.styles import Registry
 from pipeline.ui.run_view import RunDisplay
 

@@ -36,7 +36,8 @@ from pipeline.executors.local import LocalExecutor  # noqa: E402
 from pipeline.executors.ray import RayExecutor, probe  # noqa: E402
 from pipeline.manifest import load_manifest  # noqa: E402
 from pipeline.planning import Plan, plan  # noqa: E402
-from pipeline.runner import Report, TargetsReady, TaskStarted, TaskStep, run  # noqa: E402
+from pipeline.report import Report, TargetsReady, TaskStarted, TaskStep  # noqa: E402
+from pipeline.runner import run  # noqa: E402
 
 # One xdist worker runs the whole module (`-n auto --dist loadgroup`): one Ray, not two.
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread"),

@@ -23,7 +23,7 @@ from pipeline.cache import ArtifactCache
 from pipeline.fsutil import TEMP_PREFIX
 from pipeline.manifest import load_manifest
 from pipeline.planning import Plan, plan
-from pipeline.runner import Report
+from pipeline.report import Report
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 

@@ -39,6 +39,15 @@ def explain(
                            f"{r.seconds:g} s, finished {r.finished}")]
             if m.get("machine"):
                 rows.append(("machine", m["machine"]))
+            rows.append(("method", str((m.get("settings") or {}).get("method", "optimize"))))
+            if m.get("network"):
+                rows.append(("network sha256", str(m["network"])))
+            if isinstance(m.get("video"), dict):
+                v = m["video"]
+                rows.append(("video", f"{v.get('frames')} frames at {v.get('fps')} fps, "
+                                      f"{v.get('segments')} segments, sound "
+                                      f"{v.get('sound') or 'none'}, rotation "
+                                      f"{v.get('rotation')}°, {v.get('codec')}"))
             if m.get("note"):
                 rows.append(("note", m["note"]))
             for key, value in rows:

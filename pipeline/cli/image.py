@@ -28,7 +28,7 @@ class _PhotoProgress:
         self._tasks: dict[tuple[int, int], Any] = {}
 
     def on_event(self, event: Any) -> None:
-        from pipeline.runner import TaskStep
+        from pipeline.report import TaskStep
 
         if not self.enabled or not isinstance(event, TaskStep):
             return

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.methods import Needs
 from pipeline.styles import Preset
+from pipeline.video.segments import SegmentJob
 
 if TYPE_CHECKING:
     from pipeline.engine.progress import Progress
@@ -44,6 +45,9 @@ class Work:
     #: was unusable or the shape cannot be made at this size (it then fails with the
     #: decoder's or the method's reason, with its name).
     needs: Needs | None = None
+    #: For one segment of a video (``photo`` then holds the video's bytes): which frames,
+    #: and the result is the segment's encoded video.  None for a photo.
+    segment: SegmentJob | None = None
 
 
 @dataclass(frozen=True)

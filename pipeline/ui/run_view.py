@@ -24,7 +24,7 @@ from rich.table import Table
 
 from pipeline.naming import safe_text
 from pipeline.planning import Plan
-from pipeline.runner import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
+from pipeline.report import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
 from pipeline.ui.console import View, markup, plain, shown, shown_path
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": "yellow"}

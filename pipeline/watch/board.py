@@ -20,7 +20,7 @@ from pipeline.naming import safe_text
 from pipeline.watch.events import Emitter, WatchStatus
 
 if TYPE_CHECKING:
-    from pipeline.runner import TaskStep
+    from pipeline.report import TaskStep
     from pipeline.watch.inbox import Item
 
 

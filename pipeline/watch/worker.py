@@ -43,7 +43,7 @@ from pipeline.watch.tracker import Tracker
 
 if TYPE_CHECKING:
     from pipeline.executors.base import Executor
-    from pipeline.runner import TaskStep
+    from pipeline.report import TaskStep
     from pipeline.styles import Preset
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class Stylizer:
 
     def __call__(self, job: Job, path: Path) -> Outcome:
         from pipeline.planning import Plan, job_task
-        from pipeline.runner import TaskStep, run  # noqa: F811 (at run time: no torch at import)
+        from pipeline.report import TaskStep  # noqa: F811 (at run time: no torch at import)
+        from pipeline.runner import run  # noqa: F811 (at run time: no torch at import)
 
         rebind = self.rebind or (lambda preset: preset)
         presets = [rebind(preset) for preset in job.styles]

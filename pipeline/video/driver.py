@@ -1,0 +1,108 @@
+"""The driver's side of a video: probe it, send the segments not yet on disk, keep each
+finished one, and mux the final file once all are there.
+
+A library for :mod:`pipeline.runner` (no printing): the runner reads the video's bytes
+and sends the segments' work like photos; what comes back is kept here on disk
+(:func:`pipeline.video.segments.write_segment`: the segment, then its record), so a
+killed run loses at most the segments in progress.  The final file is written by the
+runner's writer (the output, then its record) and the parts are removed after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline import __version__
+from pipeline.executors.base import Finished, Work
+from pipeline.methods import Needs, needs
+from pipeline.naming import display_name
+from pipeline.planning import Task, task_key
+from pipeline.video.probe import VideoInfo, probe_video
+from pipeline.video.segment import frame_size
+from pipeline.video.segments import (
+    Segment,
+    SegmentJob,
+    done_segment,
+    plan_segments,
+    remove_parts,
+    segment_key,
+    segment_path,
+    write_segment,
+)
+
+__all__ = ["Video", "start_video"]
+
+
+@dataclass
+class Video:
+    """One video being made in one style."""
+
+    task: Task
+    data: bytes
+    digest: str
+    key: str
+    info: VideoInfo
+    segments: list[Segment]
+    pending: set[int]  # segments not yet on disk
+    failed: bool = False
+    seconds: float = 0.0  # stylizing time of the segments made in this run
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return frame_size(self.info.width, self.info.height, self.task.preset.settings.size)
+
+    def needs(self) -> Needs:
+        """What its frames need of the executor (style targets for the optimizer)."""
+        return needs(self.task.preset.settings, *self.size)
+
+    def due(self) -> list[Segment]:
+        return [s for s in self.segments if s.index in self.pending]
+
+    def work(self, segment: Segment, work_id: int) -> Work:
+        job = SegmentJob(segment, self.info.frames[segment.start:segment.end],
+                         self.info.time_base, self.info.rotation)
+        return Work(work_id, display_name(self.task.input), self.data, self.task.preset,
+                    self.task.fmt, self.digest, software=f"stylize {__version__}",
+                    segment=job)
+
+    def keep(self, segment: Segment, finished: Finished) -> bool:
+        """Write a finished segment (then its record); whether the video is now complete."""
+        assert finished.data is not None
+        write_segment(self.task.output, segment, self.task.fmt,
+                      segment_key(self.key, segment), finished.data)
+        self.pending.discard(segment.index)
+        self.seconds += finished.seconds
+        self.details = dict(finished.details)
+        return not self.pending
+
+    def finish(self, work_id: int) -> Finished:
+        """The final file, muxed from the parts and the source's sound."""
+        from pipeline.video.mux import mux
+
+        s = self.task.preset.settings
+        parts = [segment_path(self.task.output, seg, self.task.fmt) for seg in self.segments]
+        data = mux(self.data, display_name(self.task.input), parts, self.task.fmt, s.metadata)
+        width, height = self.size
+        return Finished(work_id, data, width, height, size=s.size, seconds=self.seconds,
+                        details={**self.details, "video": {
+                            "frames": len(self.info.frames), "segments": len(self.segments),
+                            "seconds": round(self.info.seconds, 3),
+                            "fps": round(self.info.fps, 3), "sound": self.info.audio or None,
+                            "rotation": self.info.rotation, "codec": "h264"}})
+
+    def clean(self) -> None:
+        remove_parts(self.task.output)
+
+
+def start_video(task: Task, data: bytes, digest: str) -> Video:
+    """Probe a video (``InputError`` with its name if it cannot be made) and find which of
+    its segments a killed run already left on disk."""
+    s = task.preset.settings
+    info = probe_video(data, display_name(task.input), s)
+    key = task.key if digest == task.input_digest and task.key else \
+        task_key(digest, task.preset, task.fmt)
+    segments = plan_segments(info, s.segment_seconds, s.steady)
+    pending = {seg.index for seg in segments
+               if not done_segment(task.output, seg, task.fmt, segment_key(key, seg))}
+    return Video(task, data, digest, key, info, segments, pending)

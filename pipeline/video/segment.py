@@ -1,0 +1,148 @@
+"""One segment of a video, where the engine is: its frames decoded, stylized, steadied and
+encoded (H.264), bytes in and bytes out like a photo.
+
+Frames are streamed: decoded from the video's bytes (seeking to the keyframe before the
+segment's warm-up), a few at a time through the engine, steadied in order, and encoded
+as they come; a segment never holds more than :data:`FRAMES_AT_ONCE` frames.  Each keeps
+its original timestamp, so the final file has the original timing, variable frame rates
+included.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+
+import av
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline.engine.geometry import output_size
+from pipeline.engine.progress import Progress, ProgressFn
+from pipeline.errors import Cancelled, InputError
+from pipeline.naming import display_name
+from pipeline.settings import Settings
+from pipeline.video.probe import open_video
+from pipeline.video.segments import SegmentJob
+from pipeline.video.steady import Steadier
+
+__all__ = ["FRAMES_AT_ONCE", "frame_size", "make_segment"]
+
+#: Frames stylized together (one batch through the network).
+FRAMES_AT_ONCE = 4
+#: The container a segment is written in, for each output format.
+CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
+#: x264 settings that never change: no B-frames (so a segment's packets are in
+#: presentation order and segments join without edit lists), one thread (the same bytes on
+#: every machine that makes the same frames).
+X264_OPTIONS = {"preset": "faster", "bf": "0", "threads": "1"}
+
+#: ``stylize(frames)``: the stylized frames (same sizes), for the engine of the preset.
+StylizeFn = Callable[[list[Image.Image]], list[Image.Image]]
+
+
+def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """A video's output frame size: the photo rule (long side ``size``), each side even
+    (4:2:0 video has one colour sample per 2×2 pixels)."""
+    w, h = output_size(width, height, size)
+    return max(2, w - w % 2), max(2, h - h % 2)
+
+
+def _frames(data: bytes, name: str, wanted: tuple[int, ...]) -> Iterator[av.VideoFrame]:
+    """The frames with these timestamps, in order; ``InputError`` if any is missing."""
+    container = open_video(data, name)
+    got = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
+        want = set(wanted)
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.pts not in want:
+                if frame.pts is not None and frame.pts > wanted[-1]:
+                    break
+                continue
+            got += 1
+            yield frame
+            if got == len(wanted):
+                break
+    except av.FFmpegError as exc:
+        raise InputError(f"{display_name(name)}: video is damaged at frame {got + 1} of a "
+                         f"segment ({exc})", category="truncated") from None
+    finally:
+        container.close()
+    if got < len(wanted):
+        raise InputError(f"{display_name(name)}: video ends early ({got} of {len(wanted)} "
+                         "frames of a segment could be decoded)", category="truncated")
+
+
+def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fmt: str,
+                 stylize: StylizeFn, *, on_progress: ProgressFn | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> bytes:
+    """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``."""
+    start = time.perf_counter()
+    out = io.BytesIO()
+    container = av.open(out, "w", format=CONTAINERS[fmt],
+                        options={"fflags": "+bitexact"})
+    encoder: av.VideoStream | None = None
+    steadier = Steadier(settings.steady)
+    warm = job.segment.warmup
+    total = len(job.frames)
+    pending: list[tuple[int, np.ndarray]] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal encoder, done
+        if not pending:
+            return
+        originals = [p[1] for p in pending]
+        pictures = stylize([Image.fromarray(o) for o in originals])
+        for (pts, original), picture in zip(pending, pictures, strict=True):
+            styled = np.asarray(picture.convert("RGB"))
+            if styled.shape != original.shape:
+                styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
+            steady = steadier(original, styled)
+            done += 1
+            if done <= warm:
+                continue  # stylized only to start the steadying where it would be
+            if encoder is None:
+                encoder = _encoder(container, job, settings, original.shape[1],
+                                   original.shape[0])
+            frame = av.VideoFrame.from_ndarray(steady, format="rgb24")
+            frame.pts = pts
+            for packet in encoder.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        pending.clear()
+        if on_progress is not None:
+            w, h = originals[0].shape[1], originals[0].shape[0]
+            on_progress(Progress(1, 1, done, total, 0.0, time.perf_counter() - start, w, h))
+
+    for frame in _frames(data, name, job.frames):
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped")
+        w, h = frame_size(frame.width, frame.height, settings.size)
+        assert frame.pts is not None  # _frames yields only timestamped frames
+        pending.append((frame.pts, frame.to_ndarray(format="rgb24", width=w, height=h,
+                                                    interpolation="AREA")))
+        if len(pending) == FRAMES_AT_ONCE:
+            flush()
+    flush()
+    if encoder is not None:
+        for packet in encoder.encode():
+            container.mux(packet)
+    container.close()
+    return out.getvalue()
+
+
+def _encoder(container: av.container.OutputContainer, job: SegmentJob, settings: Settings,
+             width: int, height: int) -> av.VideoStream:
+    stream = container.add_stream("libx264", options={**X264_OPTIONS,
+                                                      "crf": str(settings.video_quality)})
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    # Timestamps are the source's own (in its time base): the timing is kept exactly.
+    stream.time_base = stream.codec_context.time_base = job.time_base
+    if job.rotation:
+        stream.set_display_rotation(job.rotation)
+    return stream
