@@ -13,7 +13,7 @@ from pipeline.cli.app import app
 from pipeline.cli.common import CacheDirOpt, StopFlag, err, errors, fail, say, setup_logging
 from pipeline.cli.knobs import IMAGE_KNOBS, settings_from_set, with_knobs
 from pipeline.errors import UsageError
-from pipeline.naming import format_of_path
+from pipeline.naming import OUTPUT_SUFFIXES, format_of_path, is_video_name, output_format
 
 
 class _PhotoProgress:
@@ -94,16 +94,29 @@ def image(
                 patch["weights"] = resolve_weights(patch["weights"], Path.cwd())
         preset = Registry.discover().resolve(style).with_overrides(overrides, knobs)
         check_weights(preset.settings.weights)
+        fmt = _output_format(content, output)
         if output is None:
-            output = Path(f"{content.stem}-{preset.name}.jpg")
-        fmt = format_of_path(output)
-        if fmt is None:
-            raise UsageError(f"cannot tell the format of {output}; use .jpg, .png, .webp or "
-                             ".tif")
+            output = Path(f"{content.stem}-{preset.name}{OUTPUT_SUFFIXES[fmt]}")
         # realpath, unlike Path.resolve, never raises on a symbolic link loop.
         if os.path.realpath(output) == os.path.realpath(content):
             raise UsageError("the output would overwrite the photo; choose another --output")
         _render_one(content, preset, output, fmt, cache_dir, quiet)
+
+
+def _output_format(content: Path, output: Path | None) -> str:
+    """The format an output's name asks for; a video's is a video's own container family."""
+    if is_video_name(content):
+        fmt = output_format("same", content)
+        if output is not None and os.path.splitext(output)[1].lower() != OUTPUT_SUFFIXES[fmt]:
+            raise UsageError(f"a video is written as a video of its own family: name the "
+                             f"output {OUTPUT_SUFFIXES[fmt]}")
+        return fmt
+    if output is None:
+        return "jpeg"
+    found = format_of_path(output)
+    if found is None:
+        raise UsageError(f"cannot tell the format of {output}; use .jpg, .png, .webp or .tif")
+    return found
 
 
 def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: Path | None,
