@@ -538,3 +538,39 @@ def test_the_driver_stopped_then_killed_then_a_rerun_finishes_only_what_is_missi
     assert all(r["worker"].startswith("ray:") for r in rows if r["status"] == "done")
     assert not list(out.rglob(".stylize-tmp-*"))
     assert len(list(out.glob("*.jpg"))) == 4
+
+
+def test_a_video_is_made_in_segments_on_both_workers_and_muxed_on_the_driver(
+        executor: RayExecutor, tmp_path: Path) -> None:
+    from support.videos import frame_times, make_video, sound_packets
+
+    from pipeline.cache_dir import default_cache_dir
+    from pipeline.networks import bind_networks
+
+    src = make_video(tmp_path / "in" / "clip.mp4", frames=48, fps=12)
+    outputs = {}
+    for name in ("local", "remote"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "jobs.yaml").write_text(textwrap.dedent(f"""
+            jobs:
+              - name: clips
+                input: {tmp_path / 'in'}
+                styles: [udnie]
+                output: out
+                method: fast
+                size: 96
+                segment_seconds: 1
+                precision: fp32
+        """))
+        the_plan = plan(bind_networks(load_manifest(tmp_path / name / "jobs.yaml"),
+                                      default_cache_dir()))
+        report = (run_local(the_plan, ArtifactCache(default_cache_dir())) if name == "local"
+                  else run(the_plan, executor))
+        assert report.count("done") == 1, report.as_dict()  # type: ignore[attr-defined]
+        outputs[name] = tmp_path / name / "out" / "clip.mp4.udnie.mp4"
+    made = records.read_record(outputs["remote"]).made  # type: ignore[union-attr]
+    assert len(made["video"]["workers"]) == 2 and made["video"]["segments"] == 4
+    assert frame_times(outputs["remote"]) == frame_times(src)
+    assert sound_packets(outputs["remote"]) == sound_packets(src)
+    # One thread a worker and in this process, float32: the same segments, the same file.
+    assert outputs["remote"].read_bytes() == outputs["local"].read_bytes()

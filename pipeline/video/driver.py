@@ -47,6 +47,7 @@ class Video:
     failed: bool = False
     seconds: float = 0.0  # stylizing time of the segments made in this run
     details: dict[str, object] = field(default_factory=dict)
+    workers: set[str] = field(default_factory=set)  # where this run's segments were made
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,6 +75,8 @@ class Video:
         self.pending.discard(segment.index)
         self.seconds += finished.seconds
         self.details = dict(finished.details)
+        if finished.worker:
+            self.workers.add(finished.worker)
         return not self.pending
 
     def finish(self, work_id: int) -> Finished:
@@ -89,7 +92,8 @@ class Video:
                             "frames": len(self.info.frames), "segments": len(self.segments),
                             "seconds": round(self.info.seconds, 3),
                             "fps": round(self.info.fps, 3), "sound": self.info.audio or None,
-                            "rotation": self.info.rotation, "codec": "h264"}})
+                            "rotation": self.info.rotation, "codec": "h264",
+                            "workers": sorted(self.workers)}})
 
     def clean(self) -> None:
         remove_parts(self.task.output)

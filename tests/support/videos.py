@@ -36,6 +36,7 @@ def make_video(path: Path, *, frames: int = 36, fps: int = 12, size: tuple[int, 
     """A video of a pan across a photo, at ``fps``, with a 440 Hz tone (``audio``: its
     codec, or None for no sound)."""
     width, height = size
+    path.parent.mkdir(parents=True, exist_ok=True)
     container_format = "matroska" if path.suffix in (".mkv", ".webm") else None
     with av.open(str(path), "w", format=container_format) as out:
         out.metadata.update(metadata or {})

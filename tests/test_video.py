@@ -1,0 +1,258 @@
+"""Videos in a collection (issue 29): real tiny videos made with PyAV, the shipped udnie
+network, the real runner, decoder, optical flow and encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+from support.images import REPO
+from support.videos import decoded_frames, frame_times, make_video, pan_frames, sound_packets
+
+from bench.flicker import warping_error
+from pipeline.manifest import load_manifest
+from pipeline.planning import plan
+from pipeline.video.mux import kept_metadata
+from pipeline.video.probe import probe_video
+from pipeline.video.segments import parts_dir, plan_segments, warmup_frames
+
+STYLIZE = [sys.executable, "-m", "pipeline"]
+#: Small and quick: the shipped network at a 96 px output, segments of one second.
+VIDEO_JOB = {"styles": ["udnie"], "method": "fast", "size": 96, "segment_seconds": 1.0,
+             "precision": "fp32", "device": "cpu"}
+
+
+def _manifest(folder: Path, **settings: object) -> Path:
+    job = {"name": "clips", "input": "in", "output": "out", **VIDEO_JOB, **settings}
+    path = folder / "jobs.yaml"
+    path.write_text(yaml.safe_dump({"jobs": [job]}))
+    return path
+
+
+def _run(manifest: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STYLIZE, "run", str(manifest), "--quiet"], capture_output=True,
+                          text=True, cwd=manifest.parent, timeout=300, **kwargs)
+
+
+def test_a_video_keeps_its_frames_timing_sound_rotation_and_dates(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "in" / "clip.mp4", frames=30, fps=12, rotate=90,
+                     metadata={"creation_time": "2024-05-01T10:00:00.000000Z",
+                               "location": "+48.8584+002.2945/"})
+    done = _run(_manifest(tmp_path))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out" / "clip.mp4.udnie.mp4"
+    assert frame_times(out) == frame_times(src)  # count, rate and timing
+    assert sound_packets(out) == sound_packets(src)  # copied, not re-encoded
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        assert video.codec_context.name == "h264"
+        assert (video.codec_context.width, video.codec_context.height) == (96, 60)
+        assert c.metadata["creation_time"].startswith("2024-05-01")
+        assert "48.8584" in c.metadata["location"]
+        assert float(c.duration) == pytest.approx(float(av.open(str(src)).duration), abs=2e4)
+        assert next(c.decode(video)).rotation == 90
+    assert not parts_dir(out).exists()  # the segments go once the video is written
+
+
+def test_a_rerun_skips_a_finished_video_and_explain_names_it(tmp_path: Path) -> None:
+    make_video(tmp_path / "in" / "clip.mp4", frames=20)
+    manifest = _manifest(tmp_path)
+    assert _run(manifest).returncode == 0
+    again = subprocess.run([*STYLIZE, "run", str(manifest), "--json"], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=300)
+    assert json.loads(again.stdout)["summary"]["skipped"] == 1
+    told = subprocess.run([*STYLIZE, "explain", str(tmp_path / "out" / "clip.mp4.udnie.mp4")],
+                          capture_output=True, text=True, timeout=60)
+    assert told.returncode == 0, told.stderr
+    assert "method:" in told.stdout and "fast" in told.stdout
+    assert "network sha256:" in told.stdout
+    assert "20 frames at 12.0 fps, 2 segments, sound aac" in told.stdout
+
+
+def test_matroska_sound_is_copied_and_pcm_is_encoded_once(tmp_path: Path) -> None:
+    webm = make_video(tmp_path / "in" / "a.webm", frames=12, audio="libopus",
+                      codec="libvpx-vp9")
+    mov = make_video(tmp_path / "in" / "b.mov", frames=12, audio="pcm_s16le")
+    assert _run(_manifest(tmp_path)).returncode == 0
+    assert sound_packets(tmp_path / "out" / "a.webm.udnie.mkv") == sound_packets(webm)
+    with av.open(str(tmp_path / "out" / "b.mov.udnie.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"  # mp4 cannot hold PCM
+    assert len(frame_times(tmp_path / "out" / "b.mov.udnie.mp4")) == len(frame_times(mov))
+
+
+def test_metadata_policies() -> None:
+    tags = {"creation_time": "2024", "location": "+1+2/", "location-eng": "+1+2/",
+            "com.apple.quicktime.location.ISO6709": "+1+2/", "encoder": "x", "title": "t"}
+    assert kept_metadata(tags, "keep") == {k: v for k, v in tags.items() if k != "encoder"}
+    assert kept_metadata(tags, "no-location") == {"creation_time": "2024", "title": "t"}
+    assert kept_metadata(tags, "strip") == {}
+
+
+def test_steady_frames_flicker_less_than_frame_by_frame(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "in" / "pan.mp4", frames=24, fps=12, size=(192, 120))
+    assert _run(_manifest(tmp_path, size=128)).returncode == 0
+    steady = decoded_frames(tmp_path / "out" / "pan.mp4.udnie.mp4")
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    (alone_dir / "in").symlink_to(tmp_path / "in")
+    assert _run(_manifest(alone_dir, size=128, steady=0)).returncode == 0
+    alone = decoded_frames(alone_dir / "out" / "pan.mp4.udnie.mp4")
+    originals = decoded_frames(src)
+    steady_error, alone_error = warping_error(originals, steady), warping_error(originals, alone)
+    assert steady_error < 0.6 * alone_error, (steady_error, alone_error)
+
+
+def test_kill_mid_video_then_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
+    make_video(tmp_path / "in" / "long.mp4", frames=72, fps=12)
+    manifest = _manifest(tmp_path)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "in").symlink_to(tmp_path / "in")
+    assert _run(_manifest(whole)).returncode == 0
+    expected = (whole / "out" / "long.mp4.udnie.mp4").read_bytes()
+
+    out = tmp_path / "out" / "long.mp4.udnie.mp4"
+    proc = subprocess.Popen([*STYLIZE, "run", str(manifest), "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    parts = parts_dir(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (parts / "00001.json").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = sorted(p.name for p in parts.glob("*.json"))
+    assert kept and "00005.json" not in kept and not out.exists()  # killed mid-video
+
+    rerun = subprocess.run([*STYLIZE, "run", str(manifest), "--json"], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert out.read_bytes() == expected
+    assert not parts.exists()
+
+
+def test_bad_videos_are_one_line_each_and_the_rest_still_runs(tmp_path: Path) -> None:
+    good = make_video(tmp_path / "in" / "good.mp4", frames=12)
+    data = good.read_bytes()
+    (tmp_path / "in" / "cut.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "in" / "noise.mkv").write_bytes(os.urandom(5000))
+    make_video(tmp_path / "in" / "silent.mp4", frames=6, audio=None)
+    with av.open(str(tmp_path / "in" / "sound-only.mp4"), "w") as c:
+        stream = c.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            c.mux(packet)
+    done = subprocess.run([*STYLIZE, "run", str(_manifest(tmp_path)), "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    tasks = {Path(t["input"]).name: t for t in json.loads(done.stdout)["tasks"]}
+    assert tasks["good.mp4"]["status"] == tasks["silent.mp4"]["status"] == "done"
+    assert tasks["cut.mp4"]["category"] == "truncated"
+    assert tasks["noise.mkv"]["category"] in ("not_a_video", "truncated")
+    assert tasks["sound-only.mp4"]["category"] == "not_a_video"
+    for name in ("cut.mp4", "noise.mkv", "sound-only.mp4"):
+        assert "\n" not in tasks[name]["reason"] and name in tasks[name]["reason"]
+    assert sound_packets(tmp_path / "out" / "silent.mp4.udnie.mp4") == []
+
+
+def test_limits_refuse_long_and_large_videos(tmp_path: Path) -> None:
+    from pipeline.errors import InputError
+    from pipeline.settings import Settings
+
+    data = make_video(tmp_path / "c.mp4", frames=24, fps=12).read_bytes()
+    with pytest.raises(InputError, match="max_video_seconds") as err:
+        probe_video(data, "c.mp4", Settings(max_video_seconds=1))
+    assert err.value.category == "too_large"
+    with pytest.raises(InputError, match="max_pixels"):
+        probe_video(data, "c.mp4", Settings(max_pixels=100 * 60))
+    info = probe_video(data, "c.mp4", Settings())
+    assert (info.width, info.height, len(info.frames), info.fps) == (128, 80, 24, 12.0)
+
+
+def test_segments_cover_every_frame_once_with_a_warmup() -> None:
+    from fractions import Fraction
+
+    from pipeline.video.probe import VideoInfo
+
+    info = VideoInfo(64, 48, tuple(range(0, 100 * 512, 512)), Fraction(1, 12288), 0, "", "h264")
+    segments = plan_segments(info, 1.0, 0.7)
+    assert [(s.first, s.end) for s in segments] == [(0, 24), (24, 48), (48, 72), (72, 96),
+                                                   (96, 100)]
+    assert segments[0].warmup == 0 and segments[1].warmup == warmup_frames(0.7) == 11
+    assert all(s.count == 5 for s in segments)
+    assert plan_segments(info, 1.0, 0.0)[1].warmup == 0
+
+
+def test_videos_are_planned_beside_photos(tmp_path: Path) -> None:
+    make_video(tmp_path / "in" / "clip.MOV", frames=6)
+    (tmp_path / "in" / "pic.png").write_bytes((REPO / "examples/photos/coffee.png").read_bytes())
+    the_plan = plan(load_manifest(_manifest(tmp_path)))
+    outputs = sorted(t.output.name for t in the_plan.due)
+    assert outputs == ["clip.MOV.udnie.mp4", "pic.png.udnie.jpg"]
+
+
+def test_pan_frames_move(tmp_path: Path) -> None:
+    frames = pan_frames(3, 64, 40)
+    assert not np.array_equal(frames[0], frames[2])
+
+
+def test_the_inbox_waits_for_a_video_still_being_copied(tmp_path: Path) -> None:
+    """The first half lies still for longer than the settle delay (a copy that stalls):
+    the watcher must not fail it, and makes it once when the rest arrives."""
+    import threading
+
+    from pipeline.watch import InboxWatcher, WatchEvent, WatchOptions
+
+    data = make_video(tmp_path / "clip.mp4", frames=24).read_bytes()
+    job = {"name": "box", "input": "photos", "output": "out", "inbox": "inbox", **VIDEO_JOB}
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "jobs.yaml").write_text(yaml.safe_dump({"jobs": [job]}))
+    events: list[WatchEvent] = []
+    finished = threading.Event()
+
+    def on_event(event: WatchEvent) -> None:
+        events.append(event)
+        if event.kind in ("done", "failed"):
+            finished.set()
+
+    watcher = InboxWatcher(load_manifest(tmp_path / "jobs.yaml").jobs,
+                           options=WatchOptions(settle=0.3, poll=None, rescan=30.0,
+                                                incomplete_grace=5.0, tick=0.05),
+                           on_event=on_event)
+    watcher.start()
+    try:
+        target = tmp_path / "inbox" / "clip.mp4"
+        target.write_bytes(data[: len(data) // 2])  # closed, settled, and truncated
+        time.sleep(1.5)
+        with open(target, "ab") as fh:  # the copy goes on
+            fh.write(data[len(data) // 2:])
+        appended = time.time()
+        assert finished.wait(120)
+    finally:
+        watcher.stop()
+    kinds = [e.kind for e in events if e.file == "clip.mp4"]
+    assert "failed" not in kinds and kinds.count("done") == 1, kinds
+    done = next(e for e in events if e.kind == "done")
+    assert done.time >= appended
+    # What the watcher saw while it waited: a video that reads as truncated.
+    from pipeline.errors import InputError
+    from pipeline.settings import Settings
+
+    with pytest.raises(InputError) as err:
+        probe_video(data[: len(data) // 2], "clip.mp4", Settings())
+    assert err.value.category == "truncated"
+    out = tmp_path / "out" / "inbox" / "clip.mp4.udnie.mp4"
+    assert len(frame_times(out)) == 24
