@@ -15,6 +15,7 @@ good on both.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ class Yardstick:
         self.painting = (painting if isinstance(painting, Image.Image)
                          else Image.open(painting)).convert("RGB")
         self._targets: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+    def for_photo(self, photo: Image.Image) -> Yardstick:
+        """The same yardstick (network and painting shared) for another photo."""
+        other = copy.copy(self)
+        other.photo = photo.convert("RGB")
+        other._targets = {}
+        return other
 
     @torch.no_grad()
     def _features(self, image: Image.Image) -> dict[str, torch.Tensor]:

@@ -235,7 +235,8 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         s = engine.settings
         targets: StyleTargets = {}
 
-        def stylize(frames: list[Image.Image]) -> list[Image.Image]:
+        def stylize(frames: list[Image.Image],
+                    starts: list[Image.Image | None]) -> list[Image.Image]:
             nonlocal targets
             if isinstance(engine, FastStylizer):
                 pictures = engine.stylize_batch(frames)
@@ -243,12 +244,14 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                 if not targets:
                     sides = method_of(s).style_sides(*frames[0].size, s)
                     targets = shop.targets(s, work.preset, sides)
-                pictures = [engine.stylize(f, targets, should_stop=should_stop)
-                            for f in frames]
+                pictures = [engine.stylize(f, targets, should_stop=should_stop, start=start)
+                            for f, start in zip(frames, starts, strict=True)]
             return [with_strength(p, f, s.strength) for p, f in zip(pictures, frames,
                                                                      strict=True)]
 
+        # The optimizer starts each frame from the previous one, carried along the flow.
         data = make_segment(work.photo, work.name, work.segment, s, work.fmt, stylize,
+                            sequential=not isinstance(engine, FastStylizer),
                             on_progress=on_progress, should_stop=should_stop)
     except Exception as exc:
         return failed(work, exc, time.perf_counter() - start, shop.worker)

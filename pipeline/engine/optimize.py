@@ -110,20 +110,23 @@ class Engine:
                 on_progress: ProgressFn | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_snapshot: SnapshotFn | None = None, snapshot_every: int = 0,
-                on_pass: PassFn | None = None) -> Image.Image:
+                on_pass: PassFn | None = None, start: Image.Image | None = None) -> Image.Image:
         """Optimize one RGB photo towards the style; returns the stylized RGB image.
 
         ``on_snapshot`` receives the current picture (at the current scale's size) every
         ``snapshot_every`` steps, at the end of each tile and of each scale; it is meant
         for previews and benchmarks, and costs a device-to-host copy each time.
         ``on_pass`` sees each optimization pass's start and result (tests, benchmarks).
+        ``start``: a picture to start from (a video's previous frame, carried along the
+        footage's motion): only the finest scale is then optimized, from it.
         """
         snap = None
         if on_snapshot is not None:
             def snap(progress: Progress, x: torch.Tensor) -> None:
                 on_snapshot(progress, tensor_to_pil(x[:1].detach().clamp(0, 1).cpu()))
         calls = _Callbacks(on_progress, should_stop, snap, snapshot_every, on_pass)
-        return self._stylize([content], targets, calls)[0]
+        return self._stylize([content], targets, calls,
+                             None if start is None else [start])[0]
 
     def stylize_batch(self, contents: Sequence[Image.Image], targets: StyleTargets, *,
                       on_progress: ProgressFn | None = None,
@@ -141,17 +144,24 @@ class Engine:
                              _Callbacks(on_progress, should_stop, on_pass=on_pass))
 
     def _stylize(self, contents: list[Image.Image], targets: StyleTargets,
-                 calls: _Callbacks) -> list[Image.Image]:
+                 calls: _Callbacks,
+                 starts: list[Image.Image] | None = None) -> list[Image.Image]:
         sizes = {output_size(c.width, c.height, self.settings.size) for c in contents}
         if len(sizes) != 1:
             raise ValueError(f"a batch needs photos of one output size, not {sorted(sizes)}")
         out_w, out_h = sizes.pop()
         scales = geometry.pyramid(out_w, out_h, self.settings)
+        if starts is not None:  # a start holds what the coarser scales would have painted
+            scales = scales[-1:]
         missing = {sc.style_side for sc in scales} - set(targets)
         if missing:
             raise ValueError(f"style targets missing for sides {sorted(missing)}")
         run = _PhotoRun(self, scales, calls)
-        if self.settings.init == "fast":
+        if starts is not None:
+            run.first = torch.cat([pil_to_tensor(resized(s.convert("RGB"), out_w, out_h))
+                                   for s in starts]).to(self.device, self.picture_dtype)
+            run.started = True
+        elif self.settings.init == "fast":
             from pipeline.engine.fast import FastStylizer
 
             assert self.network is not None
@@ -186,6 +196,7 @@ class _PhotoRun:
         self.scaler = LossScaler.for_dtype(engine.dtype)
         self.previous: torch.Tensor | None = None  # the photos at the previous scale
         self.first: torch.Tensor | None = None  # the first scale's start, if not from init
+        self.started = False  # whether ``first`` is a finished picture (a warm start)
         self.start = time.perf_counter()
 
     def scale(self, k: int, x: torch.Tensor | None, contents: list[Image.Image],
@@ -238,8 +249,9 @@ class _PhotoRun:
         loss_scale = self.scaler.scale
         # The optimizer moves ``x`` in place: a listener gets a copy of where it started.
         start = x.detach().clone() if self.calls.on_pass is not None else x
-        # ``init: fast`` keeps the finest scale alone, which always moves pixels.
-        bands = k < self.settings.pyramid_scales and self.settings.init != "fast"
+        # ``init: fast`` or a start keeps the finest scale alone, which moves pixels.
+        bands = (k < self.settings.pyramid_scales and self.settings.init != "fast"
+                 and not self.started)
         options = PassOptions(self.scales[k].steps, bands, self.calls.should_stop)
         report = _Reporter(self, k, tile, tiles_, canvas)
         result = optimize(x, lambda pic: objective(net(pic), pic), self.settings, options,

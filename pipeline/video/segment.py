@@ -39,8 +39,9 @@ CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
 #: every machine that makes the same frames).
 X264_OPTIONS = {"preset": "faster", "bf": "0", "threads": "1"}
 
-#: ``stylize(frames)``: the stylized frames (same sizes), for the engine of the preset.
-StylizeFn = Callable[[list[Image.Image]], list[Image.Image]]
+#: ``stylize(frames, starts)``: the stylized frames (same sizes); ``starts`` (one frame
+#: at a time, when the maker is ``sequential``) is each frame's warm start or None.
+StylizeFn = Callable[[list[Image.Image], list[Image.Image | None]], list[Image.Image]]
 
 
 def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -79,9 +80,14 @@ def _frames(data: bytes, name: str, wanted: tuple[int, ...]) -> Iterator[av.Vide
 
 
 def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fmt: str,
-                 stylize: StylizeFn, *, on_progress: ProgressFn | None = None,
+                 stylize: StylizeFn, *, sequential: bool = False,
+                 on_progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None) -> bytes:
-    """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``."""
+    """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``.
+
+    ``sequential``: frames one at a time, each started from the previous steady frame
+    carried to it (the optimizer's warm start); otherwise a few at a time, each alone.
+    """
     start = time.perf_counter()
     out = io.BytesIO()
     container = av.open(out, "w", format=CONTAINERS[fmt],
@@ -98,12 +104,16 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
         if not pending:
             return
         originals = [p[1] for p in pending]
-        pictures = stylize([Image.fromarray(o) for o in originals])
+        carried = steadier.carry(originals[0]) if sequential else None
+        starts: list[Image.Image | None] = [None] * len(originals)
+        if carried is not None:
+            starts[0] = carried.image()
+        pictures = stylize([Image.fromarray(o) for o in originals], starts)
         for (pts, original), picture in zip(pending, pictures, strict=True):
             styled = np.asarray(picture.convert("RGB"))
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
-            steady = steadier(original, styled)
+            steady = steadier(original, styled, carried)
             done += 1
             if done <= warm:
                 continue  # stylized only to start the steadying where it would be
@@ -126,7 +136,7 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
         assert frame.pts is not None  # _frames yields only timestamped frames
         pending.append((frame.pts, frame.to_ndarray(format="rgb24", width=w, height=h,
                                                     interpolation="AREA")))
-        if len(pending) == FRAMES_AT_ONCE:
+        if len(pending) == (1 if sequential else FRAMES_AT_ONCE):
             flush()
     flush()
     if encoder is not None:

