@@ -18,32 +18,25 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from support.engines import train_tiny_network
-from support.images import SHARED_STYLE, gradient_photo
-from support.presets import FAST
+from support.images import gradient_photo
+from support.presets import TINY_FAST, write_preset
 from typer.testing import CliRunner
 
 from pipeline import records
 from pipeline.cli import app
 from pipeline.methods import result_view
-from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, network_key
+from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, find_network, network_key
 from pipeline.styles import Registry
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
 
-#: A tiny fast preset: a network 8 channels wide, trained on photos at the area of a 32 px
-#: square.
-TINY = FAST | {"method": "fast", "network_width": 8, "train_size": 32, "train_steps": 3,
-               "train_batch": 2}
+TINY = TINY_FAST
 
 
 @pytest.fixture
 def styles(tmp_path: Path) -> Path:
     folder = tmp_path / "styles"
-    (folder / "quick").mkdir(parents=True)
-    Image.open(SHARED_STYLE).convert("RGB").resize((96, 60)).save(folder / "quick" / "p.png")
-    lines = ["description: a tiny fast preset", "images: [p.png]", "settings:"]
-    lines += [f"  {k}: {v}" for k, v in TINY.items()]
-    (folder / "quick" / "preset.yaml").write_text("\n".join(lines) + "\n")
+    write_preset(folder, "quick", TINY_FAST, description="a tiny fast preset")
     return folder
 
 
@@ -426,3 +419,30 @@ def test_a_running_watcher_survives_a_forced_retrain(
     assert records.read_record(out).made["network"] == new  # type: ignore[union-attr]
     assert (tmp_path / "inbox" / "done" / "new.png").exists()
     assert sum(1 for e in events if getattr(e, "kind", "") == "warning") == 1
+
+
+def test_missing_networks_are_trained_once_and_the_plan_comes_back_bound(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.manifest import load_manifest
+    from pipeline.missing_networks import missing_networks, train_missing
+    from pipeline.planning import plan
+
+    monkeypatch.setenv("STYLIZE_STYLES_PATH", str(styles))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            gradient_photo(72, 48, seed=i).save(tmp_path / name / f"p{i}.png")
+    (tmp_path / "jobs.yaml").write_text(
+        "jobs:\n"
+        "  - {name: one, input: a, output: out-a, styles: [quick]}\n"
+        "  - {name: two, input: b, output: out-b, styles: [quick]}\n")
+    the_plan = plan(load_manifest(tmp_path / "jobs.yaml"))
+    missing = missing_networks(the_plan)
+    assert len(missing) == 1 and len(missing[0][1]) == 6  # one network, both jobs' photos
+    bound = train_missing(the_plan, tmp_path / "cache")
+    ref = find_network(bound.tasks[0].preset, tmp_path / "cache")
+    assert ref is not None
+    assert {t.preset.network for t in bound.tasks} == {ref.digest}
+    assert all(t.key != old.key for t, old in zip(bound.tasks, the_plan.tasks, strict=True))
+    assert missing_networks(bound) == []
+    assert train_missing(bound, tmp_path / "cache") is bound  # nothing to train: as it was

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +31,6 @@ from pipeline.cli.common import (
     setup_logging,
 )
 from pipeline.errors import Cancelled
-from pipeline.methods import needs_network
 
 
 @app.command()
@@ -114,7 +115,7 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
     cache.sweep()
     executor = make_executor(parsed, cache, *where)
     try:
-        _train_missing(the_plan, cache.root, stop, display, executor)
+        the_plan = _train_missing(the_plan, cache.root, stop, display, executor)
         # Installed again once the executor is up: starting Ray puts its own handlers in.
         with stop.installed(), display.live(the_plan):
             result = run_plan(the_plan, executor, on_event=display.on_event, should_stop=stop,
@@ -126,32 +127,23 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
 
 
 def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any,
-                   executor: Any) -> None:
-    """Train, before any photo, the network of each fast style that has none yet, on the
-    photos of the jobs that use it (all of them, not only those due: a network is trained
-    once for a collection): on one Ray worker with ``--executor ray``, else here."""
-    from pipeline.networks import network_key
-    from pipeline.train_job import TrainingPhoto, ensure_network
+                   executor: Any) -> Any:
+    """The plan bound to the networks of its fast styles, each trained first if missing
+    (:mod:`pipeline.missing_networks`), each training shown live."""
+    from pipeline.missing_networks import Training, train_missing
     from pipeline.ui.train_view import TrainView
 
-    missing: dict[str, tuple[Any, dict[Path, TrainingPhoto]]] = {}
-    due_styles = {(t.job, t.style) for t in the_plan.due if needs_network(t.preset.settings)
-                  and not t.preset.network}
-    for task in the_plan.tasks:
-        if (task.job, task.style) in due_styles:
-            entry = missing.setdefault(network_key(task.preset), (task.preset, {}))
-            # The task's own folder and link policy: training reads what the run would.
-            entry[1].setdefault(task.input, TrainingPhoto(task.input, task.root,
-                                                          task.follow_symlinks))
-    for preset, photos in missing.values():
+    @contextlib.contextmanager
+    def session(preset: Any) -> Iterator[Training]:
         view = TrainView(display.console, quiet=display.quiet, verbose=display.verbose)
-        remote = (executor.remote_training(view.on_step, stop)
-                  if hasattr(executor, "remote_training") else None)
+        training = Training(on_step=view.on_step, on_start=view.on_start)
         with stop.installed(), view.live():
-            report = ensure_network(preset, [photos[p] for p in sorted(photos)], cache_root,
-                                    on_step=view.on_step, on_start=view.on_start,
-                                    should_stop=stop, remote=remote)
-        view.print_summary(report)
+            yield training
+        if training.report is not None:
+            view.print_summary(training.report)
+
+    return train_missing(the_plan, cache_root, session=session, executor=executor,
+                         should_stop=stop)
 
 
 def _report(result: Any, report: Path | None, json_out: bool) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pipeline.methods import Needs
 from pipeline.styles import Preset
@@ -27,7 +27,8 @@ from pipeline.video.segments import SegmentJob
 if TYPE_CHECKING:
     from pipeline.engine.progress import Progress
 
-__all__ = ["ExecEvent", "Executor", "Finished", "Started", "Step", "TargetCounts", "Work"]
+__all__ = ["ExecEvent", "Executor", "Finished", "Started", "Step", "TargetCounts",
+           "TrainsRemotely", "Work"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,16 @@ class TargetCounts:
         """What happened between two snapshots (an executor's counts are running totals)."""
         return TargetCounts(self.computed - before.computed, self.cached - before.cached,
                             self.shipped - before.shipped, self.networks - before.networks)
+
+
+@runtime_checkable
+class TrainsRemotely(Protocol):
+    """An executor's optional capability: training a network where it makes pictures
+    (a Ray worker), driven from here, its checkpoints kept here."""
+
+    def remote_training(self, on_step: Callable[[Any], None] | None,
+                        should_stop: Callable[[], bool] | None) -> Any:
+        """Something ``train_job.ensure_network`` takes as ``remote``."""
 
 
 class Executor(Protocol):
