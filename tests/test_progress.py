@@ -61,7 +61,7 @@ def test_plain_output_has_no_bars_and_verbose_adds_scale_lines(tmp_path: Path) -
     _drive(RunDisplay(console, verbose=True), _tasks(tmp_path))
     text = out.getvalue()
     assert "\x1b[" not in text and "━" not in text  # cron mail stays readable
-    assert f"{tmp_path / 'a.jpg'} [udnie] scale 2/2 64×48 loss 0.5" in text  # per scale
+    assert f"{tmp_path / 'a.jpg'} [udnie] scale 2/2 64×48 tile 2/2 loss 0.5" in text
     assert "style udnie: 2 style target(s) computed, 1 from the cache" in text
     assert ("summary: 1 done, 0 skipped, 1 failed, 0 not run in 12.5 s; style targets: "
             "2 computed, 1 from the cache") in text
@@ -75,3 +75,9 @@ def test_quiet_prints_failures_and_the_summary_only(tmp_path: Path) -> None:
     assert lines[0].startswith(f"failed {tmp_path / 'b.jpg'}")
     assert lines[-1].startswith("summary:")
     assert len(lines) == 2
+
+
+def test_a_video_segment_shows_its_frames_not_a_loss() -> None:
+    frames = Progress(1, 1, 12, 48, 0.0, 2.0, 512, 288, frames=True)
+    assert frames.label() == "frames 12/48 512×288"
+    assert Progress(1, 3, 5, 40, 2.5, 1.0, 128, 96).label() == "scale 1/3 128×96 loss 2.5"

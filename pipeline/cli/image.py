@@ -34,21 +34,16 @@ class _PhotoProgress:
             return
         if self._bar is None:
             self._bar = Progress(
-                TextColumn("scale {task.fields[scale]} {task.fields[size]}"), BarColumn(),
-                TaskProgressColumn(), TextColumn("loss {task.fields[loss]:.4g}"),
+                TextColumn("{task.fields[label]}"), BarColumn(), TaskProgressColumn(),
                 TimeRemainingColumn(), console=err, transient=False)
             self._bar.start()
         p = event.progress
         key = (p.scale, p.width)  # a retry at a smaller size starts its scales on new bars
         if key not in self._tasks:
-            self._tasks[key] = self._bar.add_task("", total=p.steps,
-                                                  scale=f"{p.scale}/{p.scales}",
-                                                  size=f"{p.width}×{p.height}", loss=p.loss)
-        # A scale too large for memory runs tile after tile on the same bar.
-        size = f"{p.width}×{p.height}" + (f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else "")
-        # total again on each step: a scale that stops early reports its last step as its total.
-        self._bar.update(self._tasks[key], completed=p.step, total=p.steps, loss=p.loss,
-                         size=size)
+            self._tasks[key] = self._bar.add_task("", total=p.steps, label=p.label())
+        # A scale too large for memory runs tile after tile on the same bar; total again on
+        # each step: a scale that stops early reports its last step as its total.
+        self._bar.update(self._tasks[key], completed=p.step, total=p.steps, label=p.label())
 
     def close(self) -> None:
         if self._bar is not None:

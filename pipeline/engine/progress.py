@@ -24,6 +24,15 @@ class Progress:
     height: int
     tile: int = 1  # 1-based tile of the current scale (scales too large for one pass)
     tiles: int = 1
+    frames: bool = False  # a video segment's frames made so far, not an optimizer's steps
+
+    def label(self) -> str:
+        """What the views show: the scale and size, the tile, the loss; or the frames."""
+        size = f"{self.width}×{self.height}"
+        if self.frames:
+            return f"frames {self.step}/{self.steps} {size}"
+        tile = f" tile {self.tile}/{self.tiles}" if self.tiles > 1 else ""
+        return f"scale {self.scale}/{self.scales} {size}{tile} loss {self.loss:.4g}"
 
 
 ProgressFn = Callable[[Progress], None]

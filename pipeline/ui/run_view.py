@@ -100,14 +100,11 @@ class RunDisplay(View):
     def _step(self, event: TaskStep) -> None:
         p = event.progress
         if self._bar is not None:
-            tile = f" tile {p.tile}/{p.tiles}" if p.tiles > 1 else ""
             self._bar.update(self._worker_bar(event.worker), completed=p.step, total=p.steps,
-                             detail=f"scale {p.scale}/{p.scales} {p.width}×{p.height}{tile} "
-                                    f"loss {p.loss:.3g}")
+                             detail=p.label())
         elif self.verbose and p.step == p.steps:
-            self.line(f"  {shown(event.task.input)} \\[{markup(event.task.style)}] scale "
-                       f"{p.scale}/{p.scales} {p.width}×{p.height} loss {p.loss:.4g} "
-                       f"({p.elapsed:.1f} s)")
+            self.line(f"  {shown(event.task.input)} \\[{markup(event.task.style)}] "
+                      f"{p.label()} ({p.elapsed:.1f} s)")
 
     def _worker_bar(self, worker: str) -> TaskID:
         assert self._bar is not None

@@ -127,7 +127,8 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
         pending.clear()
         if on_progress is not None:
             w, h = originals[0].shape[1], originals[0].shape[0]
-            on_progress(Progress(1, 1, done, total, 0.0, time.perf_counter() - start, w, h))
+            on_progress(Progress(1, 1, done, total, 0.0, time.perf_counter() - start, w, h,
+                                 frames=True))
 
     for frame in _frames(data, name, job.frames):
         if should_stop is not None and should_stop():
