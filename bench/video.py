@@ -13,7 +13,9 @@ command (its built-in style 0; it takes no painting) frame by frame and with
 ``--smooth 0.3``, run with the benchmark environment's Python (``.venv-bench``).
 
 ``speed``: a 1280×720 clip of ``--seconds`` at 30 fps through the runner (decode,
-stylize, steady, encode, mux) at ``--size``: frames a second, steady on and off.
+stylize, steady, encode, mux) at ``--size``: frames a second, steady on and off; with
+``--optimize-frames N``, seconds a frame of ``method: optimize`` at 384 px on its first N
+frames, each frame from its photo (cold) and from the previous frame (warm).
 """
 
 from __future__ import annotations
@@ -178,6 +180,19 @@ def speed(args: argparse.Namespace) -> None:
         _, seconds = run_job(work / f"run-{steady}", clips, args.preset, settings)
         print(f"{args.preset} at {args.size} px, steady {steady}: {n} frames (1280×720, "
               f"30 fps) in {seconds:.1f} s: {n / seconds:.1f} frames/s", flush=True)
+    if not args.optimize_frames:
+        return
+    # The optimizer: every frame from its photo (steady 0: cold) against each frame started
+    # from the previous one carried along the flow (warm: the finest scale only).
+    short = work / "short"
+    short.mkdir()
+    write_clip(short / "clip.mp4", frames[:args.optimize_frames], 30)
+    for steady in (0.0, 0.7):
+        settings = {"method": "optimize", "size": 384, "steady": steady}
+        _, seconds = run_job(work / f"opt-{steady}", short, args.preset, settings)
+        print(f"{args.preset} optimize at 384 px, {'warm' if steady else 'cold'}: "
+              f"{args.optimize_frames} frames in {seconds:.1f} s: "
+              f"{seconds / args.optimize_frames:.1f} s a frame", flush=True)
 
 
 def main() -> None:
@@ -192,6 +207,8 @@ def main() -> None:
     sp.add_argument("--size", type=int, default=512)
     sp.add_argument("--seconds", type=float, default=10.0)
     sp.add_argument("--preset", default="udnie")
+    sp.add_argument("--optimize-frames", type=int, default=0,
+                    help="also time the optimizer on this many frames, cold and warm")
     args = ap.parse_args()
     steady_table(args) if args.what == "steady" else speed(args)
 

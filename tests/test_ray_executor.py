@@ -574,3 +574,15 @@ def test_a_video_is_made_in_segments_on_both_workers_and_muxed_on_the_driver(
     assert sound_packets(outputs["remote"]) == sound_packets(src)
     # One thread a worker and in this process, float32: the same segments, the same file.
     assert outputs["remote"].read_bytes() == outputs["local"].read_bytes()
+
+
+def test_remote_training_is_a_declared_capability(executor: RayExecutor) -> None:
+    from pipeline.executors.base import TrainsRemotely
+    from pipeline.executors.local import LocalExecutor
+
+    assert isinstance(executor, TrainsRemotely)
+    local = LocalExecutor(None)
+    try:
+        assert not isinstance(local, TrainsRemotely)
+    finally:
+        local.close()

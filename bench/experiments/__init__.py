@@ -1,0 +1,1 @@
+"""One-question experiments whose answers are recorded in docs/lab-log.md."""
