@@ -239,7 +239,7 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                     starts: list[Image.Image | None]) -> list[Image.Image]:
             nonlocal targets
             if isinstance(engine, FastStylizer):
-                pictures = engine.stylize_batch(frames)
+                pictures = engine.stylize_batch(frames, noise=False)
             else:
                 if not targets:
                     sides = method_of(s).style_sides(*frames[0].size, s)

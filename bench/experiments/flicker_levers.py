@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.flicker import warping_error
-from bench.video import COLLECTION, camera, scores
+from bench.video import COLLECTION, REPO, camera, scores
 from pipeline.engine.fast import working_size
 from pipeline.engine.network import NOISE_SEED, TransformNet, read_network
 from pipeline.network_loader import network_config
@@ -91,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     preset = Registry.discover().resolve(args.preset)
-    path = args.network or preset.path / "network.safetensors"  # type: ignore[operator]
+    path = args.network or REPO / "styles" / args.preset / "network.safetensors"
     net = read_network(path, network_config(preset.settings)).net.eval()
     photo, move = args.clip.split(":")
     originals = [cv2.resize(f, OUT, interpolation=cv2.INTER_AREA)

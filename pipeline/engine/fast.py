@@ -75,8 +75,10 @@ class FastStylizer:
     @torch.no_grad()
     def stylize_batch(self, contents: Sequence[Image.Image], targets: object = None, *,
                       on_progress: ProgressFn | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
-        """Photos of one output size, through the network together."""
+                      should_stop: Callable[[], bool] | None = None,
+                      noise: bool = True) -> list[Image.Image]:
+        """Photos of one output size, through the network together (``noise``: with the
+        network's noise channels; a video's frames go without, see TransformNet)."""
         start = time.perf_counter()
         s = self.settings
         sizes = {output_size(c.width, c.height, s.size) for c in contents}
@@ -88,7 +90,7 @@ class FastStylizer:
         full = torch.cat([pil_to_tensor(p) for p in photos]).to(self.device)
         small = torch.cat([pil_to_tensor(resized(p, work_w, work_h)) for p in photos]
                           ).to(self.device)
-        painted = self._run(small)
+        painted = self._run(small, 1.0 if noise else 0.0)
         if (work_w, work_h) != (out_w, out_h):
             painted = _up(painted, out_h, out_w) + full - _up(small, out_h, out_w)
         pictures = [tensor_to_pil(x.clamp(0, 1).cpu()) for x in painted.split(1)]
@@ -98,14 +100,14 @@ class FastStylizer:
             pictures = [keep_colours(p, c) for p, c in zip(pictures, photos, strict=True)]
         return pictures
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, noise_scale: float) -> torch.Tensor:
         # bfloat16 where the hardware runs it natively (see training: the network was
         # trained under the same autocast); the head's output is float32 either way.
         if self.dtype != torch.float32 and (self.device.type == "cuda" or cpu_has_bf16()):
             dtype = torch.bfloat16 if self.dtype == torch.bfloat16 else torch.float16
             with torch.autocast(self.device.type, dtype=dtype):
-                return self.net(x).float()
-        return self.net(x).float()
+                return self.net(x, noise_scale=noise_scale).float()
+        return self.net(x, noise_scale=noise_scale).float()
 
 
 def _up(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -172,11 +172,13 @@ class TransformNet(nn.Module):
                                 _ConvLayer(2 * w, w, 3, upsample=True))
         self.out = _ConvLayer(w, 3, 9, norm=False, relu=False)
 
-    def forward(self, photos: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, photos: torch.Tensor, generator: torch.Generator | None = None,
+                noise_scale: float = 1.0) -> torch.Tensor:
         """``photos`` (B×3×H×W in [0, 1]) painted.  With noise channels, their noise is
         drawn from ``generator`` (a CPU one; training) or else the fixed one of
-        :data:`NOISE_SEED`, the same for every photo of the batch."""
+        :data:`NOISE_SEED`, the same for every photo of the batch, times ``noise_scale``
+        (0 for a video's frames: noise fixed on the screen does not move with the scene,
+        and what the network paints from it flickers when the camera moves)."""
         h, w = photos.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise InputError(f"a picture of {w}×{h} is too small for the network; both "
@@ -188,7 +190,8 @@ class TransformNet(nn.Module):
         shared = generator is None
         draws = generator if generator is not None else torch.Generator().manual_seed(NOISE_SEED)
         if self.config.noise:
-            x = torch.cat([x, _noise(x, self.config.noise, draws, shared)], dim=1)
+            x = torch.cat([x, _noise(x, self.config.noise, draws, shared) * noise_scale],
+                          dim=1)
         logits = self.out(self.up(self.blocks(self.down(x))))[..., :h, :w]
         # A sigmoid keeps the output in [0, 1] with a gradient everywhere (a clamp has
         # none where it bites).  Not a residual around the photo, although that starts

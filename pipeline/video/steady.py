@@ -1,18 +1,19 @@
-"""Holding a stylized video steady: each frame keeps some of the previous one, moved along
-the footage's optical flow, where that flow can be trusted.
+"""Holding a stylized video steady: each frame keeps the broad strokes of the previous one,
+moved along the footage's optical flow, where that flow can be trusted.
 
-A network (or an optimizer) stylizes each frame alone, so the texture it paints on a
-wall jumps a little from one frame to the next even when the wall does not move: the
-video flickers.  Here the flow between the *original* frames (OpenCV's DIS flow, on the
-grey frames) carries the previous *output* to where its content is now; where it lands
-on the same picture (the original, warped the same way, matches the original frame
-within a tolerance: not occluded, not newly revealed, the flow not wrong) the new frame
-is ``steady`` of the carried one and the rest its own; elsewhere it is its own.  The
-recursion remembers: a texture that stays still on a still wall stays still.
+A network (or an optimizer) stylizes each frame alone, so what it paints on a wall changes
+a little from one frame to the next even when the wall does not: the video flickers.  Here
+the flow between the *original* frames (OpenCV's DIS flow, on the grey frames) carries the
+previous *output* to where its content is now; where it lands on the same picture (the
+original, warped the same way, matches the original frame within a tolerance: not occluded,
+not newly revealed, the flow not wrong) the new frame takes ``steady`` of the carried one's
+colours and broad shapes (its band below :data:`LOW_SIGMA_AT_384`) and keeps its own fine
+brushwork; elsewhere it is its own.  The recursion remembers: a colour that stays on a
+still wall stays still.  (The fast path also paints a video's frames without its noise
+channels: noise fixed on the screen does not move with a panning camera.)
 
 Deterministic (single-threaded OpenCV, fixed presets), so a segment made twice is the
-same bytes, which the resumable segments rely on.
-"""
+same bytes, which the resumable segments rely on."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ from PIL import Image
 
 __all__ = ["Carried", "Steadier", "flow", "warp"]
 
+#: The carried frame lends the new one its colours and broad shapes, not its fine texture:
+#: below this scale (a Gaussian's sigma, in pixels of a frame 384 px wide) it is mixed in,
+#: above it the new frame is its own.  Mixing the fine texture too averages two paintings
+#: of the same place and washes out the brushwork (measured: docs/lab-log.md).
+LOW_SIGMA_AT_384 = 2.0
 #: A warped original within this (0-255, per pixel, mean over channels) of the frame is
 #: the same content: the carried output may be used there.
 MATCH_TOLERANCE = 12.0
@@ -87,8 +93,11 @@ class Steadier:
         carried = carried or self.carry(original)
         out = stylized
         if carried is not None:
-            weight = self.steady * carried.trust
-            mixed = stylized.astype(np.float32) * (1 - weight) + carried.picture * weight
+            sigma = LOW_SIGMA_AT_384 * max(original.shape[:2]) / 384
+            painted = stylized.astype(np.float32)
+            low = cv2.GaussianBlur(carried.picture, (0, 0), sigma) - cv2.GaussianBlur(
+                painted, (0, 0), sigma)
+            mixed = painted + self.steady * carried.trust * low
             out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
         self._previous = (cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), original, out)
         return out
