@@ -70,9 +70,7 @@ def network_identity(preset: Preset) -> dict[str, Any]:
         # Not the step count: more steps go on from the checkpoint (the same network,
         # trained further), as ``stylize train --steps`` does.
         "training": {"size": s.train_size, "batch": s.train_batch,
-                     "learning_rate": s.train_learning_rate, "seed": s.seed,
-                     # Absent when off: networks keyed before it existed keep their keys.
-                     **({"stability": s.network_stability} if s.network_stability else {})},
+                     "learning_rate": s.train_learning_rate, "seed": s.seed},
         "paintings": [[file_digest(i.path), i.weight] for i in preset.images],
         "weights": weights_digest(s.weights),
         "vgg": {"pooling": s.pooling, "pad": s.pad},

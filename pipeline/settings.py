@@ -69,8 +69,7 @@ FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format"
 #: settings: a fast result's key holds the network's digest, which they decide, and an
 #: optimized result does not depend on them at all.
 NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
-                           "train_batch", "train_learning_rate", "network_style_ratio",
-                           "network_stability"})
+                           "train_batch", "train_learning_rate", "network_style_ratio"})
 #: Knobs only a video reads: in a video's key (``max_video_seconds``, a limit, is not),
 #: never in a photo's.
 VIDEO_KNOBS = frozenset({"steady", "video_quality", "segment_seconds", "max_video_seconds"})
@@ -208,10 +207,6 @@ class Settings(BaseModel):
         0.3, gt=0, le=1, description="the network is trained with style_weight times this: "
         "a network that cannot match the optimizer's style at its balance paints over the "
         "subject instead, so it is trained with a lighter style term")
-    network_stability: float = Field(
-        0.0, ge=0, le=MAX_WEIGHT, description="weight of a training term that asks the "
-        "network's picture of a photo moved by a few pixels to be its picture moved the "
-        "same way (Gupta et al. 2017): steadier videos; 0: off")
     # -- the network and the hardware
     weights: str = Field(
         "caffe", description="VGG-19 weights: caffe (bundled), torchvision, or a file")

@@ -59,11 +59,6 @@ from pipeline.errors import (
 )
 from pipeline.settings import Settings
 
-#: The stability term's moves: up to this many pixels each way at the working size,
-#: with this much pixel noise (a video's frames differ by a little grain too).
-STABILITY_SHIFT = 4
-STABILITY_GRAIN = 0.02
-
 __all__ = ["TrainOptions", "TrainProgress", "TrainResult", "Trainer",
            "train", "training_sides"]
 
@@ -213,8 +208,6 @@ class Trainer:
             photo = sample.photo.to(self.device)
             loss, _ = self._objective(self.learner, photo, sample.style_side,
                                       self.generator)
-            if self.settings.network_stability:
-                loss = loss + self.settings.network_stability * self._instability(photo)
             value = float(loss.detach())
             if not math.isfinite(value):
                 # Before the step: the weights (and so every checkpoint) stay those of the
@@ -246,28 +239,6 @@ class Trainer:
                             enabled=self.dtype != torch.float32):
             picture = net(photo, noise)  # float32: the output head runs in float32
         return objective(self.vgg(picture), picture).mean(), picture
-
-    def _instability(self, photo: torch.Tensor) -> torch.Tensor:
-        """How far the picture of the photo moved by a few pixels is from the picture
-        moved the same way (mean squared, on what both see), with the same noise
-        channels, fixed on the screen as at inference: what a panning video shows."""
-        g = self.generator
-        m = STABILITY_SHIFT
-        dy, dx = (int(v) for v in torch.randint(-m, m + 1, (2,), generator=g))
-        h, w = photo.shape[-2] - 2 * m, photo.shape[-1] - 2 * m
-        here = photo[..., m:m + h, m:m + w]
-        moved = photo[..., m + dy:m + dy + h, m + dx:m + dx + w]
-        moved = (moved + STABILITY_GRAIN * torch.randn(moved.shape, generator=g).to(
-            moved.device)).clamp(0, 1)
-        seed = int(torch.randint(2**31, (1,), generator=g))
-        with torch.autocast(self.device.type, dtype=self.dtype,
-                            enabled=self.dtype != torch.float32):
-            a = self.learner(here, torch.Generator().manual_seed(seed))
-            b = self.learner(moved, torch.Generator().manual_seed(seed))
-        # a[y + dy, x + dx] and b[y, x] show the same point of the photo.
-        a = a[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
-        b = b[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-        return (a.float() - b.float()).pow(2).mean()
 
     @torch.no_grad()
     def evaluate(self, photos: torch.Tensor) -> float:
