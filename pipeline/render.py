@@ -239,7 +239,10 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                     starts: list[Image.Image | None]) -> list[Image.Image]:
             nonlocal targets
             if isinstance(engine, FastStylizer):
-                pictures = engine.stylize_batch(frames, noise=False)
+                # Steady frames go without the noise channels (fixed on the screen, what
+                # the network paints from them slides over a moving scene); steady 0 makes
+                # each frame as the photo alone would be made.
+                pictures = engine.stylize_batch(frames, noise=not s.steady)
             else:
                 if not targets:
                     sides = method_of(s).style_sides(*frames[0].size, s)

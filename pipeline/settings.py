@@ -261,7 +261,8 @@ class Settings(BaseModel):
         0.8, ge=0, le=0.95,
         description="videos: how much of the previous frame's colours and broad shapes, "
         "moved along the footage's optical flow, each frame keeps where the flow is "
-        "reliable (0: each frame alone, which flickers)")
+        "reliable, and (method fast) goes without the network's noise; 0: each frame as "
+        "a photo alone, which flickers")
     video_quality: int = Field(
         20, ge=0, le=51, description="videos: H.264's constant rate factor (lower is better "
         "and larger; 18-23 is visually near lossless to good)")
