@@ -18,7 +18,7 @@ and draws its photos, its drop plan and every kill delay from it, before anythin
 An attack that raises still gets its row: the summary lists each attack with its status
 (ok, failed, error or skipped), the reason and its seconds, and the others still run.
 
-Run:  python bench/attack.py [--photos 30] [--kills 10] [--watch-photos 150] [--watch-kills 10]
+Run:  python -m bench.attack [--photos 30] [--kills 10] [--watch-photos 150] [--watch-kills 10]
       [--disk-photos 30] [--seed 1] [--only run,watch,disk] [--keep] [--json FILE]
 Children run with OMP_NUM_THREADS=1 (a shared 2-core machine). Exit status 1 if a check failed
 or an attack raised.
@@ -36,9 +36,9 @@ import time
 import traceback
 from pathlib import Path
 
-from attacks import ATTACKS
-from attacks.report import Outcome, outcome, print_end
-from attacks.setup import CHILD_ENV, Context, Tool
+from bench.attacks import ATTACKS
+from bench.attacks.report import Outcome, outcome, print_end
+from bench.attacks.setup import CHILD_ENV, Context, Tool
 
 
 def parser() -> argparse.ArgumentParser:

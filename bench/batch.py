@@ -7,7 +7,7 @@
   batches of 1, 2, 4, ... and the batch size the engine picks by itself; images per minute
   counts the whole multiscale optimization, after one warm-up batch.
 
-Run:  python bench/batch.py [--batches 1,2,4,8,16] [--size 512] [--out DIR]
+Run:  python -m bench.batch [--batches 1,2,4,8,16] [--size 512] [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bench.common import REPO
 from pipeline.engine import memory
 from pipeline.engine.geometry import output_size
 from pipeline.engine.losses import gram, relative_error, total_variation
@@ -28,7 +29,6 @@ from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 
 

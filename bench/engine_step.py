@@ -9,8 +9,8 @@ Prints, for a 512 px photo on the chosen device and precision:
 With ``--sizes 96x64,192x128,384x256`` it prints the same two figures, and their ratio,
 at each of those sizes instead (the coarse scales, where a step's fixed costs weigh most).
 
-Run:  python bench/engine_step.py [--device cpu] [--precision auto] [--steps 20]
-      python bench/engine_step.py --no-full --sizes 96x64,192x128,384x256
+Run:  python -m bench.engine_step [--device cpu] [--precision auto] [--steps 20]
+      python -m bench.engine_step --no-full --sizes 96x64,192x128,384x256
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bench.common import REPO
 from pipeline.engine.geometry import output_size, pyramid
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
@@ -33,7 +34,6 @@ from pipeline.images import pil_to_tensor
 from pipeline.settings import Settings
 from pipeline.styles import Registry
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "examples" / "photos" / "astronaut.png"
 
 

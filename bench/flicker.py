@@ -7,7 +7,7 @@ wrong), the squared difference between the two (RGB in [0, 1], summed over chann
 is averaged.  The warping error is the mean over all pairs: 0 for a video whose
 painting moves exactly with the footage.
 
-    python bench/flicker.py ORIGINAL.mp4 STYLIZED.mp4 [STYLIZED2.mp4 ...]
+    python -m bench.flicker ORIGINAL.mp4 STYLIZED.mp4 [STYLIZED2.mp4 ...]
 
 prints each stylized video's warping error (frames are matched in order; a stylized
 video of another size is compared at its own size, the originals resized to it).

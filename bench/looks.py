@@ -7,7 +7,7 @@ and the W2 distance of ``pipeline.engine.losses.w2_relative`` over the same five
 so that W2 is judged by its own measure too, not only by the Gram yardstick that favours the
 Gram loss). Renders run in this process, one after the other.
 
-Run:  python bench/looks.py [--size 512] [--variants gram,w2,gram-avg,w2-avg]
+Run:  python -m bench.looks [--size 512] [--variants gram,w2,gram-avg,w2-avg]
                             [--styles all] [--photos all] [--out docs/looks]
 """
 
@@ -22,15 +22,15 @@ from typing import Any
 
 import torch
 from PIL import Image
-from sheet import contact_sheet
-from yardstick import STYLE_LAYERS, Yardstick
 
+from bench.common import REPO
+from bench.sheet import contact_sheet
+from bench.yardstick import STYLE_LAYERS, Yardstick
 from pipeline.engine.losses import W2Target, gram, w2_relative
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "examples" / "photos"
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -55,7 +55,7 @@ def w2_distance(stick: Yardstick, picture: Image.Image) -> float:
     painting = stick.painting.resize((round(stick.painting.width * scale),
                                       round(stick.painting.height * scale)),
                                      Image.Resampling.LANCZOS)
-    fs, fo = stick._features(painting), stick._features(picture.convert("RGB"))
+    fs, fo = stick.features(painting), stick.features(picture.convert("RGB"))
     total = 0.0
     for name in STYLE_LAYERS:
         target = W2Target(fs[name].mean((0, 2, 3)), gram(fs[name])[0])

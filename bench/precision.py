@@ -6,7 +6,7 @@ each precision's distances, their difference from fp32's in percent, and the wal
 target (issue: speed): a low precision that is the default must stay within 2% of fp32 on both
 distances.
 
-Run:  python bench/precision.py [--device auto] [--precisions fp32,bf16,fp16] [--out DIR]
+Run:  python -m bench.precision [--device auto] [--precisions fp32,bf16,fp16] [--out DIR]
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from yardstick import Yardstick
 
+from bench.common import REPO
+from bench.yardstick import Yardstick
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.styles import Registry
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "examples" / "photos" / "astronaut.png"
 STYLE = "starry-night"
 PIXELS = 500 * 500

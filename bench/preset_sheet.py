@@ -5,7 +5,7 @@ Reads what bench/fast_quality.py kept in each preset's ``--out`` folder (the opt
 side by side, a row per preset, with the objective of each picture (content + the
 preset's style weight × style, from that folder's scores.json) in its label.
 
-    python bench/preset_sheet.py --out docs/fast/presets.jpg \\
+    python -m bench.preset_sheet --out docs/fast/presets.jpg \\
         udnie=bench/out/q-udnie:curve6-udnie/net-015min great-wave=bench/out/q-wave:...
 """
 
@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-
-from sheet import contact_sheet  # noqa: E402
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT
+from bench.sheet import contact_sheet
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ network's objective as a multiple of it, and whether the network dominates the p
 higher on both distances).  Printed as Markdown, so the figures in the docs are the
 scores themselves, not copied by hand.
 
-    python bench/quality_table.py --scores bench/out/q-udnie/scores.json \
+    python -m bench.quality_table --scores bench/out/q-udnie/scores.json \
         --network ship2-udnie/net-020min
 """
 

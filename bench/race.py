@@ -16,7 +16,7 @@ run's: the earlier pastiche times are scaled by that ratio for the "calibrated" 
 Writes: ``<out>/race.json`` (every point), ``<out>/race.png`` (both distances over time),
 ``<out>/race_images.jpg`` (photo, painting, pastiche, stylize side by side), and prints a summary.
 
-Run:  python bench/race.py [--pastiche-steps 1000] [--photo ...] [--style ...] [--out docs/race]
+Run:  python -m bench.race [--pastiche-steps 1000] [--photo ...] [--style ...] [--out docs/race]
 (needs matplotlib: pip install -e ".[bench]").  On the reference 2-core CPU, pastiche's 1000
 steps take about half an hour.
 """
@@ -32,9 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from yardstick import Yardstick, dominates
+from bench.common import REPO
+from bench.yardstick import Yardstick, dominates
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTO = REPO / "examples" / "photos" / "astronaut.png"
 STYLE = REPO / "styles" / "starry-night" / "starry_night.jpg"
 PIXELS = 500 * 500  # pastiche's default --size-pixels

@@ -5,7 +5,7 @@ folder, writes two manifests that differ only in ``batch_size`` (1, and 0 = auto
 ``stylize run`` on each in a child process, and prints the wall times and images per minute.
 The outputs of the two runs are compared too (mean absolute difference in levels of 255).
 
-Run:  python bench/run_batched.py [--count 16] [--size 512] [--work DIR]
+Run:  python -m bench.run_batched [--count 16] [--size 512] [--work DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
+
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 
 

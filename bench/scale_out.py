@@ -13,7 +13,7 @@ against one (at least 1.8× the throughput).  Workers are started before the clo
 (their start-up is printed apart); they load the network at their first photo, inside the
 timed run.  A local Ray instance with ``max(threads, 2)`` CPUs is started for the script.
 
-Run:  python bench/scale_out.py [--photos 24] [--size 192] [--steps 40,20] [--threads 1]
+Run:  python -m bench.scale_out [--photos 24] [--size 192] [--steps 40,20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,24 +21,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from pipeline.cache import ArtifactCache  # noqa: E402
-from pipeline.executors.base import Executor  # noqa: E402
-from pipeline.executors.local import LocalExecutor  # noqa: E402
-from pipeline.images import probe  # noqa: E402
-from pipeline.manifest import load_manifest  # noqa: E402
-from pipeline.methods import needs  # noqa: E402
-from pipeline.planning import Plan, plan  # noqa: E402
-from pipeline.runner import run  # noqa: E402
+from bench.common import REPO
+from pipeline.cache import ArtifactCache
+from pipeline.executors.base import Executor
+from pipeline.executors.local import LocalExecutor
+from pipeline.images import probe
+from pipeline.manifest import load_manifest
+from pipeline.methods import needs
+from pipeline.planning import Plan, plan
+from pipeline.runner import run
 
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 

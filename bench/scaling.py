@@ -9,7 +9,7 @@ or ``--tile-pixels``) are optimized in tiles; the table says how many.
 ``--keep DIR`` saves each result; ``--seam-crops`` also saves, for the largest size, 512×512
 crops of the result centred on each tile border of the final scale (docs/tiles/).
 
-Run:  python bench/scaling.py [--sizes 256,512,1024,2048] [--steps 250,120,50] [--keep DIR]
+Run:  python -m bench.scaling [--sizes 256,512,1024,2048] [--steps 250,120,50] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
+
 PHOTO = REPO / "examples" / "photos" / "coffee.png"
 STYLE = "starry-night"
 

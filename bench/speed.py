@@ -25,9 +25,9 @@ Writes ``<out>/speed.json`` (times, distances, the loss of every step of every r
 a table. Timings on a shared machine are only as good as the machine is quiet: the child's
 CPU time is printed too (less sensitive to other processes than wall time, not immune).
 
-Run:  python bench/speed.py                      # the full comparison, 500² pixels (~12 min)
-      python bench/speed.py --pixels 65536 --pairs race --after '{"stop_tolerance": 0.002}'
-      python bench/speed.py --nudges 2        # each side three times: the rounding spread
+Run:  python -m bench.speed                      # the full comparison, 500² pixels (~12 min)
+      python -m bench.speed --pixels 65536 --pairs race --after '{"stop_tolerance": 0.002}'
+      python -m bench.speed --nudges 2        # each side three times: the rounding spread
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
+
 PHOTOS = REPO / "examples" / "photos"
 PIXELS = 500 * 500  # the race's (pastiche's default --size-pixels)
 

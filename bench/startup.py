@@ -1,6 +1,6 @@
 """How long the light commands take to start, and whether they import torch.
 
-    python bench/startup.py [--repeat 10]
+    python -m bench.startup [--repeat 10]
 
 Runs each command as a user would (a fresh ``stylize`` process), ``--repeat`` times, and
 prints the median and the fastest wall time; then, once more under
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
 
 
 def _stylize() -> list[str]:

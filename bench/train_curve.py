@@ -7,22 +7,17 @@ a copy of the network is kept at each time mark (minutes of training, not of wal
 clock, so a resumed run keeps its marks).  bench/fast_quality.py scores the snapshots
 on the held-out photos.  Prints one line a minute; writes <out>/log.jsonl.
 
-    python bench/train_curve.py --style udnie --out bench/out/curve-udnie --threads 1
+    python -m bench.train_curve --style udnie --out bench/out/curve-udnie --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-COLLECTION = REPO.parent / "shared" / "data" / "collection"
-#: Never trained on: the photos the curve is judged on.
-HELD_OUT = ("bridge.jpg", "dune.jpg", "garden.jpg", "kleiber.jpg")
+from bench.common import COLLECTION, HELD_OUT
 
 
 def main() -> None:

@@ -37,11 +37,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from bench.common import COLLECTION, REPO
 from pipeline.settings import Settings
 from pipeline.styles import Registry
 
-REPO = Path(__file__).resolve().parent.parent
-COLLECTION = REPO.parent / "shared" / "data" / "collection"
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 #: Held-out photos (never trained on) and the camera move made across each.
 CLIPS = {"bridge": "pan", "dune": "zoom", "garden": "orbit"}

@@ -55,8 +55,21 @@ class Yardstick:
         return other
 
     @torch.no_grad()
-    def _features(self, image: Image.Image) -> dict[str, torch.Tensor]:
+    def features(self, image: Image.Image) -> dict[str, torch.Tensor]:
+        """The picture's VGG-19 features at the yardstick's layers."""
         return self.net(pil_to_tensor(image).to(self.device))
+
+    def targets(self, size: tuple[int, int]) -> tuple[Any, Any]:
+        """The features of the photo resized to ``size`` and of the painting resized to its
+        pixel count: what a picture of that size is measured against (kept)."""
+        if size not in self._targets:
+            photo = self.photo.resize(size, Image.Resampling.LANCZOS)
+            scale = math.sqrt(size[0] * size[1] / (self.painting.width * self.painting.height))
+            painting = self.painting.resize((round(self.painting.width * scale),
+                                             round(self.painting.height * scale)),
+                                            Image.Resampling.LANCZOS)
+            self._targets[size] = (self.features(photo), self.features(painting))
+        return self._targets[size]
 
     def score(self, picture: Image.Image | Path,
               at: tuple[int, int] | None = None) -> dict[str, float]:
@@ -71,16 +84,8 @@ class Yardstick:
         picture = picture.convert("RGB")
         if at is not None and picture.size != at:
             picture = picture.resize(at, Image.Resampling.BICUBIC)
-        size = picture.size
-        if size not in self._targets:
-            photo = self.photo.resize(size, Image.Resampling.LANCZOS)
-            scale = math.sqrt(size[0] * size[1] / (self.painting.width * self.painting.height))
-            painting = self.painting.resize((round(self.painting.width * scale),
-                                             round(self.painting.height * scale)),
-                                            Image.Resampling.LANCZOS)
-            self._targets[size] = (self._features(photo), self._features(painting))
-        fc, fs = self._targets[size]
-        fo = self._features(picture)
+        fc, fs = self.targets(picture.size)
+        fo = self.features(picture)
         layers = {n: relative_error(gram(fo[n]), gram(fs[n])).item() for n in STYLE_LAYERS}
         content = relative_error(fo[CONTENT_LAYER], fc[CONTENT_LAYER]).item()
         return {"content": content, "style": sum(layers.values()) / len(STYLE_LAYERS),

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.common import COLLECTION, REPO
 from bench.flicker import warping_error
-from bench.video import COLLECTION, REPO, camera, scores
+from bench.video import camera, scores
 from pipeline.engine.fast import working_size
 from pipeline.engine.network import NOISE_SEED, TransformNet, read_network
 from pipeline.network_loader import network_config

@@ -6,26 +6,21 @@ picture) with the default's last-scale steps and with ``--fewer`` steps, all at
 ``--size``.  The question the issue asks: does it reach the default's picture (both
 distances no worse) in at most half the default's time?
 
-    python bench/init_fast.py --network bench/out/curve-udnie/net-060min.safetensors
+    python -m bench.experiments.init_fast --network bench/out/curve-udnie/net-060min.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from sheet import contact_sheet  # noqa: E402
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
-from yardstick import Yardstick  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT, REPO
+from bench.sheet import contact_sheet
+from bench.yardstick import Yardstick
 
 
 def main() -> None:

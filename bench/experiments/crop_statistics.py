@@ -8,20 +8,15 @@ the same everywhere, the crops would score about what the whole does; a network 
 to give every crop the whole painting's Grams would then aim at the optimum.  Prints the
 style distance per VGG-19 layer and its mean.
 
-    python bench/crop_statistics.py --pictures bench/out/quality-udnie --style udnie
+    python -m bench.experiments.crop_statistics --pictures bench/out/quality-udnie --style udnie
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT
 
 
 def main() -> None:
@@ -50,8 +45,7 @@ def main() -> None:
             continue
         stick = Yardstick(Image.open(COLLECTION / name), painting)
         picture = Image.open(path).convert("RGB")
-        stick.score(picture)  # computes the painting's features at the picture's area
-        _, style_features = stick._targets[picture.size]
+        _, style_features = stick.targets(picture.size)
         w, h = picture.size
         for fraction in (float(f) for f in args.fractions.split(",")):
             if fraction >= 1:
@@ -61,7 +55,7 @@ def main() -> None:
                 boxes = [(x, y, x + c, y + c) for x in (0, w - c) for y in (0, h - c)]
             errors = torch.zeros(len(STYLE_LAYERS))
             for box in boxes:
-                f = stick._features(picture.crop(box))
+                f = stick.features(picture.crop(box))
                 errors += torch.tensor([relative_error(gram(f[n]), gram(style_features[n])).item()
                                         for n in STYLE_LAYERS])
             errors /= len(boxes)

@@ -10,26 +10,21 @@ in pixels multiply it by the size ratio.  Measured for ``method: optimize`` (at
 network run at the full output size, each at ``--sizes``; a contact sheet shows the
 same central crop (a quarter of the width) of each.
 
-    python bench/brush_size.py --network bench/out/curve-udnie/net-060min.safetensors
+    python -m bench.experiments.brush_size --network bench/out/curve-udnie/net-060min.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from sheet import contact_sheet  # noqa: E402
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT, REPO
+from bench.sheet import contact_sheet
 
 
 def stroke_frequency(picture: Image.Image, photo: Image.Image) -> float:

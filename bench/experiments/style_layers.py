@@ -6,7 +6,7 @@ yardstick (bench/yardstick.py), and each style layer's relative Gram distance is
 beside the content distance: which layers (fine texture at relu1_1 and relu2_1, large
 structures at relu4_1 and relu5_1) the network falls short on.
 
-    python bench/style_layers.py --pictures bench/out/quality-final60 \
+    python -m bench.experiments.style_layers --pictures bench/out/quality-final60 \
         --networks 'bench/out/curve6-udnie/net-060min.safetensors'
 """
 
@@ -15,17 +15,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from train_curve import COLLECTION, HELD_OUT  # noqa: E402
-from yardstick import STYLE_LAYERS, Yardstick  # noqa: E402
+from bench.common import COLLECTION, HELD_OUT
+from bench.yardstick import STYLE_LAYERS, Yardstick
 
 
 def main() -> None:
