@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms, TiffImagePlugin
+from support.colour import wide_gamut_profile
 
 from pipeline.images import (
     LoadedImage,
@@ -55,21 +56,6 @@ XMP = (
 # Building photos
 
 
-def wide_gamut_profile() -> bytes:
-    """An Adobe-RGB-like profile: sRGB's tone curve with wider primaries and a new name."""
-    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    primaries = {
-        b"rXYZ": (0.6097, 0.3111, 0.0195),
-        b"gXYZ": (0.2053, 0.6257, 0.0609),
-        b"bXYZ": (0.1492, 0.0632, 0.7446),
-    }
-    (count,) = struct.unpack_from(">I", data, 128)
-    for index in range(count):
-        sig, offset, _size = struct.unpack_from(">4sII", data, 132 + 12 * index)
-        if sig in primaries:
-            struct.pack_into(">iii", data, offset + 8, *(round(v * 65536) for v in primaries[sig]))
-    data[84:100] = bytes(16)
-    return bytes(data).replace("sRGB".encode("utf-16-be"), "Wide".encode("utf-16-be"))
 
 
 def _thumbnail_ifd(tiff: bytearray, order: str) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image
+from support.colour import wide_gamut_profile
 
 from pipeline.images import ALLOWED_FORMATS
 
@@ -49,22 +50,6 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def wide_gamut_profile() -> bytes:
-    """An Adobe-RGB-like ICC profile: sRGB's tone curve with wider primaries."""
-    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    primaries = {
-        b"rXYZ": (0.6097, 0.3111, 0.0195),
-        b"gXYZ": (0.2053, 0.6257, 0.0609),
-        b"bXYZ": (0.1492, 0.0632, 0.7446),
-    }
-    (count,) = struct.unpack_from(">I", data, 128)
-    for index in range(count):
-        sig, offset, _size = struct.unpack_from(">4sII", data, 132 + 12 * index)
-        if sig in primaries:
-            values = (round(v * 65536) for v in primaries[sig])
-            struct.pack_into(">iii", data, offset + 8, *values)
-    data[84:100] = bytes(16)
-    return bytes(data).replace("sRGB".encode("utf-16-be"), "Wide".encode("utf-16-be"))
 
 
 # --------------------------------------------------------------------------------------
