@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from pipeline.engine.loss_network import loss_network
 from pipeline.engine.losses import gram, relative_error
-from pipeline.engine.vgg import FeatureExtractor
-from pipeline.engine.weights import load_network
 from pipeline.images import pil_to_tensor
+from pipeline.settings import Settings
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
@@ -40,8 +40,9 @@ class Yardstick:
     def __init__(self, photo: Path | Image.Image, painting: Path | Image.Image,
                  device: str = "cpu") -> None:
         self.device = torch.device(device)
-        features, preprocess, _ = load_network("caffe", "max", self.device)
-        self.net = FeatureExtractor(features, preprocess, [*STYLE_LAYERS, CONTENT_LAYER])
+        # Fixed, whatever the defaults become: Caffe weights, max pooling, zero padding.
+        fixed = Settings(weights="caffe", pooling="max", pad="zeros")
+        self.net, _ = loss_network(fixed, [*STYLE_LAYERS, CONTENT_LAYER], self.device)
         self.photo = (photo if isinstance(photo, Image.Image) else Image.open(photo)).convert("RGB")
         self.painting = (painting if isinstance(painting, Image.Image)
                          else Image.open(painting)).convert("RGB")

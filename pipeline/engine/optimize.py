@@ -29,14 +29,13 @@ from pipeline.engine import geometry, memory, tiles
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.geometry import Scale, output_size
 from pipeline.engine.loop import Carry, PassOptions, optimize
+from pipeline.engine.loss_network import loss_network
 from pipeline.engine.loss_scale import LossScaler
 from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
 from pipeline.engine.progress import Progress, ProgressFn
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets
-from pipeline.engine.vgg import FeatureExtractor
-from pipeline.engine.weights import load_network
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
@@ -91,12 +90,9 @@ class Engine:
             raise ValueError("init fast needs the preset's trained network")
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
-        features, preprocess, self.weights = load_network(settings.weights, settings.pooling,
-                                                          self.device, self.dtype)
         content, style = layer_weights(settings)
-        # Cut after the deepest layer this preset uses: deeper layers would cost
-        # time in every step and contribute nothing.
-        self.net = FeatureExtractor(features, preprocess, [*content, *style], pad=settings.pad)
+        self.net, self.weights = loss_network(settings, [*content, *style], self.device,
+                                              self.dtype)
 
     def style_sides(self, width: int, height: int) -> list[int]:
         """The style target sizes a photo of this size needs (after resizing to ``size``)."""

@@ -20,9 +20,9 @@ from PIL import Image
 
 from pipeline.engine.device import resolve_device
 from pipeline.engine.geometry import MIN_SCALE_SIDE
+from pipeline.engine.loss_network import loss_network
 from pipeline.engine.losses import gram
-from pipeline.engine.vgg import FeatureExtractor
-from pipeline.engine.weights import Weights, load_network
+from pipeline.engine.weights import Weights
 from pipeline.images import pil_to_tensor
 from pipeline.images.colour import luminance
 from pipeline.images.tensors import resized
@@ -68,18 +68,14 @@ class StyleTargetMaker:
     Targets are always computed in float32: it costs one forward pass per size and
     keeps them independent of the precision setting, so one cache entry serves every
     precision.  The network is shared with every engine of the process (see
-    ``weights.load_network``), so a maker is cheap to build.
+    ``loss_network``), so a maker is cheap to build.
     """
 
     def __init__(self, settings: Settings, device: torch.device | None = None) -> None:
         self.settings = settings
         self.device = device or resolve_device(settings.device)
-        features, preprocess, self.weights = load_network(settings.weights, settings.pooling,
-                                                          self.device)
         self.layers = style_layer_names(settings)
-        # The painting is seen through the same padding as the picture: the statistics
-        # compared must come from one network.
-        self.net = FeatureExtractor(features, preprocess, self.layers, pad=settings.pad)
+        self.net, self.weights = loss_network(settings, self.layers, self.device)
 
     def identity(self) -> dict[str, object]:
         """What, besides the paintings and sizes, decides these targets (see style_identity)."""

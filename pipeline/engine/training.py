@@ -22,7 +22,7 @@ a resumed run's losses are those of a run never interrupted.  Nothing is pickled
 Precision: the network's weights and Adam stay float32; its convolutions run under
 autocast in bfloat16 on CPUs that have it natively and on GPUs (float16 with a gradient
 scaler where bfloat16 is missing), and VGG-19 runs in the same precision as for the
-optimizer (:func:`pipeline.engine.weights.load_network`).  The losses are float32.
+optimizer (:func:`pipeline.engine.loss_network.loss_network`).  The losses are float32.
 """
 
 from __future__ import annotations
@@ -43,13 +43,12 @@ from pipeline import fsutil
 from pipeline.engine import checkpoint, train_samples
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.geometry import style_side
+from pipeline.engine.loss_network import loss_network
 from pipeline.engine.network import NetworkConfig, TransformNet
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
 from pipeline.engine.preview import preview_sheet
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.engine.train_samples import MIN_SAMPLE_SIDE
-from pipeline.engine.vgg import FeatureExtractor
-from pipeline.engine.weights import load_network
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
@@ -161,10 +160,8 @@ class Trainer:
                              "are missing")
         self.device = resolve_device(o.device or settings.device)
         self.dtype = resolve_precision(o.precision or settings.precision, self.device)
-        features, preprocess, _ = load_network(settings.weights, settings.pooling,
-                                               self.device, self.dtype)
         content, style = layer_weights(settings)
-        self.vgg = FeatureExtractor(features, preprocess, [*content, *style], pad=settings.pad)
+        self.vgg, _ = loss_network(settings, [*content, *style], self.device, self.dtype)
         self.targets = targets
         self._style: dict[int, list[Term]] = {}
         with torch.random.fork_rng(devices=[]):  # the seed decides the initial weights,
