@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.images import SHARED_STYLE, gradient_photo
-from support.presets import FAST
+from support.presets import FAST, write_preset
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -33,11 +33,7 @@ def _make_batch(root: Path) -> Path:
     """A manifest in ``root``: the 'fast' user preset (as conftest's fast_preset_dir builds
     it) plus a painting given by path; returns the folder holding the preset."""
     styles = root / "user-styles"
-    (styles / "fast").mkdir(parents=True)
-    Image.open(SHARED_STYLE).convert("RGB").resize((96, 60)).save(styles / "fast" / "paint.png")
-    lines = ["description: tiny test preset", "images: [paint.png]", "settings:"]
-    lines += [f"  {k}: {v}" for k, v in FAST.items()]
-    (styles / "fast" / "preset.yaml").write_text("\n".join(lines) + "\n")
+    write_preset(styles, "fast", FAST, description="tiny test preset", painting_name="paint.png")
 
     (root / "photos").mkdir()
     (root / "later").mkdir()

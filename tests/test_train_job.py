@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from PIL import Image
 from rich.console import Console
-from support.images import SHARED_STYLE, gradient_photo
-from support.presets import FAST
+from support.images import gradient_photo
+from support.presets import FAST, write_preset
 from typer.testing import CliRunner
 
 from pipeline import networks, train_job
@@ -46,12 +46,8 @@ TRAIN = {**FAST, "train_size": 32, "network_width": 4, "train_batch": 2, "train_
 @pytest.fixture
 def styles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user style folder with the preset ``fast`` (Starry Night, tiny, quick to train)."""
-    folder = tmp_path / "styles" / "fast"
-    folder.mkdir(parents=True)
-    Image.open(SHARED_STYLE).convert("RGB").resize((96, 60)).save(folder / "paint.png")
-    lines = ["description: tiny training preset", "images: [paint.png]", "settings:"]
-    lines += [f"  {k}: {v}" for k, v in TRAIN.items()]
-    (folder / "preset.yaml").write_text("\n".join(lines) + "\n")
+    folder = write_preset(tmp_path / "styles", "fast", TRAIN,
+                          description="tiny training preset", painting_name="paint.png")
     monkeypatch.setenv("STYLIZE_STYLES_PATH", str(folder.parent))
     return folder.parent
 

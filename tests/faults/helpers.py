@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from PIL import Image
+from support.presets import write_preset
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -42,12 +42,8 @@ CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED":
 
 def make_styles(folder: Path, **settings: Any) -> Path:
     """A styles folder holding the preset ``tiny`` (Starry Night at 96x60)."""
-    preset = folder / "tiny"
-    preset.mkdir(parents=True, exist_ok=True)
-    Image.open(STYLE_IMAGE).convert("RGB").resize((96, 60)).save(preset / "paint.png")
-    doc = {"description": "fault-suite preset", "images": ["paint.png"],
-           "settings": {**TINY, **settings}}
-    (preset / "preset.yaml").write_text(yaml.safe_dump(doc))
+    write_preset(folder, "tiny", {**TINY, **settings}, description="fault-suite preset",
+                 painting=STYLE_IMAGE, painting_name="paint.png")
     return folder
 
 
