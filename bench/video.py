@@ -3,6 +3,7 @@
     python -m bench.video steady [--size 384] [--steady 0.7 ...] [--peer]
     python -m bench.video speed [--size 512] [--seconds 10] [--optimize-frames N]
     python -m bench.video strips WORK [--clip bridge]
+    python -m bench.video sample     # examples/videos/chelsea-pan.mp4
 
 ``steady``: three clips made from held-out collection photos with camera motion (a pan,
 a zoom, a handheld orbit with shake; 3 s at 24 fps), each made with ``stylize run``'s
@@ -75,16 +76,31 @@ def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[n
     return out
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+def write_clip(path: Path, frames: list[np.ndarray], fps: int, *, sound: bool = False,
+               crf: int = 16) -> Path:
+    """An H.264 clip of these frames (with a quiet 440 Hz tone in AAC if ``sound``)."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "16"})
+        stream = out.add_stream("libx264", rate=fps, options={"crf": str(crf)})
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
+        tone = out.add_stream("aac", rate=48000) if sound else None
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if tone is not None:
+            samples = 0.1 * np.sin(2 * np.pi * 440 * np.arange(48000 * len(frames) // fps)
+                                   / 48000)
+            for start in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(
+                    samples[start:start + 1024].astype(np.float32)[None], format="fltp",
+                    layout="mono")
+                frame.sample_rate, frame.pts = 48000, start
+                for packet in tone.encode(frame):
+                    out.mux(packet)
+            for packet in tone.encode():
+                out.mux(packet)
     return path
 
 
@@ -195,6 +211,14 @@ def strips(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
+def sample(args: argparse.Namespace) -> None:
+    """The shipped sample video: a slow pan across the sample cat photo, with a tone."""
+    frames = camera(REPO / "examples" / "photos" / "chelsea.png", "pan", 48, (480, 300))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_clip(args.out, frames, 24, sound=True, crf=23)
+    print(f"wrote {args.out}")
+
+
 def speed(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-video-speed-"))
     clips = work / "clips"
@@ -248,8 +272,10 @@ def main() -> None:
     sr.add_argument("--steady", type=float, default=0.8)
     sr.add_argument("--every", type=int, default=18)
     sr.add_argument("--out", type=Path, default=REPO / "docs" / "video")
+    sa = sub.add_parser("sample")
+    sa.add_argument("--out", type=Path, default=REPO / "examples" / "videos" / "chelsea-pan.mp4")
     args = ap.parse_args()
-    {"steady": steady_table, "speed": speed, "strips": strips}[args.what](args)
+    {"steady": steady_table, "speed": speed, "strips": strips, "sample": sample}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -216,10 +216,12 @@ def test_non_recursive_folder_takes_only_its_own_photos(tmp_path: Path) -> None:
 
 def test_shipped_jobs_yaml_is_valid() -> None:
     manifest = load_manifest(Path(__file__).resolve().parent.parent / "jobs.yaml")
-    assert [j.name for j in manifest.jobs] == ["samples", "samples-fast"]
-    # The fast job uses the presets' shipped networks: nothing to train first.
-    fast = manifest.jobs[1]
+    assert [j.name for j in manifest.jobs] == ["samples", "samples-fast", "samples-video"]
+    # The fast jobs use the presets' shipped networks: nothing to train first.
+    fast, video = manifest.jobs[1:]
     assert {p.settings.method for p in fast.styles} == {"fast"} and len(fast.styles) == 4
+    assert {p.settings.method for p in video.styles} == {"fast"}
+    assert [p.name for p in discover_inputs(video)] == ["chelsea-pan.mp4"]
 
 
 # -- mistakes, each with file and line ------------------------------------------------------
