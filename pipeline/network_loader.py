@@ -49,6 +49,10 @@ class NetworkLoader:
         self._kept: OrderedDict[str, LoadedNetwork] = OrderedDict()
 
     def __call__(self, preset: Preset) -> LoadedNetwork:
+        if preset.network in self._kept:
+            # Bound by the plan (its key names this digest): no file is looked at again.
+            self._kept.move_to_end(preset.network)
+            return self._kept[preset.network]
         ref = find_network(preset, self.cache_root)
         if ref is None:
             raise no_network(preset)

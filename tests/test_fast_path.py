@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from pipeline import records
 from pipeline.cli import app
+from pipeline.errors import StylizeError
 from pipeline.methods import result_view
 from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, find_network, network_key
 from pipeline.styles import Registry
@@ -446,3 +447,21 @@ def test_missing_networks_are_trained_once_and_the_plan_comes_back_bound(
     assert all(t.key != old.key for t, old in zip(bound.tasks, the_plan.tasks, strict=True))
     assert missing_networks(bound) == []
     assert train_missing(bound, tmp_path / "cache") is bound  # nothing to train: as it was
+
+
+def test_a_bound_network_is_loaded_by_digest_without_looking_at_files_again(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.network_loader import NetworkLoader
+    from pipeline.networks import bind
+
+    preset = _preset(styles, monkeypatch)
+    path = cache_paths(tmp_path / "cache", network_key(preset))[0]
+    digest = train_tiny_network(preset, path)
+    bound = bind(preset, tmp_path / "cache")
+    assert bound.network == digest
+    loader = NetworkLoader(tmp_path / "cache")
+    first = loader(bound)
+    path.rename(path.with_name("elsewhere"))  # the next photos need no file at all
+    assert loader(bound) is first
+    with pytest.raises(StylizeError):  # unbound, it is looked for (and not found)
+        loader(preset)

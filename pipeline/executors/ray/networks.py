@@ -49,6 +49,8 @@ class NetworkShipper:
         from pipeline.engine.network import MAX_NETWORK_BYTES, decode_network
 
         assert ray is not None
+        if preset.network in self._refs:  # bound by the plan: shipped once, by digest
+            return preset.network, self._refs[preset.network]
         ref = find_network(preset, self.cache_root or default_cache_dir())
         if ref is None:
             raise no_network(preset)
