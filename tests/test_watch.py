@@ -328,25 +328,32 @@ def test_a_link_out_of_the_inbox_is_refused_even_with_follow_symlinks(
 
 
 def test_an_exception_while_processing_one_photo_does_not_stop_the_watcher(
-        styles: Path, tmp_path: Path, observer: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import render
+        styles: Path, tmp_path: Path, observer: str) -> None:
+    from pipeline.executors.local import LocalExecutor
+
+    class Faulty(LocalExecutor):
+        """The real executor, but a bug strikes when it is handed boom.png."""
+
+        def submit(self, batch: list) -> None:  # type: ignore[override]
+            if any(work.name == "boom.png" for work in batch):
+                raise RuntimeError("injected failure")
+            super().submit(batch)
 
     job = make_job(tmp_path)
     inbox = job.inbox
     assert inbox is not None
-    real = render._attempt
-
-    def attempt(shop: object, work: render.Work, *a: object) -> object:
-        if work.name == "boom.png":
-            raise RuntimeError("injected failure")
-        return real(shop, work, *a)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(render, "_attempt", attempt)
-    with watching(job, options(observer)) as rec:
+    rec = Recorder()
+    executor = Faulty(None)
+    watcher = InboxWatcher([job], executor=executor, options=options(observer), on_event=rec)
+    watcher.start()
+    try:
         (inbox / "boom.png").write_bytes(png_bytes(1))
         rec.wait(lambda: bool(rec.of("failed", "boom.png")))
         (inbox / "fine.png").write_bytes(png_bytes(2))
         rec.wait_done("fine.png")
+    finally:
+        watcher.stop()
+        executor.close()
     [failed] = rec.of("failed", "boom.png")
     assert failed.data["category"] == "internal" and "injected failure" in failed.data["message"]
     assert (inbox / "failed" / "boom.png").exists()
