@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -182,11 +183,11 @@ def test_limits_refuse_long_and_large_videos(tmp_path: Path) -> None:
 
 
 def test_segments_cover_every_frame_once_with_a_warmup() -> None:
-    from fractions import Fraction
 
     from pipeline.video.probe import VideoInfo
 
-    info = VideoInfo(64, 48, tuple(range(0, 100 * 512, 512)), Fraction(1, 12288), 0, "", "h264")
+    info = VideoInfo(64, 48, tuple(range(0, 100 * 512, 512)), 100 * 512, Fraction(1, 12288), 0,
+                     "", "h264")
     segments = plan_segments(info, 1.0, 0.7)
     assert [(s.first, s.end) for s in segments] == [(0, 24), (24, 48), (48, 72), (72, 96),
                                                    (96, 100)]
@@ -256,3 +257,119 @@ def test_the_inbox_waits_for_a_video_still_being_copied(tmp_path: Path) -> None:
     assert err.value.category == "truncated"
     out = tmp_path / "out" / "inbox" / "clip.mp4.udnie.mp4"
     assert len(frame_times(out)) == 24
+
+
+# -- what an attack found (each failed before its fix) ------------------------------------
+
+
+def _encode(path: Path, times: list[int], *, time_base: Fraction, rate: int = 25,
+            options: dict[str, str] | None = None, size: tuple[int, int] = (96, 64)) -> Path:
+    """H.264 frames of a pan at these timestamps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate, options=options or {})
+        video.width, video.height, video.pix_fmt = *size, "yuv420p"
+        video.time_base = video.codec_context.time_base = time_base
+        for t, picture in zip(times, pan_frames(len(times), *size), strict=True):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = t
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+def _image(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STYLIZE, "image", str(src), "--style", "udnie", "--method", "fast",
+                           "-o", str(out), "--set", "size=96", "-q", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_faststart_mp4_cut_short_is_truncated_not_a_shorter_video(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        for picture in pan_frames(48, 96, 64):
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    data = whole.read_bytes()
+    from pipeline.errors import InputError
+    from pipeline.settings import Settings
+
+    for cut in (0.5, 0.8):
+        with pytest.raises(InputError) as err:
+            probe_video(data[: int(len(data) * cut)], "cut.mp4", Settings())
+        assert err.value.category == "truncated"
+
+
+def test_frames_an_edit_list_cuts_are_not_the_videos(tmp_path: Path) -> None:
+    src = _encode(tmp_path / "trimmed.mp4", list(range(-5, 10)), time_base=Fraction(1, 25))
+    done = _image(src, tmp_path / "out.mp4")
+    assert done.returncode == 0, done.stderr
+    assert frame_times(tmp_path / "out.mp4") == frame_times(src)  # the 10 shown frames
+
+
+def test_an_open_gop_is_decoded_whatever_the_segment_boundaries(tmp_path: Path) -> None:
+    src = _encode(tmp_path / "open.mp4", list(range(60)), time_base=Fraction(1, 12), rate=12,
+                  options={"x264-params": "open-gop=1:keyint=10:min-keyint=10:bframes=3:"
+                                          "b-pyramid=2:scenecut=0"})
+    done = _image(src, tmp_path / "out.mp4", "--set", "segment_seconds=0.75")
+    assert done.returncode == 0, done.stderr
+    assert frame_times(tmp_path / "out.mp4") == frame_times(src)
+
+
+def test_frames_that_change_size_midway_come_out_one_size(tmp_path: Path) -> None:
+    src = tmp_path / "resize.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=12)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuvj420p"
+        turned = av.CodecContext.create("mjpeg", "w")
+        turned.width, turned.height, turned.pix_fmt = 64, 96, "yuvj420p"
+        turned.time_base = Fraction(1, 12)
+        turned.open()
+        for i, picture in enumerate(pan_frames(12, 96, 64)):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
+                format="yuvj420p")
+            if i >= 6:
+                frame = frame.reformat(width=64, height=96)
+            frame.pts, frame.time_base = i, Fraction(1, 12)
+            for packet in (video.encode(frame) if i < 6 else turned.encode(frame)):
+                packet.stream = video
+                packet.pts = packet.dts = i
+                packet.time_base = Fraction(1, 12)
+                out.mux(packet)
+    for extra in ((), ("--set", "segment_seconds=0.5", "--set", "steady=0")):
+        done = _image(src, tmp_path / "out.mkv", *extra)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        frames = decoded_frames(tmp_path / "out.mkv")
+        assert len(frames) == 12 and {f.shape for f in frames} == {(64, 96, 3)}
+
+
+def test_pcm_sound_at_192_khz_is_resampled_for_aac(tmp_path: Path) -> None:
+    src = tmp_path / "loud.mov"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=192000, layout="stereo")
+        for picture in pan_frames(12, 96, 64):
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        samples = np.zeros((1, 2 * 4096), np.int16)
+        for start in range(0, 192000, 4096):
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = 192000, start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    done = _image(src, tmp_path / "out.mp4")
+    assert done.returncode == 0, done.stderr
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert c.streams.audio[0].codec_context.sample_rate == 48000

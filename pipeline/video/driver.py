@@ -20,6 +20,7 @@ from pipeline.planning import Task, task_key
 from pipeline.video.probe import VideoInfo, probe_video
 from pipeline.video.segment import frame_size
 from pipeline.video.segments import (
+    SEEK_MARGIN,
     Segment,
     SegmentJob,
     done_segment,
@@ -61,8 +62,11 @@ class Video:
         return [s for s in self.segments if s.index in self.pending]
 
     def work(self, segment: Segment, work_id: int) -> Work:
-        job = SegmentJob(segment, self.info.frames[segment.start:segment.end],
-                         self.info.time_base, self.info.rotation)
+        frames = self.info.frames
+        job = SegmentJob(segment, frames[segment.start:segment.end], self.info.time_base,
+                         self.info.rotation, self.size,
+                         frames[max(0, segment.start - SEEK_MARGIN)],
+                         frames[segment.end] if segment.end < len(frames) else self.info.end)
         return Work(work_id, display_name(self.task.input), self.data, self.task.preset,
                     self.task.fmt, self.digest, software=f"stylize {__version__}",
                     segment=job)

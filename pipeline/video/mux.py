@@ -27,6 +27,9 @@ __all__ = ["COPYABLE_AUDIO", "kept_metadata", "mux"]
 #: Sound codecs each container takes as they are; others are encoded to AAC (mp4) once.
 COPYABLE_AUDIO = {"mp4": frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}),
                   "mkv": None}  # None: Matroska takes any
+#: The sample rates AAC is defined for.
+AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
+                       11025, 8000, 7350})
 #: Container tags that describe the file, not the footage: never copied.
 _FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder",
                         "handler_name", "vendor_id", "duration"})
@@ -93,11 +96,19 @@ def _sound(src: av.container.InputContainer, output: av.container.OutputContaine
             packet.stream = audio
             yield packet
         return
-    # PCM from a camera's .mov, for instance, which an .mp4 cannot hold: AAC, once.
-    encoded = output.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+    # PCM from a camera's .mov, for instance, which an .mp4 cannot hold: AAC, once, at
+    # the source's rate where AAC has it (48 kHz otherwise: 192 kHz is over AAC's limit).
+    rate = stream.codec_context.sample_rate
+    rate = rate if rate in AAC_RATES else 48000
+    encoded = output.add_stream("aac", rate=rate)
+    resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
+                                  rate=rate)
     for frame in src.decode(stream):
         frame.pts = None  # the encoder counts samples from the first
-        yield from encoded.encode(frame)
+        for piece in resampler.resample(frame):
+            yield from encoded.encode(piece)
+    for piece in resampler.resample(None):
+        yield from encoded.encode(piece)
     yield from encoded.encode(None)
 
 

@@ -36,6 +36,7 @@ class VideoInfo:
     width: int
     height: int
     frames: tuple[int, ...]  # every frame's timestamp, in presentation order
+    end: int  # when the last frame ends (its timestamp plus its duration)
     time_base: Fraction
     rotation: int  # degrees, as the file's display matrix says
     audio: str  # the first sound stream's codec ("" when there is none)
@@ -97,37 +98,49 @@ def probe_video(data: bytes, name: str, settings: Settings) -> VideoInfo:
             raise InputError(f"{shown}: video is {container.duration / 1e6:.0f} s long, over "
                              f"the limit of {limit:g} s (max_video_seconds)", category="too_large")
         time_base = stream.time_base or Fraction(1, 90_000)
-        frames = _timestamps(container, stream, shown, limit, time_base, data, name)
+        frames, end = _timestamps(container, stream, shown, limit, time_base, data, name)
         rotation = _rotation(container, stream)
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else ""
-        return VideoInfo(width, height, tuple(frames), time_base, rotation, audio,
+        return VideoInfo(width, height, tuple(frames), end, time_base, rotation, audio,
                          stream.codec_context.name)
 
 
 def _timestamps(container: av.container.InputContainer, stream: av.VideoStream, shown: str,
-                limit: float, time_base: Fraction, data: bytes, name: str) -> list[int]:
-    """Every frame's presentation time, from the packets (nothing decoded), bounded."""
+                limit: float, time_base: Fraction, data: bytes,
+                name: str) -> tuple[list[int], int]:
+    """Every frame's presentation time, from the packets (nothing decoded), bounded, and
+    when the last one ends.  Frames an edit list cuts (discarded) are not the video's."""
     most = int(limit * MAX_FPS) + 1
     found: list[int] = []
+    cut = 0
+    ends = 0
     try:
         for packet in container.demux(stream):
             if packet.pts is None:
                 continue  # the demuxer's final empty packet
+            if packet.is_discard:
+                cut += 1
+                continue
+            ends = max(ends, packet.pts + (packet.duration or 0))
             found.append(packet.pts)
             if len(found) > most:
                 raise InputError(f"{shown}: more than {most:,} frames (over {MAX_FPS} a "
                                  f"second for {limit:g} s)", category="too_large")
     except (av.FFmpegError, OSError, EOFError) as exc:
         raise _refusal(name, data, exc) from None
-    if not found:
-        raise InputError(f"{shown}: has no frames (damaged or incomplete)",
-                         category="truncated")
+    declared = stream.frames  # an index's count (mp4); 0 where the container has none
+    if not found or (declared and len(found) + cut < declared):
+        # A file whose index promises frames its data does not hold: cut short, or (in an
+        # inbox) still being copied.
+        raise InputError(f"{shown}: video is incomplete ({len(found) + cut} of "
+                         f"{declared or '?'} frames are there)", category="truncated")
     found.sort()
     if float((found[-1] - found[0]) * time_base) > limit * 1.01:
         raise InputError(f"{shown}: video is {float((found[-1] - found[0]) * time_base):.0f} "
                          f"s long, over the limit of {limit:g} s (max_video_seconds)",
                          category="too_large")
-    return found
+    step = (found[-1] - found[0]) // (len(found) - 1) if len(found) > 1 else 1
+    return found, ends if ends > found[-1] else found[-1] + max(1, step)
 
 
 def _rotation(container: av.container.InputContainer, stream: av.VideoStream) -> int:

@@ -51,14 +51,16 @@ def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
-def _frames(data: bytes, name: str, wanted: tuple[int, ...]) -> Iterator[av.VideoFrame]:
-    """The frames with these timestamps, in order; ``InputError`` if any is missing."""
+def _frames(data: bytes, name: str, wanted: tuple[int, ...],
+            seek: int) -> Iterator[av.VideoFrame]:
+    """The frames with these timestamps, in order, decoded from the keyframe before
+    ``seek``; ``InputError`` if any is missing."""
     container = open_video(data, name)
     got = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
+        container.seek(seek, stream=stream, backward=True, any_frame=False)
         want = set(wanted)
         for frame in container.decode(stream):
             if frame.pts is None or frame.pts not in want:
@@ -121,7 +123,7 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
                 encoder = _encoder(container, job, settings, original.shape[1],
                                    original.shape[0])
             frame = av.VideoFrame.from_ndarray(steady, format="rgb24")
-            frame.pts = pts
+            frame.pts, frame.duration = pts, ends[pts] - pts  # the last frame's too
             for packet in encoder.encode(frame.reformat(format="yuv420p")):
                 container.mux(packet)
         pending.clear()
@@ -130,10 +132,11 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             on_progress(Progress(1, 1, done, total, 0.0, time.perf_counter() - start, w, h,
                                  frames=True))
 
-    for frame in _frames(data, name, job.frames):
+    ends = dict(zip(job.frames, (*job.frames[1:], job.after), strict=True))
+    for frame in _frames(data, name, job.frames, job.seek):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped")
-        w, h = frame_size(frame.width, frame.height, settings.size)
+        w, h = job.size
         assert frame.pts is not None  # _frames yields only timestamped frames
         pending.append((frame.pts, frame.to_ndarray(format="rgb24", width=w, height=h,
                                                     interpolation="AREA")))

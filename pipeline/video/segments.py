@@ -30,13 +30,21 @@ from pipeline.naming import RECORD_DIR, json_bytes
 if TYPE_CHECKING:
     from pipeline.video.probe import VideoInfo
 
-__all__ = ["Segment", "SegmentJob", "done_segment", "parts_dir", "plan_segments", "remove_parts",
-           "segment_key", "segment_path", "warmup_frames", "write_segment"]
+__all__ = ["SEEK_MARGIN", "Segment", "SegmentJob", "done_segment", "parts_dir",
+           "plan_segments", "remove_parts", "segment_key", "segment_path", "warmup_frames",
+           "write_segment"]
 
 #: Frames stylized before a segment's first only to steady it: enough that what the
 #: recursion remembers from before them weighs under this.
 FORGOTTEN = 0.02
 MAX_WARMUP = 24
+#: Decoding a segment starts this many frames before its first: a seek finds the keyframe
+#: before a time by its decoding order in some containers, and an open GOP's leading
+#: frames are decoded after the keyframe that follows them.
+SEEK_MARGIN = 16
+#: Bumped when the bytes a segment is made into change: parts left by an earlier version
+#: are made again, never joined with new ones.
+SEGMENT_VERSION = 2
 #: A segment's record is a few hundred bytes.
 MAX_SEGMENT_RECORD_BYTES = 4096
 
@@ -62,6 +70,9 @@ class SegmentJob:
     frames: tuple[int, ...]  # the timestamps of the segment's frames, warm-up first
     time_base: Fraction  # of those timestamps
     rotation: int  # the display rotation, kept in the output
+    size: tuple[int, int]  # every output frame's (a stream whose frames change size too)
+    seek: int  # decoding starts at the keyframe before this timestamp (see SEEK_MARGIN)
+    after: int  # when the segment's last frame ends: its duration is kept
 
 
 def warmup_frames(steady: float) -> int:
@@ -90,7 +101,8 @@ def segment_path(output: Path, segment: Segment, fmt: str) -> Path:
 
 
 def segment_key(task_key: str, segment: Segment) -> str:
-    return digest_json({"task": task_key, "segment": [segment.index, segment.count,
+    return digest_json({"v": SEGMENT_VERSION, "task": task_key,
+                        "segment": [segment.index, segment.count,
                                                       segment.first, segment.end,
                                                       segment.warmup]})
 
