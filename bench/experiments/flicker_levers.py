@@ -56,7 +56,8 @@ def paint(net: TransformNet, frame: np.ndarray, noise: torch.Tensor) -> np.ndarr
     return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str) -> list[np.ndarray]:
+def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str,
+          tolerance: float = MATCH_TOLERANCE) -> list[np.ndarray]:
     if spec == "none":
         return frames
     kind, *numbers = spec.split(":")
@@ -69,7 +70,7 @@ def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str) -> l
         offsets = flow(dis, g1, g0)
         differs = np.abs(warp(originals[t - 1], offsets).astype(np.float32)
                          - originals[t].astype(np.float32)).mean(2)
-        trust = np.clip(2 - differs / (MATCH_TOLERANCE / 2), 0, 1)[..., None] * weight
+        trust = np.clip(2 - differs / (tolerance / 2), 0, 1)[..., None] * weight
         carried = warp(out[-1], offsets).astype(np.float32)
         s = frames[t].astype(np.float32)
         if kind == "low":
@@ -89,6 +90,8 @@ def main() -> None:
     ap.add_argument("--network", type=Path, help="default: the preset's shipped network")
     ap.add_argument("--noise", default="fixed")
     ap.add_argument("--blend", default="none")
+    ap.add_argument("--tolerance", type=float, default=MATCH_TOLERANCE,
+                    help="how far (0-255) a warped original may differ and still be trusted")
     args = ap.parse_args()
     torch.set_num_threads(2)
     preset = Registry.discover().resolve(args.preset)
@@ -107,13 +110,14 @@ def main() -> None:
             1.0 if noise_spec == "fixed" else float(noise_spec.removeprefix("amp")))
         painted = [paint(net, f, fixed * scale) for f in originals]
         for spec in args.blend.split(","):
-            frames = blend(painted, originals, spec)
+            frames = blend(painted, originals, spec, args.tolerance)
             error = warping_error(originals, frames)
             content, style = scores(originals, frames, preset.images[0].path)
             base = base if base is not None else error
             base_style = base_style if base_style is not None else style
             print(json.dumps({"clip": args.clip, "network": str(path), "noise": noise_spec,
-                              "blend": spec, "warping": round(error, 5),
+                              "blend": spec, "tolerance": args.tolerance,
+                              "warping": round(error, 5),
                               "warping_x": round(error / base, 3), "style": round(style, 4),
                               "style_x": round(style / base_style, 3),
                               "content": round(content, 3)}), flush=True)
