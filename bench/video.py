@@ -226,7 +226,7 @@ def speed(args: argparse.Namespace) -> None:
     frames = camera(COLLECTION / "garden.jpg", "orbit", int(args.seconds * 30), (1280, 720))
     write_clip(clips / "clip.mp4", frames, 30)
     n = len(frames)
-    for steady in (Settings().steady, 0.0):
+    for steady in () if args.skip_fast else (Settings().steady, 0.0):
         settings = {"method": "fast", "size": args.size, "steady": steady}
         _, seconds = run_job(work / f"run-{steady}", clips, args.preset, settings)
         print(f"{args.preset} at {args.size} px, steady {steady}: {n} frames (1280×720, "
@@ -238,18 +238,27 @@ def speed(args: argparse.Namespace) -> None:
     short = work / "short"
     short.mkdir()
     write_clip(short / "clip.mp4", frames[:args.optimize_frames], 30)
-    cold = 0.0
-    for steady in (0.0, Settings().steady):
-        settings = {"method": "optimize", "size": 384, "steady": steady}
-        _, seconds = run_job(work / f"opt-{steady}", short, args.preset, settings)
-        n = args.optimize_frames
+    from bench.flicker import read_frames
+
+    n = args.optimize_frames
+    painting = Registry.discover().resolve(args.preset).images[0].path
+    originals = [np.asarray(Image.fromarray(f).resize((384, 216), Image.Resampling.LANCZOS))
+                 for f in frames[:n]]
+    runs = [(0.0, None), *((Settings().steady, s) for s in args.warm_steps)]
+    for steady, last in runs:
+        settings: dict[str, object] = {"method": "optimize", "size": 384, "steady": steady}
+        if last is not None:  # the finest scale's steps: all a warm frame makes
+            settings["steps"] = [*Settings().steps[:-1], last]
+        out, seconds = run_job(work / f"opt-{steady}-{last}", short, args.preset, settings)
+        made = read_frames(out / f"clip.mp4.{args.preset}.mp4")
+        _, style = scores(originals, made, painting, every=1)
         if not steady:
-            cold = seconds / n
             print(f"{args.preset} optimize at 384 px, cold: {n} frames in {seconds:.1f} s: "
-                  f"{cold:.1f} s a frame", flush=True)
-        else:  # the first frame is a cold one
-            print(f"{args.preset} optimize at 384 px, warm: {n} frames in {seconds:.1f} s: "
-                  f"{(seconds - cold) / (n - 1):.1f} s a frame after the first", flush=True)
+                  f"{seconds / n:.1f} s a frame; style distance {style:.4f}", flush=True)
+        else:  # the first frame is a cold one, with the same finest steps
+            print(f"{args.preset} optimize at 384 px, warm, {last} steps: {n} frames in "
+                  f"{seconds:.1f} s ({seconds / n:.1f} s a frame, the first cold); style "
+                  f"distance {style:.4f}", flush=True)
 
 
 def main() -> None:
@@ -266,6 +275,9 @@ def main() -> None:
     sp.add_argument("--preset", default="udnie")
     sp.add_argument("--optimize-frames", type=int, default=0,
                     help="also time the optimizer on this many frames, cold and warm")
+    sp.add_argument("--warm-steps", type=int, nargs="*", default=[55],
+                    help="the finest scale's steps of each warm run")
+    sp.add_argument("--skip-fast", action="store_true", help="only the optimizer")
     sr = sub.add_parser("strips")
     sr.add_argument("work", type=Path, help="a steady run's folder (printed at its end)")
     sr.add_argument("--clip", default="bridge")
