@@ -35,6 +35,7 @@ from pipeline.errors import (
     InputError,
     OutputNotWritableError,
     StylizeError,
+    clip,
 )
 from pipeline.executors.base import ExecEvent, Executor, Finished, Started, Step, Work
 from pipeline.fsutil import sweep_temp_files, translate_os_error
@@ -191,6 +192,11 @@ class _Driver:
         except InputError as exc:
             self.finish(TaskResult(task, "failed", exc.category, exc.message))
             return
+        except (av.FFmpegError, ValueError) as exc:  # FFmpeg's own surprise: this video only
+            self.finish(TaskResult(task, "failed", "not_a_video",
+                                   f"{display_name(task.input)}: cannot be read as a video "
+                                   f"({clip(str(exc))})"))
+            return
         with contextlib.suppress(InputError):  # too small: each segment then says so
             self._prepare(task.preset, video.needs())
         if not video.pending:  # every segment made by a run that was stopped
@@ -305,7 +311,7 @@ class _Driver:
         except InputError as exc:
             self.finish(TaskResult(video.task, "failed", exc.category, exc.message))
             return
-        except (av.FFmpegError, OSError) as exc:
+        except (av.FFmpegError, OSError, ValueError) as exc:
             self.finish(TaskResult(video.task, "failed", "internal",
                                    f"{display_name(video.task.input)}: the segments could "
                                    f"not be joined ({exc})"))
