@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from bench.common import REPO
+from pipeline.config.geometry import output_size
+from pipeline.config.styles import Registry
 from pipeline.engine import memory
-from pipeline.engine.geometry import output_size
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
-from pipeline.styles import Registry
 
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 

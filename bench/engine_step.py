@@ -27,12 +27,12 @@ import torch
 from PIL import Image
 
 from bench.common import REPO
-from pipeline.engine.geometry import output_size, pyramid
+from pipeline.config.geometry import output_size, pyramid
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Registry
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
-from pipeline.styles import Registry
 
 PHOTO = REPO / "examples" / "photos" / "astronaut.png"
 

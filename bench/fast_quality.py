@@ -91,9 +91,9 @@ def main() -> None:
 
     import yaml
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.fast import FastStylizer
     from pipeline.engine.network import read_network
-    from pipeline.styles import Registry
 
     if args.threads:
         import torch

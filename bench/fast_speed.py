@@ -48,10 +48,16 @@ def main() -> None:
     ap.add_argument("--optimize", type=int, default=2, help="photos run by optimization")
     args = ap.parse_args()
 
-    from pipeline.cache_dir import ENV_CACHE_DIR
+    from pipeline.config.styles import Registry
     from pipeline.engine.network import network_digest, network_tensors, read_network, write_network
-    from pipeline.networks import META_DIGEST, META_KEY, META_STYLE, cache_paths, network_key
-    from pipeline.styles import Registry
+    from pipeline.store.cache_dir import ENV_CACHE_DIR
+    from pipeline.training.networks import (
+        META_DIGEST,
+        META_KEY,
+        META_STYLE,
+        cache_paths,
+        network_key,
+    )
 
     root = Path(tempfile.mkdtemp(prefix="fast-speed-"))
     try:

@@ -26,10 +26,10 @@ from PIL import Image
 from bench.common import REPO
 from bench.sheet import contact_sheet
 from bench.yardstick import STYLE_LAYERS, Yardstick
+from pipeline.config.styles import Registry
 from pipeline.engine.losses import W2Target, gram, w2_relative
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
-from pipeline.styles import Registry
 
 PHOTOS = REPO / "examples" / "photos"
 

@@ -22,10 +22,10 @@ from PIL import Image
 
 from bench.common import REPO
 from bench.yardstick import Yardstick
+from pipeline.config.styles import Registry
 from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargetMaker
-from pipeline.styles import Registry
 
 PHOTO = REPO / "examples" / "photos" / "astronaut.png"
 STYLE = "starry-night"

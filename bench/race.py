@@ -48,9 +48,9 @@ def ours_worker(photo: Path, style: Path, size: int, folder: Path, seed: int,
                 steps: list[int] | None) -> None:
     from PIL import Image
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.optimize import Engine
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.styles import Registry
 
     preset = Registry.discover().resolve("starry-night" if style == STYLE else str(style))
     settings = preset.settings.merged({"size": size, "seed": seed}

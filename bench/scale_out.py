@@ -28,14 +28,14 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import REPO
-from pipeline.cache import ArtifactCache
+from pipeline.config.manifest import load_manifest
 from pipeline.executors.base import Executor
 from pipeline.executors.local import LocalExecutor
 from pipeline.images import probe
-from pipeline.manifest import load_manifest
-from pipeline.methods import needs
-from pipeline.planning import Plan, plan
-from pipeline.runner import run
+from pipeline.plan.methods import needs
+from pipeline.plan.planning import Plan, plan
+from pipeline.run.runner import run
+from pipeline.store.cache import ArtifactCache
 
 PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
 

@@ -42,11 +42,11 @@ def worker(size: int, steps: str | None, tile_pixels: int, keep: Path | None) ->
     import torch
     from PIL import Image
 
+    from pipeline.config.geometry import output_size, pyramid
+    from pipeline.config.styles import Registry
     from pipeline.engine import tiles
-    from pipeline.engine.geometry import output_size, pyramid
     from pipeline.engine.optimize import Engine, Progress
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.styles import Registry
 
     t0 = time.perf_counter()
     preset = Registry.discover().resolve(STYLE)

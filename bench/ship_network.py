@@ -29,17 +29,17 @@ def main() -> None:
 
     import torch
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.device import float_signature
     from pipeline.engine.network import read_network, write_network
-    from pipeline.network_loader import network_config
-    from pipeline.networks import (
+    from pipeline.render.network_loader import network_config
+    from pipeline.training.networks import (
         META_DIGEST,
         META_KEY,
         META_STYLE,
         PRESET_NETWORK_FILE,
         network_key,
     )
-    from pipeline.styles import Registry
 
     curve = args.network.parent
     trained = json.loads((curve / "settings.json").read_text())

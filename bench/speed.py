@@ -84,10 +84,10 @@ def worker(photo: Path, preset_name: str, size: int, overrides: dict[str, Any],
         torch.set_num_threads(threads)
     from PIL import Image
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.optimize import Engine, Progress
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.methods import result_view
-    from pipeline.styles import Registry
+    from pipeline.plan.methods import result_view
 
     imported = time.time()
     preset = Registry.discover().resolve(preset_name)
@@ -221,7 +221,7 @@ def main() -> None:
     from PIL import Image
     from yardstick import Yardstick
 
-    from pipeline.styles import Registry
+    from pipeline.config.styles import Registry
 
     sides = {"before": BEFORE if args.before is None else json.loads(args.before),
              "after": AFTER if args.after is None else json.loads(args.after)}

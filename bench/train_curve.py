@@ -41,11 +41,11 @@ def main() -> None:
     import yaml
     from PIL import Image
 
-    from pipeline.cache import ArtifactCache
+    from pipeline.config.styles import Registry
     from pipeline.engine.network import NetworkConfig, write_network
     from pipeline.engine.training import Trainer, TrainOptions, training_sides
-    from pipeline.styles import Registry
-    from pipeline.targets import StyleTargetStore
+    from pipeline.render.targets import StyleTargetStore
+    from pipeline.store.cache import ArtifactCache
 
     if args.threads:
         torch.set_num_threads(args.threads)

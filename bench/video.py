@@ -39,8 +39,8 @@ import yaml
 from PIL import Image
 
 from bench.common import COLLECTION, REPO
-from pipeline.settings import Settings
-from pipeline.styles import Registry
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Registry
 
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 #: Held-out photos (never trained on) and the camera move made across each.
@@ -107,12 +107,12 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int, *, sound: bool = 
 def run_job(folder: Path, clips: Path, preset: str,
             settings: dict[str, object]) -> tuple[Path, float]:
     """Run one job over ``clips`` with the pipeline's runner; its output folder and seconds."""
-    from pipeline.cache import ArtifactCache
+    from pipeline.config.manifest import load_manifest
     from pipeline.executors.local import LocalExecutor
-    from pipeline.manifest import load_manifest
-    from pipeline.networks import bind_networks
-    from pipeline.planning import plan
-    from pipeline.runner import run
+    from pipeline.plan.planning import plan
+    from pipeline.run.runner import run
+    from pipeline.store.cache import ArtifactCache
+    from pipeline.training.networks import bind_networks
 
     folder.mkdir(parents=True, exist_ok=True)
     job = {"name": "v", "input": str(clips), "output": "out", "styles": [preset], **settings}

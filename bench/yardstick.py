@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from pipeline.config.settings import Settings
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.losses import gram, relative_error
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"

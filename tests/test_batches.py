@@ -17,19 +17,19 @@ from PIL import Image
 from support.engines import run_local
 from support.images import gradient_photo
 
-from pipeline import records
-from pipeline.batching import Batcher
-from pipeline.cache import ArtifactCache
-from pipeline.engine.geometry import output_size
+from pipeline.config.geometry import output_size
+from pipeline.config.manifest import load_manifest
+from pipeline.config.settings import Settings
 from pipeline.engine.optimize import Engine
 from pipeline.errors import InputError
 from pipeline.executors.local import LocalExecutor
 from pipeline.images import probe
-from pipeline.manifest import load_manifest
-from pipeline.methods import result_view
-from pipeline.planning import plan
-from pipeline.report import TaskStarted
-from pipeline.settings import Settings
+from pipeline.plan.batching import Batcher
+from pipeline.plan.methods import result_view
+from pipeline.plan.planning import plan
+from pipeline.run.report import TaskStarted
+from pipeline.store import records
+from pipeline.store.cache import ArtifactCache
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread")]
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.cache: the content-addressed tensor cache."""
+"""Tests for pipeline.store.cache: the content-addressed tensor cache."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
 
-from pipeline import fsutil
-from pipeline.cache import ArtifactCache, default_cache_dir
 from pipeline.errors import DiskFullError, OutputNotWritableError
-from pipeline.hashing import digest_json
+from pipeline.store import fsutil
+from pipeline.store.cache import ArtifactCache, default_cache_dir
+from pipeline.store.hashing import digest_json
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -166,7 +166,7 @@ def test_corrupt_entry_detected_deleted_and_rebuilt(
     path = cache.put(KIND, KEY, _tensors())
     path.write_bytes(damage(path.read_bytes()))
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert str(path) in caplog.text
     assert "corrupt" in caplog.text
@@ -186,7 +186,7 @@ def test_tampered_byte_still_loads_but_fails_hash(
     path = cache.put(KIND, KEY, _tensors())
     path.write_bytes(_flip_data_byte(path.read_bytes()))
     safetensors.torch.load_file(str(path))
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert "hash mismatch" in caplog.text
 
@@ -199,7 +199,7 @@ def test_entry_with_other_key_is_rejected(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(source.read_bytes())
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert str(target) in caplog.text
     assert "key" in caplog.text
@@ -215,7 +215,7 @@ def test_entry_without_metadata_is_rejected(
     target = cache.path_for(KIND, KEY)
     target.parent.mkdir(parents=True, exist_ok=True)
     safetensors.torch.save_file(_tensors(), str(target))
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert "no metadata" in caplog.text
     assert not target.exists()
@@ -268,8 +268,8 @@ def test_unwritable_cache_put_raises_but_a_run_continues_without_caching(
     cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A read-only cache folder costs speed, not the run (the store logs it once)."""
-    from pipeline.styles import Registry
-    from pipeline.targets import StyleTargetStore
+    from pipeline.config.styles import Registry
+    from pipeline.render.targets import StyleTargetStore
 
     # chmod cannot be used: the tests may run as root, who writes anywhere.
     exc = OSError(errno.EROFS, os.strerror(errno.EROFS))
@@ -280,7 +280,7 @@ def test_unwritable_cache_put_raises_but_a_run_continues_without_caching(
     preset = Registry.discover().resolve("udnie").with_overrides(
         {"size": 64, "min_side": 32, "precision": "fp32", "device": "cpu"})
     store = StyleTargetStore(cache)
-    with caplog.at_level(logging.WARNING, logger="pipeline.targets"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.render.targets"):
         targets = store.get(preset.settings, preset, [32, 64])
     assert sorted(targets) == [32, 64] and store.counts.computed == 2
     assert caplog.text.count("style targets are not cached") == 1  # once, not per entry

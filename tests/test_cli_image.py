@@ -97,8 +97,8 @@ def test_strength_mixes_the_photo_back_and_is_in_the_key(photo: Path, fast_prese
     anything between their mix; it is recorded, and part of the key (issue 28)."""
     import numpy as np
 
-    from pipeline import records
     from pipeline.images import resized
+    from pipeline.store import records
 
     def made(strength: str) -> tuple[np.ndarray, records.Record]:
         out = tmp_path / f"s{strength}.png"

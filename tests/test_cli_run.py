@@ -20,10 +20,10 @@ import pytest
 from support.images import gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import records
 from pipeline.cli import app
-from pipeline.fsutil import TEMP_PREFIX
-from pipeline.locking import OUTPUT_LOCK_NAME, RunLock, output_lock_path
+from pipeline.store import records
+from pipeline.store.fsutil import TEMP_PREFIX
+from pipeline.store.locking import OUTPUT_LOCK_NAME, RunLock, output_lock_path
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()

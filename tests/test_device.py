@@ -12,9 +12,9 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config.settings import Settings
 from pipeline.engine.device import resolve_device
 from pipeline.errors import UsageError
-from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 runner = CliRunner()

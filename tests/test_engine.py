@@ -13,7 +13,8 @@ from support.engines import batch_and_singles_in_float64, make_targets
 from support.images import PHOTOS, REPO, SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
-from pipeline.engine.geometry import output_size, pyramid
+from pipeline.config.geometry import output_size, pyramid
+from pipeline.config.settings import NEUTRAL_KNOBS, Settings
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine, PassInfo, Progress
@@ -21,8 +22,7 @@ from pipeline.engine.style_targets import StyleTargetMaker
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.errors import Cancelled, InputError
 from pipeline.images import pil_to_tensor
-from pipeline.methods import result_view
-from pipeline.settings import NEUTRAL_KNOBS, Settings
+from pipeline.plan.methods import result_view
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -346,9 +346,9 @@ def test_w2_needs_targets_with_means(painting: Image.Image) -> None:
 
 def test_cached_targets_without_means_are_computed_again(tmp_path: Path) -> None:
     """Entries written before the means were stored are replaced, under the same key."""
-    from pipeline.cache import ArtifactCache
-    from pipeline.styles import Registry
-    from pipeline.targets import CACHE_KIND, StyleTargetStore, _side_key
+    from pipeline.config.styles import Registry
+    from pipeline.render.targets import CACHE_KIND, StyleTargetStore, _side_key
+    from pipeline.store.cache import ArtifactCache
 
     preset = Registry.discover().resolve("starry-night")
     engine = Engine(Settings(**FAST))

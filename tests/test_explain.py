@@ -15,8 +15,8 @@ import pytest
 from support.images import gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import records
 from pipeline.cli import app
+from pipeline.store import records
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from support.images import gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import records
 from pipeline.cli import app
-from pipeline.provenance import shell_quote
+from pipeline.review.provenance import shell_quote
+from pipeline.store import records
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
 BASH_ENV = {**os.environ, "LC_ALL": "C.UTF-8"}

@@ -22,12 +22,12 @@ from support.images import gradient_photo
 from support.presets import TINY_FAST, write_preset
 from typer.testing import CliRunner
 
-from pipeline import records
 from pipeline.cli import app
+from pipeline.config.styles import Registry
 from pipeline.errors import StylizeError
-from pipeline.methods import result_view
-from pipeline.networks import PRESET_NETWORK_FILE, cache_paths, find_network, network_key
-from pipeline.styles import Registry
+from pipeline.plan.methods import result_view
+from pipeline.store import records
+from pipeline.training.networks import PRESET_NETWORK_FILE, cache_paths, find_network, network_key
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("one_thread")]
 
@@ -170,10 +170,10 @@ def test_watch_stylizes_inbox_photos_with_the_network(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from pipeline.cache import ArtifactCache
+    from pipeline.config.manifest import load_manifest
     from pipeline.executors.local import LocalExecutor
-    from pipeline.manifest import load_manifest
-    from pipeline.networks import bind_networks
+    from pipeline.store.cache import ArtifactCache
+    from pipeline.training.networks import bind_networks
     from pipeline.watch import InboxWatcher, WatchOptions
 
     cache = tmp_path / "cache"
@@ -228,7 +228,7 @@ def test_watch_stylizes_inbox_photos_with_the_network(
     assert (now.key, now.finished, now.output_mtime_ns) == (kept.key, kept.finished,
                                                             kept.output_mtime_ns)
     # ... so that `stylize run` (which binds the network afresh) finds it current.
-    from pipeline.planning import job_task
+    from pipeline.plan.planning import job_task
 
     job = bind_networks(load_manifest(tmp_path / "jobs.yaml"), cache).jobs[0]
     out = tmp_path / "out" / "inbox" / "next.png.quick.jpg"
@@ -269,7 +269,7 @@ def test_a_fast_job_without_a_network_trains_one_first_on_its_photos(
     outputs = sorted((tmp_path / "out").glob("*.jpg"))
     networks = list((cache / "network").rglob("*[0-9a-f].safetensors"))
     assert len(outputs) == 5 and len(networks) == 1
-    from pipeline.networks import read_header
+    from pipeline.training.networks import read_header
 
     digest = read_header(networks[0])["network_digest"]  # type: ignore[index]
     assert {records.read_record(o).made["network"] for o in outputs} == {digest}  # type: ignore[union-attr]
@@ -279,7 +279,7 @@ def test_a_fast_job_without_a_network_trains_one_first_on_its_photos(
 
 def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.engine.geometry import pyramid
+    from pipeline.config.geometry import pyramid
     from pipeline.engine.network import read_network
     from pipeline.engine.optimize import Engine, PassInfo
     from pipeline.engine.style_targets import StyleTargetMaker
@@ -314,7 +314,7 @@ def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
 
 
 def test_a_fast_results_key_ignores_the_optimizers_knobs() -> None:
-    from pipeline.settings import Settings
+    from pipeline.config.settings import Settings
 
     fast = Settings(method="fast")
     assert result_view(fast) == result_view(fast.merged({"steps": [5], "optimizer": "adam",
@@ -354,11 +354,11 @@ def test_a_running_watcher_survives_a_forced_retrain(
     import threading
     import time
 
-    from pipeline.cache import ArtifactCache
+    from pipeline.config.manifest import load_manifest
     from pipeline.executors.local import LocalExecutor
-    from pipeline.manifest import load_manifest
-    from pipeline.networks import bind_networks
-    from pipeline.train_job import ensure_network
+    from pipeline.store.cache import ArtifactCache
+    from pipeline.training.job import ensure_network
+    from pipeline.training.networks import bind_networks
     from pipeline.watch import InboxWatcher, WatchOptions
 
     cache = tmp_path / "cache"
@@ -424,9 +424,9 @@ def test_a_running_watcher_survives_a_forced_retrain(
 
 def test_missing_networks_are_trained_once_and_the_plan_comes_back_bound(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.manifest import load_manifest
-    from pipeline.missing_networks import missing_networks, train_missing
-    from pipeline.planning import plan
+    from pipeline.config.manifest import load_manifest
+    from pipeline.plan.planning import plan
+    from pipeline.training.missing import missing_networks, train_missing
 
     monkeypatch.setenv("STYLIZE_STYLES_PATH", str(styles))
     for name in ("a", "b"):
@@ -451,8 +451,8 @@ def test_missing_networks_are_trained_once_and_the_plan_comes_back_bound(
 
 def test_a_bound_network_is_loaded_by_digest_without_looking_at_files_again(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.network_loader import NetworkLoader
-    from pipeline.networks import bind
+    from pipeline.render.network_loader import NetworkLoader
+    from pipeline.training.networks import bind
 
     preset = _preset(styles, monkeypatch)
     path = cache_paths(tmp_path / "cache", network_key(preset))[0]

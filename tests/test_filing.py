@@ -80,7 +80,7 @@ def test_run_and_watch_keep_the_photos_metadata(tmp_path: Path, fast_preset_dir:
     _invoke("run", str(tmp_path / "jobs.yaml"), "-q", styles=fast_preset_dir)
     _check(tmp_path / "out" / "a.jpg.fast.webp")
 
-    from pipeline.manifest import load_manifest
+    from pipeline.config.manifest import load_manifest
 
     job = load_manifest(tmp_path / "jobs.yaml").jobs[0]
     watcher = InboxWatcher([job], options=WatchOptions(settle=0.3, tick=0.05))

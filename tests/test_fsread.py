@@ -1,4 +1,4 @@
-"""The one bounded reader (pipeline.fsread) and bounded JSON (pipeline.jsonio)."""
+"""The one bounded reader (pipeline.store.fsread) and bounded JSON (pipeline.store.jsonio)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fsread import (
+from pipeline.store.fsread import (
     FileTooLargeError,
     NotRegularFileError,
     open_regular,
@@ -17,7 +17,7 @@ from pipeline.fsread import (
     read_bounded,
     size_text,
 )
-from pipeline.jsonio import MAX_JSON_DEPTH, loads, read_json
+from pipeline.store.jsonio import MAX_JSON_DEPTH, loads, read_json
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.cache import ArtifactCache
 from pipeline.cli import app
-from pipeline.hashing import digest_json, file_digest
-from pipeline.records import Record, read_record, record_path, write_record
-from pipeline.settings import Settings
-from pipeline.styles import Registry as Styles
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Registry as Styles
+from pipeline.store.cache import ArtifactCache
+from pipeline.store.hashing import digest_json, file_digest
+from pipeline.store.records import Record, read_record, record_path, write_record
 from pipeline.watch.inbox import Registry
 
 pytestmark = pytest.mark.timeout(120)
@@ -227,7 +227,7 @@ def test_a_real_cache_entry_still_reads(folder: Path) -> None:
 @FUZZ
 @given(text=st.text(alphabet=st.sampled_from(list('[]{}"\\:,a1 ')), max_size=400))
 def test_bounded_json_raises_only_value_error(text: str) -> None:
-    from pipeline.jsonio import loads
+    from pipeline.store.jsonio import loads
 
     with contextlib.suppress(ValueError):  # anything else would be a traceback
         loads(text.encode())

@@ -17,8 +17,8 @@ from support.presets import FAST, write_preset
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.gallery import build_gallery
-from pipeline.manifest import load_manifest
+from pipeline.config.manifest import load_manifest
+from pipeline.review.gallery import build_gallery
 
 pytestmark = pytest.mark.timeout(300)
 runner = CliRunner()

@@ -13,12 +13,12 @@ from PIL import Image
 from support.engines import batch_and_singles_in_float64, make_targets
 from support.images import SHARED_STYLE, gradient_photo
 
+from pipeline.config.settings import Settings
 from pipeline.engine.losses import gram, relative_error
 from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),

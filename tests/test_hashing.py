@@ -1,4 +1,4 @@
-"""Tests for pipeline.hashing: file, JSON and tensor digests."""
+"""Tests for pipeline.store.hashing: file, JSON and tensor digests."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from pipeline import hashing
-from pipeline.hashing import digest_json, digest_tensors, file_digest
+from pipeline.store import hashing
+from pipeline.store.hashing import digest_json, digest_tensors, file_digest
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -121,25 +121,26 @@ def test_file_digest_refuses_a_folder_and_a_link_loop(tmp_path: Path) -> None:
 @pytest.mark.timeout(5)
 def test_file_digest_refuses_a_file_swapped_for_a_fifo_after_its_stat(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    regular = tmp_path / "a.jpg"
-    regular.write_bytes(b"photo")
-    fifo = tmp_path / "pipe.jpg"
-    os.mkfifo(fifo)
-    real_stat_key = hashing._stat_key
+    other = tmp_path / "other.jpg"
+    other.write_bytes(b"photo")
+    swapped = tmp_path / "a.jpg"
+    os.mkfifo(swapped)
+    real_stat = os.stat
 
-    def stale(path: Path) -> tuple[tuple[str, int, int, int], int]:
+    def stale(path: object, *args: object, **kwargs: object) -> os.stat_result:
         # The stat saw a regular file; by the open, a FIFO stands at that path.
-        (_, *rest), mode = real_stat_key(regular)
-        return (str(fifo), *rest), mode
+        if os.fspath(path) == str(swapped):  # type: ignore[call-overload]
+            return real_stat(other)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(hashing, "_stat_key", stale)
+    monkeypatch.setattr(os, "stat", stale)
     with pytest.raises(OSError, match="not a regular file"):
-        file_digest(regular)
+        file_digest(swapped)
 
 
 def test_hashing_imports_no_torch() -> None:
     """Planning (file and settings digests) must not pay for importing torch."""
-    code = ("import sys, pipeline.hashing as h; h.digest_json({'a': 1}); "
+    code = ("import sys, pipeline.store.hashing as h; h.digest_json({'a': 1}); "
             "h.file_digest(h.__file__); assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

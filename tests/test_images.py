@@ -22,7 +22,6 @@ from support.colour import wide_gamut_profile
 
 from pipeline import images
 from pipeline.errors import DiskFullError, InputError, UsageError
-from pipeline.fsutil import TEMP_PREFIX
 from pipeline.images import (
     ImageInfo,
     check_path,
@@ -37,6 +36,7 @@ from pipeline.images import (
     tensor_to_pil,
 )
 from pipeline.images.paths import open_regular
+from pipeline.store.fsutil import TEMP_PREFIX
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.locking: one run per manifest, no stale locks."""
+"""Tests for pipeline.store.locking: one run per manifest, no stale locks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import LockedError
-from pipeline.locking import RunLock, output_lock_path, output_locks
+from pipeline.store.locking import RunLock, output_lock_path, output_locks
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -27,7 +27,7 @@ EXIT_LOCKED = LockedError.exit_code
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipeline.locking import RunLock
+from pipeline.store.locking import RunLock
 with RunLock(Path(sys.argv[1]), what="manifest.yaml"):
     print("locked", flush=True)
     time.sleep(120)
@@ -38,7 +38,7 @@ TRIER = """
 import sys
 from pathlib import Path
 from pipeline.errors import LockedError
-from pipeline.locking import RunLock
+from pipeline.store.locking import RunLock
 try:
     with RunLock(Path(sys.argv[1]), what="manifest.yaml"):
         pass
@@ -230,7 +230,7 @@ def _run(manifest: Path, styles: Path) -> tuple[int, str]:
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_run_inside_another_runs_output_folder_exits_75(tmp_path: Path) -> None:
-    from pipeline.locking import output_locks
+    from pipeline.store.locking import output_locks
 
     first, second = _nested_manifests(tmp_path)
     styles = tmp_path / "styles"
@@ -243,7 +243,7 @@ def test_a_run_inside_another_runs_output_folder_exits_75(tmp_path: Path) -> Non
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_run_around_another_runs_output_folder_exits_75(tmp_path: Path) -> None:
-    from pipeline.locking import output_locks
+    from pipeline.store.locking import output_locks
 
     first, second = _nested_manifests(tmp_path)
     styles = tmp_path / "styles"

@@ -12,8 +12,8 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.fsutil import sweep_temp_files
-from pipeline.naming import PATH_MAX, output_too_long
+from pipeline.config.naming import PATH_MAX, output_too_long
+from pipeline.store.fsutil import sweep_temp_files
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()

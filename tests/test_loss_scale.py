@@ -9,10 +9,10 @@ from support.engines import make_targets
 from support.images import SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
+from pipeline.config.settings import Settings
 from pipeline.engine import loss_scale
 from pipeline.engine.loss_scale import INITIAL_LOSS_SCALE, LossScaler
 from pipeline.engine.optimize import Engine, PassInfo
-from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,6 +8,7 @@ from PIL import Image
 from support.engines import make_targets
 from support.images import REPO
 
+from pipeline.config.settings import Settings
 from pipeline.engine.losses import (
     W2Target,
     gram,
@@ -17,7 +18,6 @@ from pipeline.engine.losses import (
 )
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import mean_key
-from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,12 +19,12 @@ import pytest
 from support.images import gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import yamlio
 from pipeline.cli import app
+from pipeline.config import yamlio
+from pipeline.config.manifest import load_manifest
+from pipeline.config.settings import Settings
 from pipeline.errors import ConfigError, UsageError
-from pipeline.manifest import load_manifest
-from pipeline.planning import discover_inputs, plan
-from pipeline.settings import Settings
+from pipeline.plan.planning import discover_inputs, plan
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -653,7 +653,7 @@ def test_refusing_a_hostile_manifest_needs_no_torch(tmp_path: Path) -> None:
         # Were /dev/zero read into memory, this ends it at 2 GB instead of taking the machine.
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
         from pipeline.errors import ConfigError
-        from pipeline.manifest import load_manifest
+        from pipeline.config.manifest import load_manifest
         for manifest in ({str(path)!r}, "/dev/zero"):
             try:
                 load_manifest(manifest)

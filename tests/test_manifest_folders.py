@@ -9,8 +9,8 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config.manifest import load_manifest
 from pipeline.errors import ConfigError
-from pipeline.manifest import load_manifest
 
 pytestmark = pytest.mark.timeout(60)
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""The method policy (pipeline.methods): what a photo needs, decided once, without torch."""
+"""The method policy (pipeline.plan.methods): what a photo needs, decided once, without torch."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from pipeline.engine.geometry import pyramid
+from pipeline.config.geometry import pyramid
+from pipeline.config.settings import Settings
 from pipeline.errors import InputError
-from pipeline.methods import METHODS, needs, needs_network, result_view, retry_size
-from pipeline.settings import Settings
+from pipeline.plan.methods import METHODS, needs, needs_network, result_view, retry_size
 
 
 def test_optimize_needs_every_scale_and_the_retry():
@@ -59,6 +59,6 @@ def test_result_views_are_each_methods_own():
 
 
 def test_the_policy_loads_no_torch():
-    code = ("import sys, pipeline.methods as m; from pipeline.settings import Settings;"
+    code = ("import sys, pipeline.plan.methods as m; from pipeline.config.settings import Settings;"
             "m.needs(Settings(), 640, 480); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -23,7 +23,7 @@ from pipeline.engine.network import (
     write_network,
 )
 from pipeline.errors import InputError, WeightsError
-from pipeline.hashing import digest_tensors
+from pipeline.store.hashing import digest_tensors
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("one_thread")]
 

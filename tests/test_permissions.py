@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import fsutil
+from pipeline.config.naming import TEMP_PREFIX
 from pipeline.images import save_image
-from pipeline.naming import TEMP_PREFIX
+from pipeline.store import fsutil
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -31,7 +31,7 @@ _CHILD = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     from PIL import Image
-    from pipeline import fsutil
+    from pipeline.store import fsutil
     from pipeline.images import save_image
 
     umask, folder = int(sys.argv[1], 8), Path(sys.argv[2])

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from support.images import gradient_photo
 
+from pipeline.config.manifest import load_manifest
+from pipeline.config.naming import RECORD_DIR
 from pipeline.errors import ConfigError
-from pipeline.manifest import load_manifest
-from pipeline.naming import RECORD_DIR
-from pipeline.planning import INBOX_OUTPUT_DIR, discover_inputs, job_task, plan
+from pipeline.plan.planning import INBOX_OUTPUT_DIR, discover_inputs, job_task, plan
 
 pytestmark = pytest.mark.timeout(60)
 

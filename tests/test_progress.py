@@ -8,10 +8,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipeline.config.styles import Registry
 from pipeline.engine.optimize import Progress
-from pipeline.planning import Plan, Task
-from pipeline.report import Report, TargetsReady, TaskFinished, TaskResult, TaskStarted, TaskStep
-from pipeline.styles import Registry
+from pipeline.plan.planning import Plan, Task
+from pipeline.run.report import (
+    Report,
+    TargetsReady,
+    TaskFinished,
+    TaskResult,
+    TaskStarted,
+    TaskStep,
+)
 from pipeline.ui.run_view import RunDisplay
 
 

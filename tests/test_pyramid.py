@@ -10,11 +10,11 @@ from support.engines import make_targets
 from support.images import SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
-from pipeline.engine.geometry import Scale, pyramid
+from pipeline.config.geometry import Scale, pyramid
+from pipeline.config.settings import Settings
 from pipeline.engine.optimize import Engine, PassInfo, Progress
 from pipeline.engine.pyramid import MIN_LEVEL_SIDE, LaplacianPyramid, gaussian_blur, unsharp
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 

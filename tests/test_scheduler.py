@@ -18,12 +18,12 @@ import pytest
 from support.engines import run_local
 from support.images import gradient_photo
 
-from pipeline import records
-from pipeline.cache import ArtifactCache
-from pipeline.fsutil import TEMP_PREFIX
-from pipeline.manifest import load_manifest
-from pipeline.planning import Plan, plan
-from pipeline.report import Report
+from pipeline.config.manifest import load_manifest
+from pipeline.plan.planning import Plan, plan
+from pipeline.run.report import Report
+from pipeline.store import records
+from pipeline.store.cache import ArtifactCache
+from pipeline.store.fsutil import TEMP_PREFIX
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 
@@ -300,7 +300,7 @@ def test_corrupt_cache_entry_is_logged_and_rebuilt(done: Project,
 def test_reports_of_a_reused_executor_count_their_own_run_only(done: Project) -> None:
     # A watcher keeps one executor for days: each run's report says what that run did.
     from pipeline.executors.local import LocalExecutor
-    from pipeline.runner import run
+    from pipeline.run.runner import run
 
     text = _manifest_text()
     executor = LocalExecutor(ArtifactCache(done.cache))

@@ -13,16 +13,16 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.errors import ConfigError
-from pipeline.manifest import load_manifest
-from pipeline.settings import (
+from pipeline.config.manifest import load_manifest
+from pipeline.config.settings import (
     MAX_BATCH,
     MAX_SCALES,
     MIN_TILE_PIXELS,
     Settings,
     scale_count,
 )
-from pipeline.styles import Registry
+from pipeline.config.styles import Registry
+from pipeline.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 runner = CliRunner()
@@ -54,7 +54,7 @@ runner = CliRunner()
 ])
 def test_a_knob_past_its_bound_is_refused_with_its_name(knobs: dict[str, Any],
                                                          needle: str) -> None:
-    from pipeline.validation import format_validation_error
+    from pipeline.config.validation import format_validation_error
 
     with pytest.raises(ValidationError) as info:
         Settings(**knobs)
@@ -83,7 +83,7 @@ def test_every_shipped_preset_is_within_the_bounds() -> None:
 ])
 def test_scale_count_is_the_number_of_scales_the_pyramid_makes(
         size: int, min_side: int, ratio: float, min_scales: int) -> None:
-    from pipeline.engine.geometry import pyramid
+    from pipeline.config.geometry import pyramid
 
     settings = Settings(size=size, min_side=min_side, scale_ratio=ratio, min_scales=min_scales)
     assert scale_count(size, min_side, ratio, min_scales) == len(pyramid(size, size, settings))

@@ -15,12 +15,12 @@ import pytest
 from support.images import REPO, gradient_photo
 from typer.testing import CliRunner
 
-from pipeline import records
 from pipeline.cli import app
+from pipeline.config.styles import Registry
 from pipeline.engine.network import read_network
-from pipeline.network_loader import network_config
-from pipeline.networks import PRESET_NETWORK_FILE, find_network, network_key
-from pipeline.styles import Registry
+from pipeline.render.network_loader import network_config
+from pipeline.store import records
+from pipeline.training.networks import PRESET_NETWORK_FILE, find_network, network_key
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 
@@ -67,7 +67,7 @@ def test_a_fast_picture_with_a_shipped_network_needs_no_training(tmp_path: Path)
 
 
 def test_a_users_own_training_overrides_the_shipped_network(tmp_path: Path) -> None:
-    from pipeline.train_job import ensure_network
+    from pipeline.training.job import ensure_network
 
     preset = Registry.discover().resolve("udnie")
     cache = tmp_path / "cache"
@@ -91,7 +91,7 @@ def test_a_new_painting_starts_from_a_shipped_network(tmp_path: Path,
     shipped network (recorded in the file); one of another width from random weights."""
     from support.presets import FAST, write_preset
 
-    from pipeline.train_job import ensure_network
+    from pipeline.training.job import ensure_network
 
     folder = tmp_path / "styles"
     write_preset(folder, "mine", FAST | {"method": "fast", "train_size": 32})

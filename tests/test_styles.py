@@ -13,8 +13,8 @@ from PIL import Image
 from support.engines import make_targets
 from typer.testing import CliRunner
 
-from pipeline import styles as S
 from pipeline.cli import app
+from pipeline.config import styles as S
 from pipeline.errors import UsageError
 
 runner = CliRunner()
@@ -135,10 +135,10 @@ def test_several_paintings_are_blended_by_weight(tmp_path: Path) -> None:
     import torch
     from support.images import REPO
 
+    from pipeline.config.settings import Settings
+    from pipeline.config.styles import load_preset
     from pipeline.engine.optimize import Engine
-    from pipeline.settings import Settings
-    from pipeline.styles import load_preset
-    from pipeline.targets import _load_style_images
+    from pipeline.render.targets import _load_style_images
 
     folder = tmp_path / "duo"
     folder.mkdir()

@@ -10,9 +10,9 @@ from support.engines import make_targets
 from support.images import SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
+from pipeline.config.settings import Settings
 from pipeline.engine import tiles
 from pipeline.engine.optimize import Engine, Progress
-from pipeline.settings import Settings
 
 
 @pytest.mark.parametrize("w,h,limit,overlap", [(4096, 3072, 6_000_000, 64),

@@ -21,14 +21,15 @@ from support.images import gradient_photo
 from support.presets import FAST, write_preset
 from typer.testing import CliRunner
 
-from pipeline import networks, train_job
 from pipeline.cli import app, common
+from pipeline.config.styles import Preset, Registry
 from pipeline.engine.network import read_network
 from pipeline.engine.training import TrainProgress
 from pipeline.errors import UsageError
-from pipeline.fsutil import TEMP_PREFIX
-from pipeline.styles import Preset, Registry
-from pipeline.train_job import (
+from pipeline.store.fsutil import TEMP_PREFIX
+from pipeline.training import job as train_job
+from pipeline.training import networks
+from pipeline.training.job import (
     MIN_PHOTOS,
     TrainStart,
     checkpoint_step,

@@ -16,6 +16,7 @@ from PIL import Image
 from support.images import SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
+from pipeline.config.settings import Settings
 from pipeline.engine.checkpoint import CHECKPOINT_FORMAT
 from pipeline.engine.network import NetworkConfig
 from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
@@ -29,7 +30,6 @@ from pipeline.engine.training import (
 )
 from pipeline.errors import Cancelled, UsageError, WeightsError
 from pipeline.images import pil_to_tensor
-from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("one_thread")]
 

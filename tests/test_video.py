@@ -20,8 +20,8 @@ from support.images import REPO
 from support.videos import decoded_frames, frame_times, make_video, pan_frames, sound_packets
 
 from bench.flicker import warping_error
-from pipeline.manifest import load_manifest
-from pipeline.planning import plan
+from pipeline.config.manifest import load_manifest
+from pipeline.plan.planning import plan
 from pipeline.video.mux import kept_metadata
 from pipeline.video.probe import probe_video
 from pipeline.video.segments import parts_dir, plan_segments, warmup_frames
@@ -169,8 +169,8 @@ def test_bad_videos_are_one_line_each_and_the_rest_still_runs(tmp_path: Path) ->
 
 
 def test_limits_refuse_long_and_large_videos(tmp_path: Path) -> None:
+    from pipeline.config.settings import Settings
     from pipeline.errors import InputError
-    from pipeline.settings import Settings
 
     data = make_video(tmp_path / "c.mp4", frames=24, fps=12).read_bytes()
     with pytest.raises(InputError, match="max_video_seconds") as err:
@@ -249,8 +249,8 @@ def test_the_inbox_waits_for_a_video_still_being_copied(tmp_path: Path) -> None:
     done = next(e for e in events if e.kind == "done")
     assert done.time >= appended
     # What the watcher saw while it waited: a video that reads as truncated.
+    from pipeline.config.settings import Settings
     from pipeline.errors import InputError
-    from pipeline.settings import Settings
 
     with pytest.raises(InputError) as err:
         probe_video(data[: len(data) // 2], "clip.mp4", Settings())
@@ -297,8 +297,8 @@ def test_a_faststart_mp4_cut_short_is_truncated_not_a_shorter_video(tmp_path: Pa
         for packet in video.encode():
             out.mux(packet)
     data = whole.read_bytes()
+    from pipeline.config.settings import Settings
     from pipeline.errors import InputError
-    from pipeline.settings import Settings
 
     for cut in (0.5, 0.8):
         with pytest.raises(InputError) as err:

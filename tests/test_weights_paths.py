@@ -15,10 +15,10 @@ from support.images import gradient_photo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.engine.weights_id import weights_digest
+from pipeline.config.manifest import load_manifest
+from pipeline.config.styles import Registry
+from pipeline.config.weights_id import weights_digest
 from pipeline.errors import ConfigError, WeightsError
-from pipeline.manifest import load_manifest
-from pipeline.styles import Registry
 
 pytestmark = pytest.mark.timeout(60)
 runner = CliRunner()

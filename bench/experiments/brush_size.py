@@ -59,11 +59,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "brush")
     args = ap.parse_args()
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.fast import FastStylizer
     from pipeline.engine.network import read_network
     from pipeline.engine.optimize import Engine
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.styles import Registry
 
     preset = Registry.discover().resolve(args.style)
     photo = Image.open(COLLECTION / args.photo).convert("RGB")

@@ -31,8 +31,8 @@ def main() -> None:
     from PIL import Image
     from yardstick import STYLE_LAYERS, Yardstick
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.losses import gram, relative_error
-    from pipeline.styles import Registry
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     preset = Registry.discover().resolve(args.style)

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from bench.common import COLLECTION, REPO
 from bench.flicker import warping_error
 from bench.video import camera, scores
+from pipeline.config.styles import Registry
 from pipeline.engine.fast import working_size
 from pipeline.engine.network import NOISE_SEED, TransformNet, read_network
-from pipeline.network_loader import network_config
-from pipeline.styles import Registry
+from pipeline.render.network_loader import network_config
 from pipeline.video.steady import MATCH_TOLERANCE, flow, warp
 
 OUT = (384, 216)

@@ -32,10 +32,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "init-fast")
     args = ap.parse_args()
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.network import read_network
     from pipeline.engine.optimize import Engine
     from pipeline.engine.style_targets import StyleTargetMaker
-    from pipeline.styles import Registry
 
     preset = Registry.discover().resolve(args.style)
     network = read_network(args.network)

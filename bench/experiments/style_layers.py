@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
 
+    from pipeline.config.styles import Registry
     from pipeline.engine.fast import FastStylizer
     from pipeline.engine.network import read_network
-    from pipeline.styles import Registry
 
     preset = Registry.discover().resolve(args.style)
     painting = Image.open(preset.images[0].path).convert("RGB")

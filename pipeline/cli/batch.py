@@ -60,24 +60,24 @@ def run(
     """
     setup_logging(verbose)
     with errors():
-        from pipeline.cache_dir import default_cache_dir
-        from pipeline.manifest import load_manifest
-        from pipeline.networks import bind_networks
-        from pipeline.planning import plan, select_jobs
+        from pipeline.config.manifest import load_manifest
+        from pipeline.plan.planning import plan, select_jobs
+        from pipeline.store.cache_dir import default_cache_dir
+        from pipeline.training.networks import bind_networks
         from pipeline.ui.run_view import RunDisplay
 
         parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
         # Fast styles are keyed by the network that makes them: found before planning.
         parsed = bind_networks(parsed, cache_dir or default_cache_dir())
         if report is not None:
-            from pipeline.fsutil import check_named
+            from pipeline.store.fsutil import check_named
 
             check_named(report)  # a folder is refused before the run, not after it
         if dry_run:
             RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(plan(parsed, jobs=job))
             return
-        from pipeline.locking import output_locks, refuse_overlapping_runs
-        from pipeline.runner import check_writable
+        from pipeline.run.runner import check_writable
+        from pipeline.store.locking import output_locks, refuse_overlapping_runs
 
         stop = StopFlag()
         guard_output(stop)
@@ -108,8 +108,8 @@ def run(
 
 def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None,
          stop: StopFlag, display: Any, where: tuple[str | None, str | None, int | None]) -> Any:
-    from pipeline.cache import ArtifactCache
-    from pipeline.runner import run as run_plan
+    from pipeline.run.runner import run as run_plan
+    from pipeline.store.cache import ArtifactCache
 
     cache = ArtifactCache(cache_dir)
     cache.sweep()
@@ -129,8 +129,8 @@ def _run(parsed: Any, the_plan: Any, outputs: list[Path], cache_dir: Path | None
 def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any,
                    executor: Any) -> Any:
     """The plan bound to the networks of its fast styles, each trained first if missing
-    (:mod:`pipeline.missing_networks`), each training shown live."""
-    from pipeline.missing_networks import Training, train_missing
+    (:mod:`pipeline.training.missing`), each training shown live."""
+    from pipeline.training.missing import Training, train_missing
     from pipeline.ui.train_view import TrainView
 
     @contextlib.contextmanager
@@ -148,11 +148,11 @@ def _train_missing(the_plan: Any, cache_root: Path, stop: StopFlag, display: Any
 
 def _report(result: Any, report: Path | None, json_out: bool) -> None:
     """The machine-readable report: to a file (atomically) and/or to stdout."""
-    from pipeline.naming import json_bytes
+    from pipeline.config.naming import json_bytes
 
     payload = json_bytes(result.as_dict())
     if report is not None:
-        from pipeline.fsutil import write_named
+        from pipeline.store.fsutil import write_named
 
         write_named(report, payload)  # a FIFO or a device is written to, never replaced
     if json_out:
@@ -177,8 +177,8 @@ def gallery(
     The last line printed is the path of the page.
     """
     with errors():
-        from pipeline.gallery import build_gallery
-        from pipeline.manifest import load_manifest
+        from pipeline.config.manifest import load_manifest
+        from pipeline.review.gallery import build_gallery
 
         parsed = load_manifest(manifest)
         folder = output if output is not None else parsed.path.parent / "gallery"

@@ -21,10 +21,10 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from pipeline.config.naming import safe_text
+from pipeline.config.validation import format_validation_error
 from pipeline.errors import ConfigError, StylizeError
-from pipeline.naming import safe_text
 from pipeline.ui.console import plain
-from pipeline.validation import format_validation_error
 
 
 class StopFlag:
@@ -193,7 +193,7 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     "ray://HOST:PORT); without it --executor ray starts a local Ray for the run.",
     show_default=False)]
 WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", min=1, max=1024,  # max: pipeline.manifest.MAX_WORKERS
+    "--workers", min=1, max=1024,  # max: pipeline.config.manifest.MAX_WORKERS
     help="Ray workers to start (default: as many as the cluster holds).",
     show_default=False)]
 

@@ -24,7 +24,7 @@ def explain(
 ) -> None:
     """Show how a picture was made (photo, style, settings, weights, device) from its record."""
     with errors():
-        from pipeline.provenance import reproduce
+        from pipeline.review.provenance import reproduce
 
         ex = reproduce(output, again=again, cache_dir=cache_dir)
         if not command_only:

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from pipeline.cli.app import app
 from pipeline.cli.common import CacheDirOpt, StopFlag, err, errors, fail, say, setup_logging
 from pipeline.cli.knobs import IMAGE_KNOBS, settings_from_set, with_knobs
+from pipeline.config.naming import OUTPUT_SUFFIXES, format_of_path, is_video_name, output_format
 from pipeline.errors import UsageError
-from pipeline.naming import OUTPUT_SUFFIXES, format_of_path, is_video_name, output_format
 
 
 class _PhotoProgress:
@@ -28,7 +28,7 @@ class _PhotoProgress:
         self._tasks: dict[tuple[int, int], Any] = {}
 
     def on_event(self, event: Any) -> None:
-        from pipeline.report import TaskStep
+        from pipeline.run.report import TaskStep
 
         if not self.enabled or not isinstance(event, TaskStep):
             return
@@ -73,8 +73,8 @@ def image(
     """Stylize one photo with a preset or a painting."""
     setup_logging(verbose)
     with errors():
-        from pipeline.settings import resolve_weights
-        from pipeline.styles import Registry, check_weights
+        from pipeline.config.settings import resolve_weights
+        from pipeline.config.styles import Registry, check_weights
 
         # A broken link or a link loop is there, just unusable: the loader says why.
         if not content.exists() and not content.is_symlink():
@@ -118,11 +118,11 @@ def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: P
                 quiet: bool) -> None:
     from dataclasses import replace
 
-    from pipeline.cache import ArtifactCache
     from pipeline.executors.local import LocalExecutor
-    from pipeline.networks import bind
-    from pipeline.planning import Plan, make_task
-    from pipeline.runner import check_writable, run
+    from pipeline.plan.planning import Plan, make_task
+    from pipeline.run.runner import check_writable, run
+    from pipeline.store.cache import ArtifactCache
+    from pipeline.training.networks import bind
 
     # Before any work: a result that cannot be written is not worth computing.
     check_writable(output.parent)

@@ -1,4 +1,4 @@
-"""Command-line options made from :class:`~pipeline.settings.Settings`, not written again.
+"""Command-line options made from :class:`~pipeline.config.settings.Settings`, not written again.
 
 A knob's name, type, choices and help text live in ``Settings`` only; this module
 turns the knobs named in :data:`IMAGE_KNOBS` into Typer options (``style_weight``
@@ -19,8 +19,8 @@ from typing import Any, Literal
 import typer
 
 from pipeline.cli.common import errors
+from pipeline.config.settings import SETTING_NAMES, Settings
 from pipeline.errors import UsageError
-from pipeline.settings import SETTING_NAMES, Settings
 
 #: The knobs ``stylize image`` takes as named options (the most used ones).
 IMAGE_KNOBS = ("method", "size", "steps", "style_weight", "content_weight", "tv_weight",

@@ -14,15 +14,15 @@ from pipeline.errors import StylizeError
 from pipeline.ui.console import plain
 
 if TYPE_CHECKING:
-    from pipeline.styles import Preset
+    from pipeline.config.styles import Preset
 
 
 def _network(preset: Preset, cache_dir: Path | None) -> dict[str, Any]:
     """What ``networks.describe`` says of the preset's trained network (read from file
     headers only: no torch).  A preset whose network key cannot be made (its weights file
     went missing since it was loaded) has none that could be used."""
-    from pipeline.cache_dir import default_cache_dir
-    from pipeline.networks import describe, find_network
+    from pipeline.store.cache_dir import default_cache_dir
+    from pipeline.training.networks import describe, find_network
 
     try:
         return describe(find_network(preset, cache_dir or default_cache_dir()))
@@ -45,7 +45,7 @@ def styles_list(
     """List the style presets that can be used, whether each has a trained network (for
     `method: fast`), and any presets that failed to load."""
     with errors():
-        from pipeline.styles import Registry
+        from pipeline.config.styles import Registry
 
         registry = Registry.discover()
         networks = {name: _network(p, cache_dir) for name, p in registry.presets.items()}
@@ -79,7 +79,7 @@ def styles_show(name: Annotated[str, typer.Argument(help="Preset name.")],
     with errors():
         import yaml
 
-        from pipeline.styles import Registry
+        from pipeline.config.styles import Registry
 
         p = Registry.discover().resolve(name)
         doc = {"name": p.name, "source": p.source, "path": str(p.path),

@@ -25,8 +25,8 @@ from pipeline.cli.common import (
 from pipeline.errors import Cancelled, UsageError
 
 if TYPE_CHECKING:
-    from pipeline.styles import Preset
-    from pipeline.train_job import TrainingPhoto
+    from pipeline.config.styles import Preset
+    from pipeline.training.job import TrainingPhoto
 
 
 @app.command()
@@ -71,8 +71,8 @@ def train(
     """
     setup_logging(verbose)
     with errors():
-        from pipeline.cache_dir import default_cache_dir
-        from pipeline.naming import json_bytes
+        from pipeline.config.naming import json_bytes
+        from pipeline.store.cache_dir import default_cache_dir
         from pipeline.ui.train_view import TrainView
 
         preset = _preset(style, size, device)
@@ -88,13 +88,13 @@ def train(
 
 
 def _preset(style: str, size: int | None, device: str | None) -> Preset:
-    from pipeline.styles import Registry
+    from pipeline.config.styles import Registry
 
     preset = Registry.discover().resolve(style)
     patch: dict[str, Any] = {}
     if size is not None and size != preset.settings.train_size:
         patch["train_size"] = size
-        # Even with --quiet: train_size is part of the network's key (pipeline.networks),
+        # Even with --quiet: train_size is part of the network's key (pipeline.training.networks),
         # so the preset's fast jobs will not find this network, and that surprises.
         say(err, f"note: fast jobs use this network only where train_size is {size} "
                  f"(the preset's is {preset.settings.train_size})")
@@ -105,10 +105,10 @@ def _preset(style: str, size: int | None, device: str | None) -> Preset:
 
 def _photos(folder: Path, recursive: bool) -> list[TrainingPhoto]:
     """The photos under ``folder``, found as a job's are (planning's discovery)."""
-    from pipeline.manifest import Job
-    from pipeline.naming import RECORD_DIR
-    from pipeline.planning import discover_inputs
-    from pipeline.train_job import TrainingPhoto
+    from pipeline.config.manifest import Job
+    from pipeline.config.naming import RECORD_DIR
+    from pipeline.plan.planning import discover_inputs
+    from pipeline.training.job import TrainingPhoto
 
     if not folder.is_dir():
         raise UsageError(f"--on {os.fsdecode(folder)}: not a folder of photos")
@@ -128,7 +128,7 @@ def _photos(folder: Path, recursive: bool) -> list[TrainingPhoto]:
 
 def _train(preset: Preset, photos: list[TrainingPhoto], root: Path, view: Any, *, force: bool,
            steps: int | None, checkpoint_every: float) -> Any:
-    from pipeline.train_job import ensure_network
+    from pipeline.training.job import ensure_network
 
     stop = StopFlag()
     guard_output(stop)

@@ -71,14 +71,14 @@ def watch(
     """
     setup_logging(verbose)
     with errors():
-        from pipeline.cache import ArtifactCache
-        from pipeline.manifest import load_manifest
+        from pipeline.config.manifest import load_manifest
+        from pipeline.store.cache import ArtifactCache
         from pipeline.ui.watch_view import JsonLog, WatchDisplay, fan_out
         from pipeline.watch import InboxWatcher, WatchOptions, watched_jobs
 
         options = WatchOptions(settle=settle, poll=poll, rescan=rescan,
                                retry_failed=retry_failed)
-        from pipeline.networks import bind_networks
+        from pipeline.training.networks import bind_networks
 
         parsed = load_manifest(manifest, cli_overrides={"device": device} if device else None)
         cache = ArtifactCache(cache_dir)

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import safetensors.torch
 import torch
 
-from pipeline import fsread, jsonio
 from pipeline.engine.network import TransformNet, read_safetensors
 from pipeline.errors import WeightsError
-from pipeline.hashing import digest_tensors
+from pipeline.store import fsread, jsonio
+from pipeline.store.hashing import digest_tensors
 
 __all__ = ["CHECKPOINT_DTYPES", "CHECKPOINT_FORMAT", "MAX_CHECKPOINT_BYTES", "encode", "read",
            "restore"]

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.config.geometry import output_size
+from pipeline.config.settings import Settings
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
-from pipeline.engine.geometry import output_size
 from pipeline.engine.network import LoadedNetwork
-from pipeline.engine.progress import Progress, ProgressFn
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
-from pipeline.settings import Settings
+from pipeline.progress import Progress, ProgressFn
 
 #: Below this side the network is not run (its two 2× downsamplings leave too little).
 MIN_WORKING_SIDE = 32

@@ -75,9 +75,18 @@ class BatchLBFGS:
     def zero_grad(self) -> None:
         self.x.grad = None
 
+    @property
+    def curvatures(self) -> list[torch.Tensor]:
+        """``1 / yᵀs`` of each kept pair, oldest first, per item (``B`` each); 0 where an
+        item's pair was rejected or its history dropped by a restart."""
+        return list(self._rho)
+
     @torch.no_grad()
-    def _direction(self, g: torch.Tensor) -> torch.Tensor:
-        """``-H g`` by the two-loop recursion, every item with its own history."""
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        """``-H g`` by the two-loop recursion, every item with its own history.
+
+        Public so that a subclass can bend it: an uphill direction (bf16 rounding can make
+        one) must restart that item alone, and a test makes one on purpose."""
         q = -g
         alphas = []
         for s, y, rho in zip(reversed(self._s), reversed(self._y), reversed(self._rho),
@@ -127,7 +136,7 @@ class BatchLBFGS:
                     yy = _dot(y, y).clamp_min(_CURVATURE_EPS)
                     self._h_diag = torch.where(ok, ys / yy, self._h_diag)
                     self._measured = self._measured | ok
-                d = self._direction(g)
+                d = self.direction(g)
                 t = torch.full((b,), self.lr, device=g.device, dtype=g.dtype)
                 uphill = _dot(g, d) >= 0
                 if bool(uphill.any()):

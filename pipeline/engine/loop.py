@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.config.settings import Settings
 from pipeline.engine.lbfgs import BatchLBFGS
 from pipeline.engine.loss_scale import LossScaler
 from pipeline.engine.pyramid import LaplacianPyramid
 from pipeline.errors import Cancelled
-from pipeline.settings import Settings
 
 #: Steps over which a scale's loss must improve by ``stop_tolerance`` to go on.
 STOP_WINDOW = 10

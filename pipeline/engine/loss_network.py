@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 import torch
 
+from pipeline.config.settings import Settings
 from pipeline.engine.vgg import FeatureExtractor
 from pipeline.engine.weights import Weights, load_network
-from pipeline.settings import Settings
 
 __all__ = ["loss_network"]
 

@@ -17,7 +17,7 @@ import contextlib
 
 import torch
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 #: Bytes per pixel of one optimization pass, by the precision the network runs in.
 BYTES_PER_PIXEL = {torch.float32: 2600, torch.bfloat16: 1800, torch.float16: 2400}

@@ -40,14 +40,14 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
 
-from pipeline import fsread, fsutil, jsonio
-from pipeline.engine.geometry import NETWORK_MIN_SIDE
+from pipeline.config.geometry import NETWORK_MIN_SIDE
 from pipeline.errors import InputError, WeightsError, clip
-from pipeline.hashing import digest_json, digest_tensors
+from pipeline.store import fsread, fsutil, jsonio
+from pipeline.store.hashing import digest_json, digest_tensors
 
 # Named once, torch-free, where network keys are made: a file of another architecture
 # is refused, and a change of it retrains.
-from pipeline.networks import ARCHITECTURE, BLOCKS
+from pipeline.training.networks import ARCHITECTURE, BLOCKS
 
 __all__ = ["ARCHITECTURE", "FULL_WIDTH", "HALF_WIDTH", "LoadedNetwork", "NetworkConfig",
            "TransformNet", "check_network", "decode_network", "encode_network",
@@ -249,7 +249,7 @@ def encode_network(net: TransformNet, metadata: Mapping[str, str] | None = None)
 
 def write_network(path: Path, net: TransformNet,
                   metadata: Mapping[str, str] | None = None) -> str:
-    """Write the network to ``path`` atomically (see :mod:`pipeline.fsutil`); its digest.
+    """Write the network to ``path`` atomically (see :mod:`pipeline.store.fsutil`); its digest.
 
     Raises ``DiskFullError`` or ``OutputNotWritableError``; ``path`` is then untouched.
     """
@@ -260,7 +260,7 @@ def write_network(path: Path, net: TransformNet,
 def read_network(path: Path, expected: NetworkConfig | None = None) -> LoadedNetwork:
     """The checked network of the file ``path`` (see :func:`decode_network`).
 
-    Read once, whole and bounded (:func:`pipeline.fsread.read_bounded`): a FIFO, a
+    Read once, whole and bounded (:func:`pipeline.store.fsread.read_bounded`): a FIFO, a
     folder or a file over :data:`MAX_NETWORK_BYTES` is refused unread.
     """
     path = Path(path)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from pipeline.config.settings import Settings
 from pipeline.engine.losses import (
     W2Target,
     gram,
@@ -30,7 +31,6 @@ from pipeline.engine.losses import (
     w2_relative,
 )
 from pipeline.engine.style_targets import SideTargets, mean_key
-from pipeline.settings import Settings
 
 Features = Mapping[str, torch.Tensor]
 

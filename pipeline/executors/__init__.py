@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Literal
 from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
-    from pipeline.cache import ArtifactCache
     from pipeline.executors.base import Executor
+    from pipeline.store.cache import ArtifactCache
 
 __all__ = ["EXECUTOR_KINDS", "make_executor"]
 

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pipeline.methods import Needs
-from pipeline.styles import Preset
+from pipeline.config.styles import Preset
+from pipeline.plan.methods import Needs
 from pipeline.video.segments import SegmentJob
 
 if TYPE_CHECKING:
-    from pipeline.engine.progress import Progress
+    from pipeline.progress import Progress
 
 __all__ = ["ExecEvent", "Executor", "Finished", "Started", "Step", "TargetCounts",
            "TrainsRemotely", "Work"]
@@ -42,7 +42,7 @@ class Work:
     fmt: str  # jpeg, png, webp or tiff
     digest: str = ""  # sha256 of ``photo``: the same photo in several styles is decoded once
     software: str = ""  # written into the output's metadata
-    #: What the photo needs, from its header (``pipeline.methods``); None when the header
+    #: What the photo needs, from its header (``pipeline.plan.methods``); None when the header
     #: was unusable or the shape cannot be made at this size (it then fails with the
     #: decoder's or the method's reason, with its name).
     needs: Needs | None = None

@@ -2,7 +2,8 @@
 
 Engines are built once per settings and kept for the executor's life (a
 watcher keeps one for days), and style targets come from the disk cache
-through one :class:`~pipeline.targets.StyleTargetStore`.  Photos of one output size are batched as
+through one :class:`~pipeline.render.targets.StyleTargetStore`.  Photos of one output
+size are batched as
 :func:`pipeline.engine.memory.batch_size` decides (on a GPU, up to what its free
 memory holds; on the CPU, one at a time).
 """
@@ -13,18 +14,18 @@ import os
 from collections import deque
 from collections.abc import Callable
 
-from pipeline.cache import ArtifactCache
-from pipeline.cache_dir import default_cache_dir
+from pipeline.config.geometry import output_size
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Preset
 from pipeline.engine import memory
-from pipeline.engine.geometry import output_size
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.executors.base import ExecEventFn, Finished, Started, Step, TargetCounts, Work
-from pipeline.methods import Needs
-from pipeline.network_loader import NetworkLoader
-from pipeline.render import Workshop, render_batch
-from pipeline.settings import Settings
-from pipeline.styles import Preset
-from pipeline.targets import StyleTargetStore
+from pipeline.plan.methods import Needs
+from pipeline.render.network_loader import NetworkLoader
+from pipeline.render.targets import StyleTargetStore
+from pipeline.render.workshop import Workshop, render_batch
+from pipeline.store.cache import ArtifactCache
+from pipeline.store.cache_dir import default_cache_dir
 
 
 class LocalExecutor:

@@ -28,6 +28,7 @@ Modules, by what each owns:
 
 from __future__ import annotations
 
+from pipeline.config.naming import display_name, safe_text
 from pipeline.images.decode import decode_photo, load_image
 from pipeline.images.encode import encode_image, save_image
 from pipeline.images.formats import ALLOWED_FORMATS, HEIF_EXTENSIONS
@@ -44,7 +45,6 @@ from pipeline.images.model import (
 )
 from pipeline.images.paths import DEFAULT_MAX_BYTES, check_path, read_photo
 from pipeline.images.tensors import pil_to_tensor, resized, tensor_to_pil
-from pipeline.naming import display_name, safe_text
 
 __all__ = [
     "ALLOWED_FORMATS",

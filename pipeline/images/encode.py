@@ -28,11 +28,11 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile, PngImagePlugin, features
 
+from pipeline.config.naming import display_name
 from pipeline.errors import UsageError
-from pipeline.fsutil import atomic_path
 from pipeline.images import exif
 from pipeline.images.model import OutputMetadata
-from pipeline.naming import display_name
+from pipeline.store.fsutil import atomic_path
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP",
                  "tiff": "TIFF", "tif": "TIFF"}
@@ -95,7 +95,7 @@ def save_image(
     The format comes from the suffix unless given.  ``exif`` and ``icc_profile`` are
     the older way to pass what ``metadata`` holds; ``icc_profile`` must describe the
     pixels as they are (normally sRGB).  Disk-full and permission problems raise the
-    errors of :mod:`pipeline.fsutil`.
+    errors of :mod:`pipeline.store.fsutil`.
     """
     path = Path(path)
     fmt = _save_format(path, format)

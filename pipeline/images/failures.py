@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.config.naming import display_name
 from pipeline.errors import InputError
-from pipeline.naming import display_name
 
 #: What a message names: a path (only its last part is shown) or a bare file name.
 Shown = Path | str

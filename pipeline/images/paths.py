@@ -2,7 +2,7 @@
 
 :func:`check_path` decides from ``stat`` alone whether a path is a non-empty,
 readable regular file inside the input folder; :func:`open_regular` opens it with the
-tool's one bounded reader (:func:`pipeline.fsread.open_regular`: never blocking, checked
+tool's one bounded reader (:func:`pipeline.store.fsread.open_regular`: never blocking, checked
 again on the open descriptor); :func:`read_photo` does both and returns the file's
 bytes, bounded by ``max_bytes``.  Every OS error
 on the way becomes an :class:`~pipeline.errors.InputError` through
@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pipeline import fsread
 from pipeline.errors import InputError
 from pipeline.images.failures import Shown, fail, mebibytes, one_line
+from pipeline.store import fsread
 
 #: A photo's file is bounded: a 100-megapixel 16-bit TIFF is about 600 MB, but no
 #: camera JPEG, PNG or HEIC comes near this, and the whole file is held in memory.
@@ -124,7 +124,7 @@ def check_path(path: Path, *, root: Path | None = None, follow_symlinks: bool = 
 @contextlib.contextmanager
 def open_regular(resolved: Path, shown: Shown, *,
                  max_bytes: int | None = None) -> Iterator[IO[bytes]]:
-    """:func:`pipeline.fsread.open_regular` for a photo: never blocks, no link followed.
+    """:func:`pipeline.store.fsread.open_regular` for a photo: never blocks, no link followed.
 
     ``check_path`` already looked, but the file can be swapped for a FIFO or a link
     between that look and this open; the shared reader looks again on the descriptor.

@@ -1,6 +1,6 @@
 """What the commands and the live views share: lines for people, and names made safe.
 
-Every name and message shown goes through :func:`pipeline.naming.safe_text`
+Every name and message shown goes through :func:`pipeline.config.naming.safe_text`
 (control characters escaped), so no file name can move the cursor, retitle the
 terminal or forge a line.  Nor is any of it read as Rich markup: the consoles are
 made with markup off, :func:`plain` builds a line as a ``Text`` (never parsed),
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from pipeline.naming import safe_text
+from pipeline.config.naming import safe_text
 
 
 def plain(text: str | os.PathLike[str], label: str = "", style: str = "") -> Text:

@@ -22,9 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.naming import safe_text
-from pipeline.planning import Plan
-from pipeline.report import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
+from pipeline.config.naming import safe_text
+from pipeline.plan.planning import Plan
+from pipeline.run.report import Event, Report, TargetsReady, TaskFinished, TaskStarted, TaskStep
 from pipeline.ui.console import View, markup, plain, shown, shown_path
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not_run": "yellow"}

@@ -24,7 +24,7 @@ from pipeline.ui.console import View, markup, shown
 
 if TYPE_CHECKING:
     from pipeline.engine.training import TrainProgress
-    from pipeline.train_job import TrainReport, TrainStart
+    from pipeline.training.job import TrainReport, TrainStart
 
 #: Seconds between two plain progress lines.
 PLAIN_EVERY_S = 30.0

@@ -15,8 +15,8 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from pipeline.config.naming import json_bytes
 from pipeline.errors import UsageError
-from pipeline.naming import json_bytes
 from pipeline.ui.console import View, markup
 from pipeline.watch.events import WatchEvent, WatchStatus
 

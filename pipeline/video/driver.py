@@ -1,7 +1,7 @@
 """The driver's side of a video: probe it, send the segments not yet on disk, keep each
 finished one, and mux the final file once all are there.
 
-A library for :mod:`pipeline.runner` (no printing): the runner reads the video's bytes
+A library for :mod:`pipeline.run.runner` (no printing): the runner reads the video's bytes
 and sends the segments' work like photos; what comes back is kept here on disk
 (:func:`pipeline.video.segments.write_segment`: the segment, then its record), so a
 killed run loses at most the segments in progress.  The final file is written by the
@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline import __version__
+from pipeline.config.naming import display_name
 from pipeline.executors.base import Finished, Work
-from pipeline.methods import Needs, needs
-from pipeline.naming import display_name
-from pipeline.planning import Task, task_key
+from pipeline.plan.methods import Needs, needs
+from pipeline.plan.planning import Task, task_key
 from pipeline.video.probe import VideoInfo, probe_video
 from pipeline.video.segment import frame_size
 from pipeline.video.segments import (

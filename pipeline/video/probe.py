@@ -17,9 +17,9 @@ from fractions import Fraction
 
 import av
 
+from pipeline.config.naming import display_name
+from pipeline.config.settings import Settings
 from pipeline.errors import InputError
-from pipeline.naming import display_name
-from pipeline.settings import Settings
 
 __all__ = ["MAX_FPS", "MAX_VIDEO_BYTES", "VideoInfo", "open_video", "probe_video"]
 

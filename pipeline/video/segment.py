@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.engine.geometry import output_size
-from pipeline.engine.progress import Progress, ProgressFn
+from pipeline.config.geometry import output_size
+from pipeline.config.naming import display_name
+from pipeline.config.settings import Settings
 from pipeline.errors import Cancelled, InputError
-from pipeline.naming import display_name
-from pipeline.settings import Settings
+from pipeline.progress import Progress, ProgressFn
 from pipeline.video.probe import open_video
 from pipeline.video.segments import SegmentJob
 from pipeline.video.steady import Steadier

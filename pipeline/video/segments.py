@@ -22,10 +22,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.fsutil import atomic_write_bytes, open_private_dir
-from pipeline.hashing import digest_json
-from pipeline.jsonio import read_json
-from pipeline.naming import RECORD_DIR, json_bytes
+from pipeline.config.naming import RECORD_DIR, json_bytes
+from pipeline.store.fsutil import atomic_write_bytes, open_private_dir
+from pipeline.store.hashing import digest_json
+from pipeline.store.jsonio import read_json
 
 if TYPE_CHECKING:
     from pipeline.video.probe import VideoInfo

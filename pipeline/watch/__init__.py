@@ -8,7 +8,7 @@
 * :mod:`~pipeline.watch.watcher`: the locks and the threads, wired together.
 """
 
-from pipeline.naming import classify_name
+from pipeline.config.naming import classify_name
 from pipeline.watch.events import Outcome, ProcessFn, WatchEvent, WatchOptions, WatchStatus
 from pipeline.watch.watcher import InboxWatcher, watched_jobs
 

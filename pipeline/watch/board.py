@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.manifest import Job
-from pipeline.naming import safe_text
+from pipeline.config.manifest import Job
+from pipeline.config.naming import safe_text
 from pipeline.watch.events import Emitter, WatchStatus
 
 if TYPE_CHECKING:
-    from pipeline.report import TaskStep
+    from pipeline.run.report import TaskStep
     from pipeline.watch.inbox import Item
 
 

@@ -1,7 +1,7 @@
 """What a watcher says and how it is tuned: events, the live status, the options.
 
 Every file name and message in an event has been through
-:func:`pipeline.naming.safe_text` when the event is made, so the plain output,
+:func:`pipeline.config.naming.safe_text` when the event is made, so the plain output,
 the live view and the JSON log all get text with no control character in it.
 """
 
@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.manifest import Job
+from pipeline.config.naming import safe_text
 from pipeline.errors import UsageError
-from pipeline.manifest import Job
-from pipeline.naming import safe_text
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What lives in a watched inbox: which names to take, which files were handled, moving aside.
 
-The tracker decides *when* to take a file (and :func:`pipeline.naming.classify_name`
+The tracker decides *when* to take a file (and :func:`pipeline.config.naming.classify_name`
 *which*); this module holds *where* handled files go and what is remembered of them:
 
 * :class:`Registry` remembers files that are finished yet still in the inbox (normally
@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.manifest import Job
+from pipeline.config.naming import DONE_DIR, ERROR_SUFFIX, FAILED_DIR, classify_name, json_bytes
 from pipeline.errors import StylizeError
-from pipeline.fsutil import atomic_write_bytes, fsync_dir
-from pipeline.jsonio import read_json
-from pipeline.locking import RunLock
-from pipeline.manifest import Job
-from pipeline.naming import DONE_DIR, ERROR_SUFFIX, FAILED_DIR, classify_name, json_bytes
+from pipeline.store.fsutil import atomic_write_bytes, fsync_dir
+from pipeline.store.jsonio import read_json
+from pipeline.store.locking import RunLock
 
 logger = logging.getLogger(__name__)
 

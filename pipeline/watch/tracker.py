@@ -27,7 +27,7 @@ from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from pipeline.naming import DONE_DIR, FAILED_DIR, classify_name
+from pipeline.config.naming import DONE_DIR, FAILED_DIR, classify_name
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, WatchOptions
 from pipeline.watch.inbox import FileSig, Inbox, Item, file_sig, stat_or_none

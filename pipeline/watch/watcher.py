@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.config.manifest import Job, Manifest
+from pipeline.config.naming import INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
 from pipeline.errors import Cancelled, StylizeError, UsageError
-from pipeline.fsutil import sweep_temp_files
-from pipeline.locking import inbox_lock
-from pipeline.manifest import Job, Manifest
-from pipeline.naming import INBOX_REGISTRY_NAME, RECORD_DIR, safe_text
-from pipeline.planning import INBOX_OUTPUT_DIR, select_jobs
+from pipeline.plan.planning import INBOX_OUTPUT_DIR, select_jobs
+from pipeline.store.fsutil import sweep_temp_files
+from pipeline.store.locking import inbox_lock
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, ProcessFn, WatchEventFn, WatchOptions, WatchStatus
 from pipeline.watch.inbox import Inbox, Registry, retry_failed
@@ -34,9 +34,9 @@ from pipeline.watch.tracker import Tracker
 from pipeline.watch.worker import Stylizer, Worker
 
 if TYPE_CHECKING:
-    from pipeline.cache import ArtifactCache
+    from pipeline.config.styles import Preset
     from pipeline.executors.base import Executor
-    from pipeline.styles import Preset
+    from pipeline.store.cache import ArtifactCache
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class InboxWatcher:
                                        Registry(job.inbox / INBOX_REGISTRY_NAME)))
 
     def _prepare_folders(self) -> dict[str, int]:
-        from pipeline.runner import check_writable
+        from pipeline.run.runner import check_writable
 
         retried: dict[str, int] = {}
         for box in self._inboxes:
@@ -164,8 +164,8 @@ class InboxWatcher:
         """``preset`` bound to the network its fast results are made with now: the one a
         ``stylize train`` or a run has written into the cache since the watcher started,
         too (a header read per photo and style)."""
-        from pipeline.cache_dir import default_cache_dir
-        from pipeline.networks import bind
+        from pipeline.store.cache_dir import default_cache_dir
+        from pipeline.training.networks import bind
 
         return bind(preset, self._cache.root if self._cache is not None
                     else default_cache_dir())

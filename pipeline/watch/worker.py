@@ -30,21 +30,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.config.manifest import Job
+from pipeline.config.naming import safe_text
 from pipeline.errors import NetworkMissingError, StylizeError
-from pipeline.hashing import file_digest
-from pipeline.manifest import Job
-from pipeline.methods import needs_network
-from pipeline.naming import safe_text
-from pipeline.networks import no_network
+from pipeline.plan.methods import needs_network
+from pipeline.store.hashing import file_digest
+from pipeline.training.networks import no_network
 from pipeline.watch.board import StatusBoard
 from pipeline.watch.events import Emitter, Outcome, ProcessFn, WatchOptions
 from pipeline.watch.inbox import Item, file_sig, put_aside_failed, stat_or_none, take_out
 from pipeline.watch.tracker import Tracker
 
 if TYPE_CHECKING:
+    from pipeline.config.styles import Preset
     from pipeline.executors.base import Executor
-    from pipeline.report import TaskStep
-    from pipeline.styles import Preset
+    from pipeline.run.report import TaskStep
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Stylizer:
         self.executor = executor
         self.on_step = on_step
         self.should_stop = should_stop
-        # Each photo's presets as they are now (pipeline.networks.bind: the network a
+        # Each photo's presets as they are now (pipeline.training.networks.bind: the network a
         # fast style's results are keyed by); None: as the jobs were given.
         self.rebind = rebind
 
@@ -74,9 +74,9 @@ class Stylizer:
                 self.executor.prepare(preset)
 
     def __call__(self, job: Job, path: Path) -> Outcome:
-        from pipeline.planning import Plan, job_task
-        from pipeline.report import TaskStep  # noqa: F811 (at run time: no torch at import)
-        from pipeline.runner import run  # noqa: F811 (at run time: no torch at import)
+        from pipeline.plan.planning import Plan, job_task
+        from pipeline.run.report import TaskStep  # noqa: F811 (at run time: no torch at import)
+        from pipeline.run.runner import run  # noqa: F811 (at run time: no torch at import)
 
         rebind = self.rebind or (lambda preset: preset)
         presets = [rebind(preset) for preset in job.styles]

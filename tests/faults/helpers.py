@@ -27,7 +27,7 @@ from support.presets import write_preset
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.fsutil import TEMP_PREFIX
+from pipeline.store.fsutil import TEMP_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 STYLE_IMAGE = REPO / "styles" / "starry-night" / "starry_night.jpg"

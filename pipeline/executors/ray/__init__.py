@@ -19,7 +19,7 @@ The modules, each owning one part:
 
 * :mod:`.connect`: the optional import, joining or starting Ray, the reachability
   probe, one-line errors;
-* :mod:`.actor`: the worker actor around :func:`pipeline.render.render_batch`;
+* :mod:`.actor`: the worker actor around :func:`pipeline.render.workshop.render_batch`;
 * :mod:`.progress`: the progress relay, both ends;
 * :mod:`.targets`: style targets shipped by reference, both ends;
 * :mod:`.pool`: how many workers, starting them, their states;

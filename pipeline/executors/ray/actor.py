@@ -1,5 +1,5 @@
-"""The worker actor: one :class:`~pipeline.render.Workshop` for its life, around
-:func:`~pipeline.render.render_batch`; photos in as bytes, pictures out as bytes.
+"""The worker actor: one :class:`~pipeline.render.workshop.Workshop` for its life, around
+:func:`~pipeline.render.workshop.render_batch`; photos in as bytes, pictures out as bytes.
 
 Because the photo is made by the same ``render_batch`` as in-process, it is
 decoded, batched, retried after running out of memory and failed exactly as in
@@ -15,12 +15,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.config.settings import Settings
 from pipeline.executors.base import Finished, Work
 from pipeline.executors.ray.connect import ray
 from pipeline.executors.ray.networks import ShippedNetwork, WorkerNetworks
 from pipeline.executors.ray.progress import ProgressSender
 from pipeline.executors.ray.targets import WorkerTargets
-from pipeline.settings import Settings
 
 __all__ = ["RayWorker"]
 
@@ -38,7 +38,7 @@ class RayWorker:
     def __init__(self, threads: int, progress: str) -> None:
         import torch
 
-        from pipeline.render import Workshop
+        from pipeline.render.workshop import Workshop
 
         if threads > 0:
             torch.set_num_threads(threads)  # its CPU share, whatever OMP_NUM_THREADS says
@@ -87,7 +87,7 @@ class RayWorker:
 
     def render(self, works: list[Work], sides: dict[int, Any], identity: dict[str, Any],
                network: ShippedNetwork | None = None) -> list[Finished]:
-        from pipeline.render import render_batch
+        from pipeline.render.workshop import render_batch
 
         assert ray is not None
         self._targets.use(sides, identity)

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline.cache import ArtifactCache
-from pipeline.engine.geometry import output_size
+from pipeline.config.geometry import output_size
+from pipeline.config.styles import Preset
 from pipeline.errors import Cancelled, StylizeError, UsageError
 from pipeline.executors.base import ExecEventFn, Finished, TargetCounts, Work
 from pipeline.executors.ray.connect import CONNECT_TIMEOUT_S, connect, ray, require_ray
@@ -36,9 +36,9 @@ from pipeline.executors.ray.targets import (
     TargetShipper,
 )
 from pipeline.executors.ray.training import RemoteTraining
-from pipeline.hashing import digest_json
-from pipeline.methods import Needs, needs_network
-from pipeline.styles import Preset
+from pipeline.plan.methods import Needs, needs_network
+from pipeline.store.cache import ArtifactCache
+from pipeline.store.hashing import digest_json
 
 __all__ = ["RayExecutor"]
 

@@ -1,6 +1,6 @@
 """Trained networks by object reference: read and checked once on the driver, shipped once.
 
-The driver finds a fast preset's network (:func:`pipeline.networks.find_network`),
+The driver finds a fast preset's network (:func:`pipeline.training.networks.find_network`),
 reads the file once, checks it once (a damaged file is refused here, in one line,
 rather than on every worker), and puts its bytes in Ray's object store once per network
 digest (:class:`NetworkShipper`); tasks carry the digest and the reference.  A worker
@@ -14,13 +14,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline import fsread
-from pipeline.cache_dir import default_cache_dir
+from pipeline.config.styles import Preset
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.ray.connect import ray
-from pipeline.network_loader import network_config, still_the_presets
-from pipeline.networks import find_network, no_network
-from pipeline.styles import Preset
+from pipeline.render.network_loader import network_config, still_the_presets
+from pipeline.store import fsread
+from pipeline.store.cache_dir import default_cache_dir
+from pipeline.training.networks import find_network, no_network
 
 if TYPE_CHECKING:
     from pipeline.engine.network import LoadedNetwork

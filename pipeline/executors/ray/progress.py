@@ -58,7 +58,7 @@ class ProgressSender:
         self.flush()
 
     def step(self, work_id: int, progress: object) -> None:
-        """A ``WorkProgressFn`` for :func:`pipeline.render.render_batch`."""
+        """A ``WorkProgressFn`` for :func:`pipeline.render.workshop.render_batch`."""
         self._step = Step(work_id, progress, self.worker)  # type: ignore[arg-type]
         if time.monotonic() - self._sent >= STEP_INTERVAL_S:
             self.flush()

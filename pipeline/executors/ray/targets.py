@@ -16,14 +16,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cache import ArtifactCache
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Preset
 from pipeline.engine.style_targets import style_identity
 from pipeline.errors import StylizeError, WeightsError
 from pipeline.executors.base import TargetCounts
 from pipeline.executors.ray.connect import ray
-from pipeline.settings import Settings
-from pipeline.styles import Preset
-from pipeline.targets import StyleTargetStore, style_key
+from pipeline.render.targets import StyleTargetStore, style_key
+from pipeline.store.cache import ArtifactCache
 
 if TYPE_CHECKING:
     import torch

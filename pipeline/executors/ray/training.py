@@ -28,9 +28,9 @@ from pipeline.executors.ray.connect import ray
 if TYPE_CHECKING:
     import numpy as np
 
+    from pipeline.config.settings import Settings
     from pipeline.engine.style_targets import StyleTargets
     from pipeline.engine.training import TrainOptions, TrainProgress, TrainResult
-    from pipeline.settings import Settings
 
 __all__ = ["RemoteTraining", "TrainBox", "train_on_worker"]
 

@@ -1,0 +1,67 @@
+"""Trained networks as an executor uses them: found, read once, checked, then kept.
+
+The lookup is :func:`pipeline.training.networks.find_network` (the cache, then the preset's own
+file); the reading and every check are :func:`pipeline.engine.network.read_network`'s.
+A network is kept by digest, so a watcher that runs for days reads each once, and a
+network retrained meanwhile (a new digest) is read afresh.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from pipeline.config.settings import Settings
+from pipeline.config.styles import Preset
+from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
+from pipeline.errors import WeightsError
+from pipeline.training.networks import BLOCKS, META_KEY, find_network, network_key, no_network
+
+#: Networks kept in memory (a few MB each).
+KEPT = 8
+
+
+def network_config(settings: Settings) -> NetworkConfig:
+    """The network's architecture a preset's settings ask for."""
+    return NetworkConfig(width=settings.network_width, blocks=BLOCKS,
+                         noise=settings.network_noise)
+
+
+def still_the_presets(loaded: LoadedNetwork, preset: Preset, path: Path) -> LoadedNetwork:
+    """``loaded``, if it is still the network of ``preset``'s settings.
+
+    What was read decides, not the header looked at before: the file may have been
+    replaced, atomically, by a newer training in between, which is fine if it is still
+    this preset's (its digest is then the one recorded).
+    """
+    if loaded.metadata.get(META_KEY) != network_key(preset):
+        raise WeightsError(f"{path}: not the network of style {preset.name!r} with these "
+                           "settings (replaced while it was read?); run again",
+                           category="network")
+    return loaded
+
+
+class NetworkLoader:
+    """``loader(preset)``: the checked network a fast job of ``preset`` uses."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.cache_root = cache_root
+        self._kept: OrderedDict[str, LoadedNetwork] = OrderedDict()
+
+    def __call__(self, preset: Preset) -> LoadedNetwork:
+        if preset.network in self._kept:
+            # Bound by the plan (its key names this digest): no file is looked at again.
+            self._kept.move_to_end(preset.network)
+            return self._kept[preset.network]
+        ref = find_network(preset, self.cache_root)
+        if ref is None:
+            raise no_network(preset)
+        if ref.digest in self._kept:
+            self._kept.move_to_end(ref.digest)
+            return self._kept[ref.digest]
+        expected = network_config(preset.settings)
+        loaded = still_the_presets(read_network(ref.path, expected), preset, ref.path)
+        self._kept[loaded.digest] = loaded
+        while len(self._kept) > KEPT:
+            self._kept.popitem(last=False)
+        return loaded
