@@ -14,7 +14,8 @@ from support.images import PHOTOS, REPO, SHARED_STYLE, gradient_photo
 from support.presets import FAST
 
 from pipeline.config.geometry import output_size, pyramid
-from pipeline.config.settings import NEUTRAL_KNOBS, Settings
+from pipeline.config.settings import Settings
+from pipeline.config.views import NEUTRAL_KNOBS
 from pipeline.engine.losses import gram, relative_error, total_variation
 from pipeline.engine.objective import layer_weights
 from pipeline.engine.optimize import Engine, PassInfo, Progress
@@ -347,14 +348,14 @@ def test_w2_needs_targets_with_means(painting: Image.Image) -> None:
 def test_cached_targets_without_means_are_computed_again(tmp_path: Path) -> None:
     """Entries written before the means were stored are replaced, under the same key."""
     from pipeline.config.styles import Registry
-    from pipeline.render.targets import CACHE_KIND, StyleTargetStore, _side_key
+    from pipeline.render.targets import CACHE_KIND, StyleTargetStore, side_key
     from pipeline.store.cache import ArtifactCache
 
     preset = Registry.discover().resolve("starry-night")
     engine = Engine(Settings(**FAST))
     cache = ArtifactCache(tmp_path / "cache")
     side = engine.style_sides(64, 43)[0]
-    key = _side_key(StyleTargetMaker(engine.settings), preset, side)
+    key = side_key(StyleTargetMaker(engine.settings), preset, side)
     full = StyleTargetStore(cache).get(engine.settings, preset, [side])[side]
     grams_only = {k: v for k, v in full.items() if not k.endswith(".mean")}
     cache.put(CACHE_KIND, key, grams_only)

@@ -45,7 +45,8 @@ from PIL import Image
 from support.images import PHOTOS, REPO, SHARED_STYLE
 from support.presets import FAST
 
-from pipeline.config.settings import NEUTRAL_KNOBS, Settings
+from pipeline.config.settings import Settings
+from pipeline.config.views import NEUTRAL_KNOBS
 from pipeline.engine.device import float_signature
 from pipeline.engine.optimize import Engine, Progress
 from pipeline.engine.style_targets import StyleTargetMaker

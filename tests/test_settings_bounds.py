@@ -19,7 +19,6 @@ from pipeline.config.settings import (
     MAX_SCALES,
     MIN_TILE_PIXELS,
     Settings,
-    scale_count,
 )
 from pipeline.config.styles import Registry
 from pipeline.errors import ConfigError
@@ -83,7 +82,7 @@ def test_every_shipped_preset_is_within_the_bounds() -> None:
 ])
 def test_scale_count_is_the_number_of_scales_the_pyramid_makes(
         size: int, min_side: int, ratio: float, min_scales: int) -> None:
-    from pipeline.config.geometry import pyramid
+    from pipeline.config.geometry import pyramid, scale_count
 
     settings = Settings(size=size, min_side=min_side, scale_ratio=ratio, min_scales=min_scales)
     assert scale_count(size, min_side, ratio, min_scales) == len(pyramid(size, size, settings))

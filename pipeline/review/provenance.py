@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.settings import HARDWARE_KNOBS, Settings
+from pipeline.config.settings import Settings
+from pipeline.config.views import UNKEYED
 from pipeline.errors import StylizeError, UsageError
 from pipeline.store import records
 from pipeline.store.fsread import FileTooLargeError
@@ -27,7 +28,7 @@ from pipeline.store.fsread import FileTooLargeError
 #: torch's dtype names, as the precision setting spells them.
 _PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 #: Left out of the ``--set`` list: they change no pixel, or get an option of their own.
-_NOT_SET = HARDWARE_KNOBS | {"precision"}
+_NOT_SET = UNKEYED | {"precision"}
 
 
 @dataclass

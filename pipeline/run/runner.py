@@ -30,6 +30,7 @@ import av
 from pipeline import __version__
 from pipeline.config.naming import TEMP_PREFIX, display_name, is_video_name, output_too_long
 from pipeline.config.styles import Preset
+from pipeline.config.views import settings_digest
 from pipeline.errors import (
     Cancelled,
     DiskFullError,
@@ -90,7 +91,7 @@ def check_writable(folder: Path) -> None:
 
 
 def _group_key(preset: Preset) -> str:
-    return digest_json({"style": preset.name, "settings": preset.settings.model_dump(),
+    return digest_json({"style": preset.name, "settings": settings_digest(preset.settings),
                         "images": [str(i.path) for i in preset.images]})
 
 

@@ -26,11 +26,12 @@ from typing import Any
 
 from pipeline.config.manifest import Manifest
 from pipeline.config.styles import Preset
+from pipeline.config.views import view
 from pipeline.config.weights_id import weights_digest
 from pipeline.errors import NetworkMissingError
 from pipeline.plan.methods import needs_network
 from pipeline.store import fsread, jsonio
-from pipeline.store.hashing import digest_json, file_digest
+from pipeline.store.hashing import digest_json
 
 #: A preset's own trained network, in its folder.
 PRESET_NETWORK_FILE = "network.safetensors"
@@ -63,22 +64,21 @@ class NetworkRef:
 def network_identity(preset: Preset) -> dict[str, Any]:
     """Everything that decides a preset's network (see the module docstring)."""
     s = preset.settings
+    training = view(s, "training", prefix="train_")
+    # Not the step count: more steps go on from the checkpoint (the same network, trained
+    # further), as ``stylize train --steps`` does.  The style ratio is in the loss below.
+    del training["steps"], training["network_style_ratio"]
+    vgg = view(s, "vgg")
     return {
         "version": KEY_VERSION,
         "architecture": ARCHITECTURE,
-        "network": {"width": s.network_width, "blocks": BLOCKS, "noise": s.network_noise},
-        # Not the step count: more steps go on from the checkpoint (the same network,
-        # trained further), as ``stylize train --steps`` does.
-        "training": {"size": s.train_size, "batch": s.train_batch,
-                     "learning_rate": s.train_learning_rate, "seed": s.seed},
-        "paintings": [[file_digest(i.path), i.weight] for i in preset.images],
-        "weights": weights_digest(s.weights),
-        "vgg": {"pooling": s.pooling, "pad": s.pad},
-        # The weight the network is trained with (network_style_ratio applied).
-        "loss": {"content_weight": s.content_weight, "style_weight": s.network_style_weight,
-                 "tv_weight": s.tv_weight, "content_layers": s.content_layers,
-                 "style_layers": s.style_layers, "style_loss": s.style_loss,
-                 "style_scale": s.style_scale, "preserve_color": s.preserve_color},
+        "network": {**view(s, "network", prefix="network_"), "blocks": BLOCKS},
+        "training": {**training, "seed": s.seed},
+        "paintings": preset.paintings_identity(),
+        "weights": weights_digest(vgg.pop("weights")),
+        "vgg": vgg,
+        # The loss the network is trained with (network_style_ratio applied).
+        "loss": view(s.for_training(), "loss"),
     }
 
 

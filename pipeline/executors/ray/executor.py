@@ -24,6 +24,7 @@ from typing import Any
 
 from pipeline.config.geometry import output_size
 from pipeline.config.styles import Preset
+from pipeline.config.views import settings_digest
 from pipeline.errors import Cancelled, StylizeError, UsageError
 from pipeline.executors.base import ExecEventFn, Finished, TargetCounts, Work
 from pipeline.executors.ray.connect import CONNECT_TIMEOUT_S, connect, ray, require_ray
@@ -38,7 +39,6 @@ from pipeline.executors.ray.targets import (
 from pipeline.executors.ray.training import RemoteTraining
 from pipeline.plan.methods import Needs, needs_network
 from pipeline.store.cache import ArtifactCache
-from pipeline.store.hashing import digest_json
 
 __all__ = ["RayExecutor"]
 
@@ -145,7 +145,7 @@ class RayExecutor:
         if s.batch_size == 1 or (s.batch_size == 0 and not self.gpus):
             return 1  # memory.batch_size's answer for CPU workers, without asking one
         out_w, out_h = output_size(width, height, s.size)
-        key = (digest_json(s.model_dump()), out_w * out_h)
+        key = (settings_digest(s), out_w * out_h)
         if key not in self._batch_sizes:
             # A worker measures it: only it knows its device's free memory.
             actor = (self._pool.idle or self._pool.actors)[0]
