@@ -76,7 +76,7 @@ def run(
         if dry_run:
             RunDisplay(out, quiet=quiet, verbose=verbose).print_plan(plan(parsed, jobs=job))
             return
-        from pipeline.run.runner import check_writable
+        from pipeline.store.fsutil import check_writable
         from pipeline.store.locking import output_locks, refuse_overlapping_runs
 
         stop = StopFlag()

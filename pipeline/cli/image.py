@@ -120,8 +120,9 @@ def _render_one(content: Path, preset: Any, output: Path, fmt: str, cache_dir: P
 
     from pipeline.executors.local import LocalExecutor
     from pipeline.plan.planning import Plan, make_task
-    from pipeline.run.runner import check_writable, run
+    from pipeline.run.runner import run
     from pipeline.store.cache import ArtifactCache
+    from pipeline.store.fsutil import check_writable
     from pipeline.training.networks import bind
 
     # Before any work: a result that cannot be written is not worth computing.

@@ -17,9 +17,7 @@ a setup error (the weights, a style image) end a run early.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from pathlib import Path
 import av
 
 from pipeline import __version__
-from pipeline.config.naming import TEMP_PREFIX, display_name, is_video_name, output_too_long
+from pipeline.config.naming import display_name, is_video_name, output_too_long
 from pipeline.config.styles import Preset
 from pipeline.config.views import settings_digest
 from pipeline.errors import (
@@ -57,37 +55,13 @@ from pipeline.run.report import (
 )
 from pipeline.run.writer import refresh_record, write_result
 from pipeline.store import records
-from pipeline.store.fsutil import sweep_temp_files, translate_os_error
+from pipeline.store.fsutil import check_writable, sweep_temp_files
 from pipeline.store.hashing import digest_json
 from pipeline.video.driver import Video, start_video
 from pipeline.video.probe import MAX_VIDEO_BYTES
 from pipeline.video.segments import Segment
 
 STOPPING = (DiskFullError, OutputNotWritableError, Cancelled)
-
-
-# -- before any work ------------------------------------------------------------
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before any work if results could not be written to ``folder``."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # Named like a temp file, so that a run killed right here leaves nothing behind.
-        probe_file = folder / f"{TEMP_PREFIX}write-test-{os.getpid()}"
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as exc:
-        if isinstance(translate_os_error(exc, folder), DiskFullError):
-            raise DiskFullError(f"disk full: cannot write in the output folder {folder} "
-                                "(free some space and run again); nothing was processed"
-                                ) from exc
-        # Any other failure (no permission, read-only, a file where a folder should
-        # be) means the same thing: results cannot go there.
-        why = ("a file is in the way of a folder on its path"
-               if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
-        raise OutputNotWritableError(f"output folder {folder} is not writable ({why}); "
-                                     "nothing was processed") from exc
 
 
 def _group_key(preset: Preset) -> str:

@@ -341,3 +341,23 @@ def _abandoned(path: Path) -> bool:
         os.close(fd)
     return True
 
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if results could not be written to ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Named like a temp file, so that a run killed right here leaves nothing behind.
+        probe_file = folder / f"{TEMP_PREFIX}write-test-{os.getpid()}"
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        if isinstance(translate_os_error(exc, folder), DiskFullError):
+            raise DiskFullError(f"disk full: cannot write in the output folder {folder} "
+                                "(free some space and run again); nothing was processed"
+                                ) from exc
+        # Any other failure (no permission, read-only, a file where a folder should
+        # be) means the same thing: results cannot go there.
+        why = ("a file is in the way of a folder on its path"
+               if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror or str(exc))
+        raise OutputNotWritableError(f"output folder {folder} is not writable ({why}); "
+                                     "nothing was processed") from exc

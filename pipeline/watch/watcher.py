@@ -134,7 +134,7 @@ class InboxWatcher:
                                        Registry(job.inbox / INBOX_REGISTRY_NAME)))
 
     def _prepare_folders(self) -> dict[str, int]:
-        from pipeline.run.runner import check_writable
+        from pipeline.store.fsutil import check_writable
 
         retried: dict[str, int] = {}
         for box in self._inboxes:
