@@ -93,7 +93,7 @@ def main() -> None:
 
     from pipeline.config.styles import Registry
     from pipeline.engine.fast import FastStylizer
-    from pipeline.engine.network import read_network
+    from pipeline.engine.network_file import read_network
 
     if args.threads:
         import torch

@@ -49,7 +49,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.config.styles import Registry
-    from pipeline.engine.network import network_digest, network_tensors, read_network, write_network
+    from pipeline.engine.network_file import (
+        network_digest,
+        network_tensors,
+        read_network,
+        write_network,
+    )
     from pipeline.store.cache_dir import ENV_CACHE_DIR
     from pipeline.training.networks import (
         META_DIGEST,

@@ -31,7 +31,7 @@ def main() -> None:
 
     from pipeline.config.styles import Registry
     from pipeline.engine.device import float_signature
-    from pipeline.engine.network import read_network, write_network
+    from pipeline.engine.network_file import read_network, write_network
     from pipeline.render.network_loader import network_config
     from pipeline.training.networks import (
         META_DIGEST,

@@ -42,7 +42,8 @@ def main() -> None:
     from PIL import Image
 
     from pipeline.config.styles import Registry
-    from pipeline.engine.network import NetworkConfig, write_network
+    from pipeline.engine.network import NetworkConfig
+    from pipeline.engine.network_file import write_network
     from pipeline.engine.training import Trainer, TrainOptions, training_sides
     from pipeline.render.targets import StyleTargetStore
     from pipeline.store.cache import ArtifactCache
@@ -65,7 +66,7 @@ def main() -> None:
     ckpt, log_path = args.out / "checkpoint.safetensors", args.out / "log.jsonl"
     trained_s = 0.0
     if args.start and not ckpt.exists():
-        from pipeline.engine.network import read_network
+        from pipeline.engine.network_file import read_network
 
         start = read_network(args.start, options.config).net.state_dict()
         trainer.learner.load_state_dict(start)

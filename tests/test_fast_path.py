@@ -280,7 +280,7 @@ def test_a_fast_job_without_a_network_trains_one_first_on_its_photos(
 def test_init_fast_optimizes_the_finest_scale_from_the_networks_picture(
         tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.config.geometry import pyramid
-    from pipeline.engine.network import read_network
+    from pipeline.engine.network_file import read_network
     from pipeline.engine.optimize import Engine, PassInfo
     from pipeline.engine.style_targets import StyleTargetMaker
 

@@ -236,7 +236,8 @@ def test_bounded_json_raises_only_value_error(text: str) -> None:
 # -- the safetensors reader (networks and checkpoints; issue 27) -------------------------
 
 def _small_network_bytes(metadata: dict[str, str]) -> bytes:
-    from pipeline.engine.network import NetworkConfig, TransformNet, encode_network
+    from pipeline.engine.network import NetworkConfig, TransformNet
+    from pipeline.engine.network_file import encode_network
 
     torch.manual_seed(0)
     return encode_network(TransformNet(NetworkConfig(width=8, blocks=1)).eval(), metadata)
@@ -253,7 +254,7 @@ def test_a_network_with_any_metadata_and_header_length_reads_back(
     the network always reads back, with its metadata, and never as a pickle."""
     from support.safetensors_files import with_header_length
 
-    from pipeline.engine.network import decode_network
+    from pipeline.engine.network_file import decode_network
 
     data = _small_network_bytes(metadata)
     data = with_header_length(data, int.from_bytes(data[:8], "little") + pad)
@@ -267,7 +268,7 @@ def test_a_network_with_any_metadata_and_header_length_reads_back(
 def test_any_bytes_are_a_network_or_one_refusal(junk: bytes, keep: int) -> None:
     """A valid file cut short and followed by random bytes, or random bytes alone: read, or
     refused with one WeightsError line, in bounded time."""
-    from pipeline.engine.network import decode_network
+    from pipeline.engine.network_file import decode_network
     from pipeline.errors import WeightsError
 
     data = _small_network_bytes({})[:keep] + junk

@@ -11,11 +11,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from pipeline.engine.network import (
-    FULL_WIDTH,
-    HALF_WIDTH,
-    NetworkConfig,
-    TransformNet,
+from pipeline.engine.network import FULL_WIDTH, HALF_WIDTH, NetworkConfig, TransformNet
+from pipeline.engine.network_file import (
     decode_network,
     encode_network,
     network_tensors,

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config.styles import Registry
-from pipeline.engine.network import read_network
+from pipeline.engine.network_file import read_network
 from pipeline.render.network_loader import network_config
 from pipeline.store import records
 from pipeline.training.networks import PRESET_NETWORK_FILE, find_network, network_key

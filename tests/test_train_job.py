@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app, common
 from pipeline.config.styles import Preset, Registry
-from pipeline.engine.network import read_network
+from pipeline.engine.network_file import read_network
 from pipeline.engine.training import TrainProgress
 from pipeline.errors import UsageError
 from pipeline.store.fsutil import TEMP_PREFIX

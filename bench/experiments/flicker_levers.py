@@ -30,7 +30,8 @@ from bench.flicker import warping_error
 from bench.video import camera, scores
 from pipeline.config.styles import Registry
 from pipeline.engine.fast import working_size
-from pipeline.engine.network import NOISE_SEED, TransformNet, read_network
+from pipeline.engine.network import NOISE_SEED, TransformNet
+from pipeline.engine.network_file import read_network
 from pipeline.render.network_loader import network_config
 from pipeline.video.steady import MATCH_TOLERANCE, flow, warp
 

@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.config.styles import Registry
-    from pipeline.engine.network import read_network
+    from pipeline.engine.network_file import read_network
     from pipeline.engine.optimize import Engine
     from pipeline.engine.style_targets import StyleTargetMaker
 

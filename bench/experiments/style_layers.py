@@ -35,7 +35,7 @@ def main() -> None:
 
     from pipeline.config.styles import Registry
     from pipeline.engine.fast import FastStylizer
-    from pipeline.engine.network import read_network
+    from pipeline.engine.network_file import read_network
 
     preset = Registry.discover().resolve(args.style)
     painting = Image.open(preset.images[0].path).convert("RGB")

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import safetensors.torch
 import torch
 
-from pipeline.engine.network import TransformNet, read_safetensors
+from pipeline.engine.network import TransformNet
+from pipeline.engine.network_file import read_safetensors
 from pipeline.errors import WeightsError
 from pipeline.store import fsread, jsonio
 from pipeline.store.hashing import digest_tensors

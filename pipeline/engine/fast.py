@@ -27,7 +27,7 @@ from PIL import Image
 from pipeline.config.geometry import output_size
 from pipeline.config.settings import Settings
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
-from pipeline.engine.network import LoadedNetwork
+from pipeline.engine.network_file import LoadedNetwork
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized

@@ -33,7 +33,7 @@ from pipeline.engine.device import resolve_device, resolve_precision
 from pipeline.engine.loop import Carry, PassOptions, optimize
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.loss_scale import LossScaler
-from pipeline.engine.network import LoadedNetwork
+from pipeline.engine.network_file import LoadedNetwork
 from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets

@@ -1,7 +1,7 @@
 """Trained networks as an executor uses them: found, read once, checked, then kept.
 
 The lookup is :func:`pipeline.training.networks.find_network` (the cache, then the preset's own
-file); the reading and every check are :func:`pipeline.engine.network.read_network`'s.
+file); the reading and every check are :func:`pipeline.engine.network_file.read_network`'s.
 A network is kept by digest, so a watcher that runs for days reads each once, and a
 network retrained meanwhile (a new digest) is read afresh.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pipeline.config.settings import Settings
 from pipeline.config.styles import Preset
-from pipeline.engine.network import LoadedNetwork, NetworkConfig, read_network
+from pipeline.engine.network import NetworkConfig
+from pipeline.engine.network_file import LoadedNetwork, read_network
 from pipeline.errors import WeightsError
 from pipeline.training.networks import BLOCKS, META_KEY, find_network, network_key, no_network
 

@@ -29,7 +29,7 @@ from pipeline.config.styles import Preset
 from pipeline.config.views import settings_digest
 from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
-from pipeline.engine.network import LoadedNetwork
+from pipeline.engine.network_file import LoadedNetwork
 from pipeline.engine.optimize import Engine
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import (

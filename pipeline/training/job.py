@@ -40,9 +40,9 @@ from PIL import Image
 
 from pipeline.config.naming import display_name
 from pipeline.config.styles import Preset, builtin_styles_dir
-from pipeline.engine.network import (
+from pipeline.engine.network import TransformNet
+from pipeline.engine.network_file import (
     LoadedNetwork,
-    TransformNet,
     network_digest,
     network_tensors,
     read_network,

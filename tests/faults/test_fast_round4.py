@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config.styles import Preset, Registry
-from pipeline.engine.network import FORMAT, TransformNet, network_digest, network_tensors
+from pipeline.engine.network import TransformNet
+from pipeline.engine.network_file import FORMAT, network_digest, network_tensors
 from pipeline.errors import MAX_MESSAGE, DivergedError, PictureError
 from pipeline.images import tensor_to_pil
 from pipeline.render.network_loader import network_config

@@ -57,7 +57,7 @@ def make_targets(engine: object, paintings: list, sides: object) -> dict:
 def train_tiny_network(preset: object, target: Path, seed: int = 0) -> str:
     """A real network for a fast ``preset``, a few steps trained at its (tiny) settings and
     written to ``target`` as ``stylize train`` writes it; its digest."""
-    from pipeline.engine.network import network_digest, network_tensors, write_network
+    from pipeline.engine.network_file import network_digest, network_tensors, write_network
     from pipeline.engine.style_targets import StyleTargetMaker
     from pipeline.engine.training import Trainer, TrainOptions, training_sides
     from pipeline.render.network_loader import network_config

@@ -23,7 +23,7 @@ from pipeline.store.cache_dir import default_cache_dir
 from pipeline.training.networks import find_network, no_network
 
 if TYPE_CHECKING:
-    from pipeline.engine.network import LoadedNetwork
+    from pipeline.engine.network_file import LoadedNetwork
 
 __all__ = ["NetworkShipper", "ShippedNetwork", "WorkerNetworks"]
 
@@ -46,7 +46,7 @@ class NetworkShipper:
         self._refs: dict[str, Any] = {}
 
     def ship(self, preset: Preset) -> ShippedNetwork:
-        from pipeline.engine.network import MAX_NETWORK_BYTES, decode_network
+        from pipeline.engine.network_file import MAX_NETWORK_BYTES, decode_network
 
         assert ray is not None
         if preset.network in self._refs:  # bound by the plan: shipped once, by digest
@@ -83,7 +83,7 @@ class WorkerNetworks:
         self._current = network
 
     def __call__(self, preset: Preset) -> LoadedNetwork:
-        from pipeline.engine.network import decode_network
+        from pipeline.engine.network_file import decode_network
 
         assert ray is not None
         if self._current is None:

@@ -62,7 +62,7 @@ class TrainBox:
 class Trained:
     """What a training worker hands back: the network's file and how far it got."""
 
-    network: bytes  # :func:`pipeline.engine.network.encode_network`
+    network: bytes  # :func:`pipeline.engine.network_file.encode_network`
     steps: int
     resumed_from: int
     seconds: float
@@ -76,7 +76,7 @@ def train_on_worker(settings: Settings, targets: StyleTargets, photos: Sequence[
     """Train on this worker; progress and checkpoints go to the box named ``box_name``."""
     from PIL import Image
 
-    from pipeline.engine.network import encode_network
+    from pipeline.engine.network_file import encode_network
     from pipeline.engine.training import Trainer
 
     assert ray is not None
@@ -205,7 +205,7 @@ class RemoteTraining:
 
 def result_of(trained: Trained) -> TrainResult:
     """The driver's :class:`TrainResult` of a remote training (the network decoded)."""
-    from pipeline.engine.network import decode_network
+    from pipeline.engine.network_file import decode_network
     from pipeline.engine.training import TrainResult
 
     loaded = decode_network(trained.network, "the network trained on a Ray worker")
