@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config.styles import Registry
-from pipeline.errors import StylizeError
+from pipeline.errors import NetworkMissingError, StylizeError
 from pipeline.plan.methods import result_view
 from pipeline.store import records
 from pipeline.training.networks import PRESET_NETWORK_FILE, cache_paths, find_network, network_key
@@ -465,3 +465,42 @@ def test_a_bound_network_is_loaded_by_digest_without_looking_at_files_again(
     assert loader(bound) is first
     with pytest.raises(StylizeError):  # unbound, it is looked for (and not found)
         loader(preset)
+
+
+def test_a_network_trained_again_during_a_run_is_refused_not_recorded_under_the_old_key(
+        tmp_path: Path, styles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results are keyed by the bound network before they are made (the writer records the
+    driver's keys): a run that would make them with another network stops, in one line
+    (as when its network is deleted), and the next run, planned with the new network,
+    makes them."""
+    from support.engines import run_local
+
+    from pipeline.plan.planning import Plan, make_task
+    from pipeline.store.cache import ArtifactCache
+    from pipeline.training.networks import bind
+
+    preset = _preset(styles, monkeypatch)
+    cache = tmp_path / "cache"
+    path = cache_paths(cache, network_key(preset))[0]
+    train_tiny_network(preset, path, seed=0)
+    bound = bind(preset, cache)
+    photo = tmp_path / "photo.png"
+    gradient_photo(64, 48).save(photo)
+    out = tmp_path / "out" / "photo.quick.png"
+    plan = Plan([make_task("j", photo, bound, out, root=None)])
+    newer = train_tiny_network(preset, path, seed=1)  # `stylize train --force` meanwhile
+    assert newer != bound.network
+
+    with pytest.raises(NetworkMissingError) as caught:
+        run_local(plan, ArtifactCache(cache))
+    assert caught.value.message == (
+        "style 'quick': its network was trained again while this run was under way; run "
+        "again to make its photos with the new one")
+    assert not out.exists() and records.read_record(out) is None
+
+    again = run_local(Plan([make_task("j", photo, bind(preset, cache), out, root=None)]),
+                      ArtifactCache(cache))
+    (result,) = again.results  # type: ignore[attr-defined]
+    assert result.status == "done"
+    rec = records.read_record(out)
+    assert rec is not None and rec.made["network"] == newer

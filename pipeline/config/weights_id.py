@@ -30,5 +30,7 @@ def weights_digest(spec: str) -> str:
         return load_weights(spec).digest
     try:
         return file_digest(Path(spec), max_bytes=MAX_WEIGHTS_BYTES, what="a weights file")
-    except OSError as exc:  # checked when the settings were resolved; changed since
+    except FileNotFoundError:  # checked when the settings were resolved; gone since
+        raise WeightsError(f"weights file not found: {spec}") from None
+    except OSError as exc:  # changed since
         raise WeightsError(f"weights file {spec}: {exc.strerror or exc}") from None

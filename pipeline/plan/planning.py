@@ -38,7 +38,7 @@ from pipeline.config.naming import (
 from pipeline.config.styles import Preset
 from pipeline.config.weights_id import weights_digest
 from pipeline.errors import ConfigError
-from pipeline.plan.methods import needs_network, result_view
+from pipeline.plan.methods import needs_network, result_view, retry_size
 from pipeline.store import records
 from pipeline.store.hashing import digest_json, file_digest
 
@@ -191,6 +191,19 @@ def task_key(input_digest: str, preset: Preset, fmt: str) -> str:
         "format": fmt,
         **fast,
     })
+
+
+def result_keys(task: Task, digest: str) -> dict[int, str]:
+    """The keys a result of these bytes may be recorded under, by output size: the
+    settings' size, and the smaller one of the retry after running out of memory.  Made
+    by the driver when it reads the bytes, so that the writer records what it is given."""
+    size = task.preset.settings.size
+    keys = {size: task.key if task.key and digest == task.input_digest
+            else task_key(digest, task.preset, task.fmt)}
+    smaller = retry_size(size)
+    if smaller is not None:
+        keys[smaller] = task_key(digest, task.preset.with_overrides({"size": smaller}), task.fmt)
+    return keys
 
 
 def _input_digest(photo: Path, stat: tuple[int, int], rec: records.Record | None) -> str | None:

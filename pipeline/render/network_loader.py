@@ -16,7 +16,7 @@ from pipeline.config.styles import Preset
 from pipeline.engine.network import NetworkConfig
 from pipeline.engine.network_file import LoadedNetwork, read_network
 from pipeline.errors import WeightsError
-from pipeline.training.networks import BLOCKS, META_KEY, find_network, network_key, no_network
+from pipeline.training.networks import BLOCKS, META_KEY, bound_network, check_bound, network_key
 
 #: Networks kept in memory (a few MB each).
 KEPT = 8
@@ -39,6 +39,7 @@ def still_the_presets(loaded: LoadedNetwork, preset: Preset, path: Path) -> Load
         raise WeightsError(f"{path}: not the network of style {preset.name!r} with these "
                            "settings (replaced while it was read?); run again",
                            category="network")
+    check_bound(preset, loaded.digest)
     return loaded
 
 
@@ -54,9 +55,7 @@ class NetworkLoader:
             # Bound by the plan (its key names this digest): no file is looked at again.
             self._kept.move_to_end(preset.network)
             return self._kept[preset.network]
-        ref = find_network(preset, self.cache_root)
-        if ref is None:
-            raise no_network(preset)
+        ref = bound_network(preset, self.cache_root)
         if ref.digest in self._kept:
             self._kept.move_to_end(ref.digest)
             return self._kept[ref.digest]

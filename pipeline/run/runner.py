@@ -43,7 +43,7 @@ from pipeline.images.header import probe_bytes
 from pipeline.images.limits import max_photo_bytes
 from pipeline.plan.batching import Batcher
 from pipeline.plan.methods import Needs, needs
-from pipeline.plan.planning import Plan, Task
+from pipeline.plan.planning import Plan, Task, result_keys
 from pipeline.run.report import (
     EventFn,
     Report,
@@ -79,6 +79,7 @@ class _Sent:
     task: Task
     digest: str
     stat: tuple[int, int]
+    keys: dict[int, str]  # by output size (planning.result_keys)
 
 
 class _Driver:
@@ -176,7 +177,7 @@ class _Driver:
         with contextlib.suppress(InputError):  # too small: each segment then says so
             self._prepare(task.preset, video.needs())
         if not video.pending:  # every segment made by a run that was stopped
-            self._video_done(video, _Sent(task, digest, stat))
+            self._video_done(video, _Sent(task, digest, stat, result_keys(task, digest)))
         for segment in video.due():
             work_id = self._next_work(task, digest, stat)
             self.videos[work_id] = (video, segment)
@@ -185,7 +186,7 @@ class _Driver:
     def _next_work(self, task: Task, digest: str, stat: tuple[int, int]) -> int:
         work_id = self.next_id
         self.next_id += 1
-        self.sent[work_id] = _Sent(task, digest, stat)
+        self.sent[work_id] = _Sent(task, digest, stat, result_keys(task, digest))
         return work_id
 
     def _work(self, task: Task) -> Work | None:
@@ -305,7 +306,7 @@ class _Driver:
         """The output, then its record; whether it was written."""
         task = sent.task
         try:
-            write_result(task, finished, sent.digest, sent.stat)
+            write_result(task, finished, sent.digest, sent.stat, sent.keys)
         except STOPPING:
             raise  # a full disk, an unwritable folder: every later photo would fail too
         except (OSError, StylizeError) as exc:  # this output only (a name too long, ...)

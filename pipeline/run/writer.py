@@ -19,26 +19,25 @@ from pipeline.config.styles import Preset
 from pipeline.config.weights_id import weights_digest
 from pipeline.errors import StylizeError
 from pipeline.executors.base import Finished
-from pipeline.plan.planning import Task, task_key
+from pipeline.plan.planning import Task
 from pipeline.store import records
 from pipeline.store.fsutil import atomic_write_bytes
 from pipeline.store.hashing import file_digest
 
 
-def write_result(task: Task, finished: Finished, digest: str, stat: tuple[int, int]) -> None:
-    """The output, atomically, then its record: the record is what makes the task done."""
+def write_result(task: Task, finished: Finished, digest: str, stat: tuple[int, int],
+                 keys: dict[int, str]) -> None:
+    """The output, atomically, then its record: the record is what makes the task done.
+
+    ``keys`` are the driver's (:func:`pipeline.plan.planning.result_keys`), by output size:
+    a picture made smaller after running out of memory is recorded under the smaller
+    size's key, so that a later run tries the full size again.
+    """
     assert finished.data is not None
     preset = task.preset
     if finished.size and finished.size != preset.settings.size:
-        # Made smaller after running out of memory: the record holds the smaller size's
-        # key, so that a later run tries the full size again.
         preset = preset.with_overrides({"size": finished.size})
-    network = finished.details.get("network", "")
-    if network and network != preset.network:
-        # Trained (or retrained) since the plan: the record names the network used.
-        preset = replace(preset, network=network)
-    key = task.key if digest == task.input_digest and preset is task.preset and task.key \
-        else task_key(digest, preset, task.fmt)
+    key = keys[preset.settings.size]
     atomic_write_bytes(task.output, finished.data,
                        mtime_ns=stat[1] if preset.settings.keep_mtime else None)
     out_size, out_mtime = records.stat_identity(task.output)

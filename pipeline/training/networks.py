@@ -136,6 +136,29 @@ def no_network(preset: Preset) -> NetworkMissingError:
                                "first)")
 
 
+def bound_network(preset: Preset, cache_root: Path) -> NetworkRef:
+    """The network ``preset`` is bound to (:func:`bind`), as an executor loads it.
+
+    Results are keyed by the bound network's digest before they are made, so a network
+    found now that is not that one (trained again while a run was under way) is refused
+    for this run rather than recorded under another network's key; the next run plans
+    with the new one.
+    """
+    ref = find_network(preset, cache_root)
+    if ref is None or not preset.network:
+        raise no_network(preset)
+    check_bound(preset, ref.digest)
+    return ref
+
+
+def check_bound(preset: Preset, digest: str) -> None:
+    """Refuse a network other than the one ``preset`` is bound to (see above)."""
+    if digest != preset.network:
+        raise NetworkMissingError(
+            f"style {preset.name!r}: its network was trained again while this run was "
+            "under way; run again to make its photos with the new one")
+
+
 def bind(preset: Preset, cache_root: Path) -> Preset:
     """``preset`` naming the network its fast results are made with (unchanged otherwise)."""
     if not needs_network(preset.settings):

@@ -69,8 +69,11 @@ class Stylizer:
 
     def prepare(self, jobs: list[Job]) -> None:
         """Load the network once, before the first photo (style targets come per size)."""
+        rebind = self.rebind or (lambda preset: preset)
         for job in jobs:
-            for preset in job.styles:
+            for preset in map(rebind, job.styles):
+                if needs_network(preset.settings) and not preset.network:
+                    continue  # its photos wait for one (see __call__)
                 self.executor.prepare(preset)
 
     def __call__(self, job: Job, path: Path) -> Outcome:

@@ -20,7 +20,7 @@ from pipeline.executors.ray.connect import ray
 from pipeline.render.network_loader import network_config, still_the_presets
 from pipeline.store import fsread
 from pipeline.store.cache_dir import default_cache_dir
-from pipeline.training.networks import find_network, no_network
+from pipeline.training.networks import bound_network
 
 if TYPE_CHECKING:
     from pipeline.engine.network_file import LoadedNetwork
@@ -51,9 +51,7 @@ class NetworkShipper:
         assert ray is not None
         if preset.network in self._refs:  # bound by the plan: shipped once, by digest
             return preset.network, self._refs[preset.network]
-        ref = find_network(preset, self.cache_root or default_cache_dir())
-        if ref is None:
-            raise no_network(preset)
+        ref = bound_network(preset, self.cache_root or default_cache_dir())
         if ref.digest in self._refs:
             return ref.digest, self._refs[ref.digest]
         try:
