@@ -87,6 +87,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[WatchEvent] = []
         self._lock = threading.Lock()
+        self.watcher: InboxWatcher | None = None
 
     def __call__(self, event: WatchEvent) -> None:
         with self._lock:
@@ -108,12 +109,20 @@ class Recorder:
     def wait_done(self, *names: str, timeout: float = 30.0) -> None:
         self.wait(lambda: all(self.of("done", n) for n in names), timeout)
 
+    def idle(self, timeout: float = 30.0) -> None:
+        """Until the watcher has handled every change made so far (a scan since, nothing
+        settling or queued): what it would do twice, it has done by then."""
+        assert self.watcher is not None and self.watcher.wait_idle(timeout), (
+            "the watcher never went idle; events:\n" + "\n".join(
+                json.dumps(e.as_dict()) for e in self.events if e.kind != "step"))
+
 
 @contextlib.contextmanager
 def watching(job: Job, opts: WatchOptions, process: Callable[[Job, Path], Outcome] | None = None,
              ) -> Iterator[Recorder]:
     rec = Recorder()
     watcher = InboxWatcher([job], options=opts, on_event=rec, process=process)
+    rec.watcher = watcher
     watcher.start()
     try:
         yield rec
@@ -174,7 +183,7 @@ def test_slow_writer_is_processed_once_after_its_last_byte(styles: Path, tmp_pat
                 last_byte = time.time()
                 time.sleep(3.0 / len(chunks))
         rec.wait_done("slow.png")
-        time.sleep(2 * SETTLE)
+        rec.idle()
     started = rec.of("started", "slow.png")
     assert len(started) == 1 and started[0].time >= last_byte
     assert outputs(job) == ["slow.png.fast.jpg"]
@@ -220,7 +229,7 @@ def test_moved_renamed_and_copied_files_give_one_result_each(styles: Path, tmp_p
         shutil.copy(elsewhere / "source.png", inbox / "copied.png")
         finals = ["moved.png", "copied.png", *renames.values()]
         rec.wait_done(*finals, timeout=60)
-        time.sleep(2 * SETTLE)
+        rec.idle()
     assert outputs(job) == sorted(f"{n}.fast.jpg" for n in finals)
     assert Counter(e.file for e in rec.of("started")) == dict.fromkeys(finals, 1)
     assert not rec.of("ignored") and not rec.of("failed")
@@ -237,11 +246,11 @@ def test_touch_does_not_reprocess_but_new_content_does_once(styles: Path, tmp_pa
         first = (results(job) / "a.png.fast.jpg").read_bytes()
         os.utime(inbox / "done" / "a.png")  # a touch of the processed file
         (inbox / "done" / "a.png").chmod(0o600)  # and an attribute change
-        time.sleep(3 * SETTLE)
+        rec.idle()
         assert len(rec.of("started", "a.png")) == 1
         (inbox / "a.png").write_bytes(png_bytes(2))  # new content under the same name
         rec.wait(lambda: len(rec.of("done", "a.png")) == 2)
-        time.sleep(2 * SETTLE)
+        rec.idle()
     assert len(rec.of("started", "a.png")) == 2
     assert (results(job) / "a.png.fast.jpg").read_bytes() != first
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a-1.png", "a.png"]
@@ -269,14 +278,14 @@ def test_a_done_photo_left_in_the_inbox_is_not_redone(styles: Path, tmp_path: Pa
         rec.wait_done("a.png")
         assert rec.of("warning", "a.png") and (inbox / "a.png").exists()
         os.utime(inbox / "a.png")
-        time.sleep(3 * SETTLE)
+        rec.idle()
     assert (inbox / ".stylize-watch.json").exists()
     with watching(job, options(observer)) as rec2:  # a restart does not redo it either
-        time.sleep(2.5 * SETTLE)
+        rec2.idle()
         assert not rec2.of("queued") and not rec2.of("started")
         (inbox / "a.png").write_bytes(png_bytes(2))  # new content: done once more
         rec2.wait_done("a.png")
-        time.sleep(2 * SETTLE)
+        rec2.idle()
     assert len(rec.of("started")) == 1 and len(rec2.of("started")) == 1
     assert (inbox / "done" / "a.png").exists() and not (inbox / "a.png").exists()
     assert not (inbox / ".stylize-watch.json").exists()  # nothing left to remember
@@ -377,7 +386,7 @@ def test_a_burst_of_500_files_is_processed_exactly_once_each(styles: Path, tmp_p
         for name in names:
             (inbox / name).write_bytes(tiny)
         rec.wait(lambda: len(rec.of("done")) >= 500, timeout=75)
-        time.sleep(2 * SETTLE)
+        rec.idle()
     assert calls == dict.fromkeys(names, 1)
     assert Counter(e.file for e in rec.of("started")) == dict.fromkeys(names, 1)
     assert len(outputs(job)) == 500 and len(list((inbox / "done").iterdir())) == 500
@@ -393,7 +402,7 @@ def test_lost_events_are_found_by_the_periodic_rescan(styles: Path, tmp_path: Pa
     monkeypatch.setattr(Tracker, "hint", lambda self, box, path: None)  # every event lost
     calls: Counter[str] = Counter()
     with watching(job, options(observer, rescan=0.5), process=copy_stub(calls)) as rec:
-        time.sleep(0.2)
+        rec.idle()  # up, and its first scans done: only a later rescan can find the photo
         (inbox / "late.png").write_bytes(png_bytes(1))
         rec.wait_done("late.png", timeout=15)
     assert calls == {"late.png": 1}
@@ -508,7 +517,6 @@ def test_sigterm_mid_photo_keeps_nothing_partial_and_a_restart_finishes(
 
     first = _Proc(manifest, observer, tmp_path / "first.log")
     first.wait_for(lambda ev: any(e["event"] == "started" for e in ev))
-    time.sleep(0.5)
     assert first.terminate() == 0, (tmp_path / "first.log").read_text()
     assert "stopped: 0 done" in (tmp_path / "first.log").read_text()  # plain lines on stderr
     assert first.events[-1]["event"] == "stopped" and first.events[-1]["abandoned"] == "a.png"
@@ -620,3 +628,30 @@ def test_a_restarted_watcher_sweeps_what_a_killed_one_left_but_not_a_live_write(
             pass
         assert live.exists()
     assert not any(p.exists() for p in dead)
+
+
+def test_wait_idle_waits_for_the_photo_in_hand_and_for_a_scan_after_the_call(
+        styles: Path, tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    inbox = job.inbox
+    assert inbox is not None
+    release = threading.Event()
+    calls: Counter[str] = Counter()
+    copy = copy_stub(calls)
+
+    def slow(job: Job, path: Path) -> Outcome:
+        release.wait(30)
+        return copy(job, path)
+
+    # Events lost and no periodic rescan in the test's time: only the scan wait_idle asks
+    # for can find a photo written after the start.
+    with watching(job, options("native", rescan=300.0), process=slow) as rec:
+        assert rec.watcher is not None
+        rec.idle()
+        rec.watcher.tracker.hint = lambda box, path: None  # type: ignore[union-attr, method-assign]
+        (inbox / "a.png").write_bytes(png_bytes(1))
+        assert not rec.watcher.wait_idle(2.0)  # found by its scan, then held by the worker
+        assert rec.of("queued", "a.png") and not calls
+        release.set()
+        assert rec.watcher.wait_idle(30.0)
+        assert calls == {"a.png": 1} and rec.of("done", "a.png")

@@ -61,6 +61,8 @@ class Tracker:
         self._queue: queue.Queue[Item] = queue.Queue()
         self._announced: dict[Path, FileSig] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._scans = 0  # whole scans of every inbox so far
+        self._scan_asked = False
 
     # -- for the observers (their threads: record and return) -------------------------
 
@@ -99,6 +101,22 @@ class Tracker:
     def forget(self, path: Path) -> None:
         self._announced.pop(path, None)
 
+    # -- for whoever waits for the watcher to be idle -----------------------------------
+
+    def ask_scan(self) -> int:
+        """Have every inbox scanned now; the count of scans before this one."""
+        with self.lock:
+            self._scan_asked = True
+            self.lock.notify_all()
+            return self._scans
+
+    def idle(self, after: int) -> bool:
+        """Whether a scan begun after scan ``after`` is done, and nothing it or a hint found
+        is still settling, queued or in the worker's hands."""
+        with self.lock:
+            return (self._scans > after and not self._hints and not self._pending
+                    and not self._queued)
+
     # -- the tracker's thread ---------------------------------------------------------
 
     def run(self) -> None:
@@ -106,18 +124,22 @@ class Tracker:
         while not self.stop.is_set():
             try:
                 now = time.monotonic()
-                if now >= next_scan:
+                with self.lock:
+                    asked, self._scan_asked = self._scan_asked, False
+                if now >= next_scan or asked:
                     for box in list(self.boxes):
                         self.ensure_observer(box)
                         self._scan(box)
                     next_scan = now + self.options.rescan
+                    with self.lock:
+                        self._scans += 1
                 self._take_hints()
                 self._check_pending()
             except Exception as exc:  # keep tracking: the next round may succeed
                 logger.exception("watch tracker")
                 self.emit("warning", message=f"tracker: {type(exc).__name__}: {exc}")
             with self.lock:
-                if not self._hints and not self.stop.is_set():
+                if not self._hints and not self._scan_asked and not self.stop.is_set():
                     self.lock.wait(self.options.tick_s)
             # Let a burst of events arrive before looking at them one by one.
             if not self.stop.is_set():

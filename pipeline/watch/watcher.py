@@ -222,6 +222,19 @@ class InboxWatcher:
 
     # -- the worker's thread ---------------------------------------------------------
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every change made to the inboxes before this call is handled: each
+        inbox scanned since, and nothing found settling, queued or being made.  False if
+        the watcher stopped or ``timeout`` seconds passed first."""
+        assert self.tracker is not None, "start() first"
+        before = self.tracker.ask_scan()
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if self.tracker.idle(before):
+                return True
+            time.sleep(self.options.tick_s)
+        return False
+
     def _work(self, worker: Worker) -> None:
         assert self.tracker is not None
         while not self._stop.is_set():
