@@ -20,21 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.common import REPO
-
-PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
-
-
-def make_photos(folder: Path, count: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        img = Image.open(PHOTOS[i % len(PHOTOS)]).convert("RGB")
-        w, h = img.size
-        dx = (i // len(PHOTOS)) * w // (4 * max(1, count // len(PHOTOS)))
-        img = img.crop((dx, 0, w, h)).resize((640, 480), Image.Resampling.LANCZOS)
-        if i % 2:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        img.save(folder / f"photo-{i:03d}.png")
+from bench.common import make_photos
 
 
 def main() -> None:

@@ -25,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
-from bench.common import REPO
+from bench.common import make_photos
 from pipeline.config.manifest import load_manifest
 from pipeline.executors.base import Executor
 from pipeline.executors.local import LocalExecutor
@@ -36,20 +34,6 @@ from pipeline.plan.methods import needs
 from pipeline.plan.planning import Plan, plan
 from pipeline.run.runner import run
 from pipeline.store.cache import ArtifactCache
-
-PHOTOS = sorted((REPO / "examples" / "photos").glob("*.png"))
-
-
-def make_photos(folder: Path, count: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        img = Image.open(PHOTOS[i % len(PHOTOS)]).convert("RGB")
-        w, h = img.size
-        dx = (i // len(PHOTOS)) * w // (4 * max(1, count // len(PHOTOS)))
-        img = img.crop((dx, 0, w, h)).resize((640, 480), Image.Resampling.LANCZOS)
-        if i % 2:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        img.save(folder / f"photo-{i:03d}.png")
 
 
 def write_manifest(work: Path, name: str, args: argparse.Namespace) -> Path:
