@@ -26,7 +26,7 @@ def _modules(package: Path) -> dict[str, Path]:
         parts = path.relative_to(package.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = path
-    return found
+    return sorted(found)
 
 
 def _imports(path: Path, known: dict[str, Path]) -> set[str]:
@@ -70,7 +70,7 @@ def _circles(package: Path) -> list[list[str]]:
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    return found
+    return sorted(found)
 
 
 @pytest.mark.parametrize("package", ["pipeline", "bench"])
@@ -105,3 +105,38 @@ def test_modules_and_functions_stay_small() -> None:
                 if lines > MAX_BODY_LINES:
                     too_long.append(f"{name}.{node.name}: a body of {lines} lines")
     assert too_long == []
+
+
+def _patched_privates(source: str) -> list[str]:
+    """``setattr(x, "_name", ...)`` calls (monkeypatch's too) and assignments to
+    ``x._name`` of something that is not ``self``: where a test would patch a private."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+                and (node.func.attr if isinstance(node.func, ast.Attribute)
+                     else node.func.id) == "setattr"
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)):
+            name = node.args[1].value
+            if name.startswith("_") and not name.startswith("__"):
+                found.append(name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if (isinstance(target, ast.Attribute) and target.attr.startswith("_")
+                        and not target.attr.startswith("__")
+                        and not (isinstance(target.value, ast.Name)
+                                 and target.value.id in ("self", "cls"))):
+                    found.append(target.attr)
+    return sorted(found)
+
+
+def test_no_test_patches_a_private_name() -> None:
+    patched = {str(p.relative_to(REPO)): names for p in sorted((REPO / "tests").rglob("*.py"))
+               if (names := _patched_privates(p.read_text()))}
+    assert patched == {}
+
+
+def test_the_private_patch_finder_finds_one() -> None:
+    assert _patched_privates('monkeypatch.setattr(mod, "_cache", {})\nopt._direction = f\n'
+                             'self._ok = 1\nsetattr(x, "__init__", g)\n') == [
+        "_cache", "_direction"]
