@@ -26,7 +26,7 @@ def _modules(package: Path) -> dict[str, Path]:
         parts = path.relative_to(package.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = path
-    return sorted(found)
+    return found
 
 
 def _imports(path: Path, known: dict[str, Path]) -> set[str]:
@@ -70,7 +70,7 @@ def _circles(package: Path) -> list[list[str]]:
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    return sorted(found)
+    return found
 
 
 @pytest.mark.parametrize("package", ["pipeline", "bench"])
