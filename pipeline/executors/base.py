@@ -95,17 +95,19 @@ ExecEventFn = Callable[[ExecEvent], None]
 @dataclass
 class TargetCounts:
     """Style targets computed, read from the cache, and sent to workers; trained networks
-    sent to workers (once per network, like a target)."""
+    and videos sent to workers (once per network or video, like a target)."""
 
     computed: int = 0
     cached: int = 0
     shipped: int = 0
     networks: int = 0
+    videos: int = 0
 
     def __sub__(self, before: TargetCounts) -> TargetCounts:
         """What happened between two snapshots (an executor's counts are running totals)."""
         return TargetCounts(self.computed - before.computed, self.cached - before.cached,
-                            self.shipped - before.shipped, self.networks - before.networks)
+                            self.shipped - before.shipped, self.networks - before.networks,
+                            self.videos - before.videos)
 
 
 @runtime_checkable

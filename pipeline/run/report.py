@@ -46,6 +46,7 @@ class Report:
     targets_cached: int = 0
     targets_shipped: int = 0
     networks_shipped: int = 0
+    videos_shipped: int = 0
     seconds: float = 0.0
     stopped: StylizeError | None = None  # why the run ended early, if it did
 
@@ -70,6 +71,7 @@ class Report:
                "targets_cached": self.targets_cached,
                "targets_shipped": self.targets_shipped,
                "networks_shipped": self.networks_shipped,
+               "videos_shipped": self.videos_shipped,
                "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
                "stopped": self.stopped.message if self.stopped else None},
             "tasks": [r.as_dict() for r in self.results],

@@ -372,5 +372,6 @@ def run(plan: Plan, executor: Executor, *, on_event: EventFn | None = None,
         driver.report.targets_cached = counts.cached
         driver.report.targets_shipped = counts.shipped
         driver.report.networks_shipped = counts.networks
+        driver.report.videos_shipped = counts.videos
         driver.report.seconds = time.perf_counter() - start
     return driver.report

@@ -21,6 +21,7 @@ from pipeline.executors.ray.connect import ray
 from pipeline.executors.ray.networks import ShippedNetwork, WorkerNetworks
 from pipeline.executors.ray.progress import ProgressSender
 from pipeline.executors.ray.targets import WorkerTargets
+from pipeline.executors.ray.videos import with_video
 
 __all__ = ["RayWorker"]
 
@@ -86,10 +87,12 @@ class RayWorker:
         self._stops.add(token)
 
     def render(self, works: list[Work], sides: dict[int, Any], identity: dict[str, Any],
-               network: ShippedNetwork | None = None) -> list[Finished]:
+               network: ShippedNetwork | None = None,
+               videos: dict[str, Any] | None = None) -> list[Finished]:
         from pipeline.render.workshop import render_batch
 
         assert ray is not None
+        works = with_video(works, videos or {})
         self._targets.use(sides, identity)
         self._networks.use(network)
         self._progress.started(works)

@@ -37,6 +37,7 @@ from pipeline.executors.ray.targets import (
     TargetShipper,
 )
 from pipeline.executors.ray.training import RemoteTraining
+from pipeline.executors.ray.videos import VideoShipper
 from pipeline.plan.methods import Needs, needs_network
 from pipeline.store.cache import ArtifactCache
 
@@ -68,6 +69,7 @@ class _Piece:
     style: ShippedStyle
     network: ShippedNetwork | None = None  # a fast preset's network
     attempts: int = 0  # times a worker died under it
+    videos: dict[str, Any] = field(default_factory=dict)  # a segment's video, by digest
 
 
 class RayExecutor:
@@ -94,6 +96,7 @@ class RayExecutor:
         self._owns_ray = connect(address, connect_timeout, runtime_env)
         self._targets = TargetShipper(cache)
         self._networks = NetworkShipper(cache.root if cache is not None else None)
+        self._videos = VideoShipper()
         self.store = self._targets.store
         self._relay = ProgressRelay()
         self._pool = WorkerPool()
@@ -116,7 +119,8 @@ class RayExecutor:
 
     @property
     def counts(self) -> TargetCounts:  # type: ignore[override]
-        return replace(self._targets.counts, networks=self._networks.shipped)
+        return replace(self._targets.counts, networks=self._networks.shipped,
+                       videos=self._videos.shipped)
 
     @property
     def workers(self) -> int:
@@ -175,7 +179,9 @@ class RayExecutor:
     def submit(self, batch: list[Work]) -> None:
         preset = batch[0].preset
         network = self._networks.ship(preset) if needs_network(preset.settings) else None
-        self._queue.append(_Piece(_Batch(), batch, self._targets.style(preset), network))
+        works, videos = self._videos.pack(batch)
+        self._queue.append(_Piece(_Batch(), works, self._targets.style(preset), network,
+                                  videos=videos))
         self._dispatch()
 
     def wait(self) -> list[Finished]:
@@ -208,6 +214,7 @@ class RayExecutor:
         self._relay.close()
         self._targets.clear()
         self._networks.clear()
+        self._videos.clear()
         if self._owns_ray:
             ray.shutdown()
 
@@ -218,7 +225,7 @@ class RayExecutor:
             piece = self._queue.popleft()
             actor = self._pool.idle.pop(0)
             ref = actor.render.remote(piece.works, dict(piece.style.refs),
-                                      piece.style.identity, piece.network)
+                                      piece.style.identity, piece.network, piece.videos)
             self._running[ref] = (actor, piece)
 
     def _pump(self) -> None:
@@ -276,7 +283,8 @@ class RayExecutor:
             logger.warning("a Ray worker died under %d photo(s) (%s); trying them again",
                            len(piece.works), self._pool.last_death)
             # One photo per task: if one of them kills its worker, the others are spared.
-            singles = [_Piece(piece.batch, [w], piece.style, piece.network, piece.attempts)
+            singles = [_Piece(piece.batch, [w], piece.style, piece.network, piece.attempts,
+                              piece.videos)
                        for w in piece.works]
             piece.batch.open += len(singles) - 1
             self._queue.extendleft(reversed(singles))
