@@ -373,3 +373,19 @@ def test_pcm_sound_at_192_khz_is_resampled_for_aac(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
         assert c.streams.audio[0].codec_context.sample_rate == 48000
+
+
+@pytest.mark.parametrize(("name", "codec", "decoder"), [("hevc.mp4", "libx265", "hevc"),
+                                                       ("av1.mkv", "libsvtav1", "libdav1d")])
+def test_hevc_and_av1_videos_are_read_frame_for_frame(tmp_path: Path, name: str,
+                                                      codec: str, decoder: str) -> None:
+    """Phones record HEVC, and AV1 is what browsers and new cameras save: both decode
+    with PyAV's own FFmpeg, with every frame's time kept and the sound copied."""
+    src = make_video(tmp_path / "in" / name, frames=24, codec=codec,
+                     audio="aac" if name.endswith(".mp4") else "libopus")
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.name == decoder
+    assert _run(_manifest(tmp_path)).returncode == 0
+    out = tmp_path / "out" / f"{name}.udnie.{'mp4' if name.endswith('.mp4') else 'mkv'}"
+    assert frame_times(out) == frame_times(src)
+    assert sound_packets(out) == sound_packets(src)
