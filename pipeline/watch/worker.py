@@ -68,12 +68,13 @@ class Stylizer:
         self.rebind = rebind
 
     def prepare(self, jobs: list[Job]) -> None:
-        """Load the network once, before the first photo (style targets come per size)."""
+        """Load the network once, before the first photo (style targets come per size); a
+        fast style with no network at all is refused now (``NetworkMissingError``)."""
         rebind = self.rebind or (lambda preset: preset)
         for job in jobs:
             for preset in map(rebind, job.styles):
                 if needs_network(preset.settings) and not preset.network:
-                    continue  # its photos wait for one (see __call__)
+                    raise no_network(preset)
                 self.executor.prepare(preset)
 
     def __call__(self, job: Job, path: Path) -> Outcome:
