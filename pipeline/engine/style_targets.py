@@ -20,6 +20,7 @@ from PIL import Image
 
 from pipeline.config.geometry import MIN_SCALE_SIDE
 from pipeline.config.settings import Settings
+from pipeline.config.views import view, without_neutral
 from pipeline.engine.device import resolve_device
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.losses import gram
@@ -50,15 +51,16 @@ def style_identity(settings: Settings, weights: Weights) -> dict[str, object]:
     Not the style loss: the targets hold what both losses need.  Not the device or the
     precision: targets are always float32.
     """
+    vgg = without_neutral(view(settings, "vgg"))  # pad absent at zeros: older keys hold
     identity: dict[str, object] = {
         "weights": weights.digest,
         "preprocessing": weights.preprocessing,
-        "pooling": settings.pooling,
+        "pooling": vgg["pooling"],
         "layers": style_layer_names(settings),
         "luminance": settings.preserve_color == "luminance",
     }
-    if settings.pad != "zeros":  # absent otherwise: older cache keys stay valid
-        identity["pad"] = settings.pad
+    if "pad" in vgg:
+        identity["pad"] = vgg["pad"]
     return identity
 
 
