@@ -140,3 +140,15 @@ def test_the_private_patch_finder_finds_one() -> None:
     assert _patched_privates('monkeypatch.setattr(mod, "_cache", {})\nopt._direction = f\n'
                              'self._ok = 1\nsetattr(x, "__init__", g)\n') == [
         "_cache", "_direction"]
+
+
+def test_every_package_is_in_pyproject_and_every_listed_one_exists() -> None:
+    """setuptools installs the packages pyproject.toml lists, no others: a package left out
+    would be missing from a wheel, and one listed that is gone fails every install."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]) - {"pipeline._builtin_styles"}
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "pipeline").rglob("__init__.py")}
+    assert listed == found
