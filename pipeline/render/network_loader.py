@@ -2,8 +2,10 @@
 
 The lookup is :func:`pipeline.training.networks.find_network` (the cache, then the preset's own
 file); the reading and every check are :func:`pipeline.engine.network_file.read_network`'s.
-A network is kept by digest, so a watcher that runs for days reads each once, and a
-network retrained meanwhile (a new digest) is read afresh.
+A network is kept by digest, so a watcher that runs for days reads each once; a watcher
+binds each photo's presets anew, so a network retrained meanwhile (a new digest) is read
+then, while a run refuses one trained again after it was planned (its results' keys name
+the network they were planned with).
 """
 
 from __future__ import annotations
@@ -55,10 +57,7 @@ class NetworkLoader:
             # Bound by the plan (its key names this digest): no file is looked at again.
             self._kept.move_to_end(preset.network)
             return self._kept[preset.network]
-        ref = bound_network(preset, self.cache_root)
-        if ref.digest in self._kept:
-            self._kept.move_to_end(ref.digest)
-            return self._kept[ref.digest]
+        ref = bound_network(preset, self.cache_root)  # the bound one, or refused
         expected = network_config(preset.settings)
         loaded = still_the_presets(read_network(ref.path, expected), preset, ref.path)
         self._kept[loaded.digest] = loaded

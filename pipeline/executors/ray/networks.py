@@ -51,9 +51,7 @@ class NetworkShipper:
         assert ray is not None
         if preset.network in self._refs:  # bound by the plan: shipped once, by digest
             return preset.network, self._refs[preset.network]
-        ref = bound_network(preset, self.cache_root or default_cache_dir())
-        if ref.digest in self._refs:
-            return ref.digest, self._refs[ref.digest]
+        ref = bound_network(preset, self.cache_root or default_cache_dir())  # or refused
         try:
             data = fsread.read_bounded(ref.path, MAX_NETWORK_BYTES, "a network file")
         except OSError as exc:
