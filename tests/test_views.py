@@ -40,14 +40,17 @@ def test_a_knob_in_no_view_or_in_two_is_found(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_keys_are_those_made_before_the_views(udnie: Preset) -> None:
-    fast = replace(udnie.with_overrides({"method": "fast"}), network=NETWORK)
-    assert task_key(INPUT, udnie, "jpeg") == (
+    # As udnie was then: its network trained at ratio 0.3, painting at its training size
+    # (the knob added since, at its neutral value, leaves the keys as they were).
+    before = udnie.with_overrides({"network_style_ratio": 0.3, "network_paint_scale": 1.0})
+    fast = replace(before.with_overrides({"method": "fast"}), network=NETWORK)
+    assert task_key(INPUT, before, "jpeg") == (
         "3e1f5b8382da56be4a6ae4c0c75fc8a838b4d2c124830d2d10b3db9e51a983aa")
     assert task_key(INPUT, fast, "jpeg") == (
         "83903b8af5dbab2a94b9a6ddba6fd30dabafb9da1d80bd6ac48fd1124cf924d5")
-    assert task_key(INPUT, udnie, "mp4") == (
+    assert task_key(INPUT, before, "mp4") == (
         "ef6ea06ac3356c4dcf2c709bf6ad6f17a2643d76b38fa25c01094be6fae083d7")
-    assert network_key(udnie) == (
+    assert network_key(before) == (
         "b4f62c89db810d9ab11ea25a48a079a250261cdfa568543c9bd06383b3573106")
     assert network_key(udnie.with_overrides(
         {"network_width": 32, "train_size": 128, "network_style_ratio": 0.5})) == (
@@ -71,6 +74,8 @@ def test_the_style_targets_key_is_that_made_before_the_views(udnie: Preset) -> N
     ({"precision": "fp32"}, True, True, True, False),
     ({"quality": 50}, True, True, True, False),
     ({"steady": 0.5}, False, False, True, False),  # a video's alone
+    ({"network_paint_scale": 1.0}, False, True, False, False),  # where a network paints
+    ({"temporal_weight": 10.0}, False, False, True, False),  # an optimized video's
     ({"steps": [10, 10]}, True, False, True, False),
 ])
 def test_each_key_holds_the_views_that_decide_its_artifact(

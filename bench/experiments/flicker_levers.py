@@ -101,7 +101,8 @@ def main() -> None:
     photo, move = args.clip.split(":")
     originals = [cv2.resize(f, OUT, interpolation=cv2.INTER_AREA)
                  for f in camera(COLLECTION / f"{photo}.jpg", move, args.frames, (640, 360))]
-    ww, wh = working_size(*OUT, preset.settings.train_size)
+    s = preset.settings
+    ww, wh = working_size(*OUT, s.train_size * s.network_paint_scale)
     fixed = torch.randn(1, net.config.noise, wh, ww,
                         generator=torch.Generator().manual_seed(NOISE_SEED))
     base: float | None = None

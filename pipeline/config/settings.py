@@ -168,9 +168,15 @@ class Settings(BaseModel):
         6000, ge=1, le=1_000_000, description="training iterations of the network (one "
         "batch of photos each); training resumes where it stopped",
     )
+    network_paint_scale: float = Field(
+        2.5, ge=0.25, le=8, description="the network paints a photo at the area of a "
+        "square this many times train_size a side (or at the output size, if smaller), "
+        "then its picture is resized to the output: its strokes are then about the "
+        "optimizer's size (docs/lab-log.md)",
+    )
     train_size: int = Field(
         256, ge=32, le=1024, description="the fast path's working size: the network is "
-        "trained on, and paints, photos at the area of a square this many pixels a side",
+        "trained on photos at the area of a square this many pixels a side",
     )
     train_batch: int = Field(2, ge=1, le=64, description="photos per training iteration")
     train_learning_rate: float = Field(
@@ -235,6 +241,16 @@ class Settings(BaseModel):
         "moved along the footage's optical flow, each frame keeps where the flow is "
         "reliable, and (method fast) goes without the network's noise; 0: each frame as "
         "a photo alone, which flickers")
+    temporal_weight: float = Field(
+        0.0, ge=0, le=10_000,
+        description="videos, method optimize: how strongly each frame is held to the "
+        "previous one carried along the optical flow, on the pixels where the flow is "
+        "trusted (Ruder et al.'s temporal term; a mean squared difference of RGB in 0-1); "
+        "0: each frame only starts from it")
+    warm_steps: int | None = Field(
+        None, ge=1, le=10_000,
+        description="videos, method optimize: the steps of a frame started from the "
+        "previous one (its finest scale alone); default: the finest scale's steps")
     video_quality: int = Field(
         20, ge=0, le=51, description="videos: H.264's constant rate factor (lower is better "
         "and larger; 18-23 is visually near lossless to good)")

@@ -32,14 +32,15 @@ VIEWS: dict[str, frozenset[str]] = {
     "loss": frozenset({"content_weight", "style_weight", "tv_weight", "content_layers",
                        "style_layers", "style_scale", "style_loss", "preserve_color"}),
     "vgg": frozenset({"weights", "pooling", "pad"}),
-    "network": frozenset({"network_width", "network_noise"}),
+    "network": frozenset({"network_width", "network_noise", "network_paint_scale"}),
     "training": frozenset({"train_steps", "train_size", "train_batch", "train_learning_rate",
                            "network_style_ratio"}),
     "hardware": frozenset({"device", "precision", "tile_pixels", "tile_overlap",
                            "batch_size"}),
     "output": frozenset({"format", "quality", "strength", "metadata", "keep_mtime"}),
     "limits": frozenset({"max_pixels", "max_video_seconds"}),
-    "video": frozenset({"steady", "video_quality", "segment_seconds"}),
+    "video": frozenset({"steady", "video_quality", "segment_seconds", "temporal_weight",
+                        "warm_steps"}),
 }
 
 #: Knobs that never change a result's pixels, left out of every result's key: where and
@@ -56,7 +57,9 @@ UNKEYED = (VIEWS["hardware"] - {"precision"}) | VIEWS["limits"] | {"keep_mtime"}
 NEUTRAL_KNOBS: dict[str, object] = {"style_loss": "gram", "pad": "zeros", "average": 0.0,
                                     "warm_start": False, "stop_tolerance": 0.0, "sharpen": 0.0,
                                     "pyramid_scales": 0, "min_scales": 1, "method": "optimize",
-                                    "strength": 1.0}
+                                    "strength": 1.0, "network_paint_scale": 1.0,
+                                    "temporal_weight": 0.0,
+                                    "warm_steps": None}
 
 
 def view(settings: Settings, name: str, *, prefix: str = "") -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """The fast path's stylization: one pass of a preset's trained network per photo.
 
-Brush size.  The network learned to paint photos seen at a working size (the area of a
+Brush size.  The network learned to paint photos seen at a training size (the area of a
 square ``train_size`` pixels a side), against the painting resized to that area
-(:mod:`pipeline.engine.train_samples`): its strokes have a fixed size in pixels.
-The optimizer paints each photo against the painting resized to the photo's own area,
-so its strokes keep their size relative to the picture whatever the output size.  To
-give the same strokes, the network runs on the photo at the working size (never above
-the output size) and its picture is upsampled to the output size; the photo's own fine
+(:mod:`pipeline.engine.train_samples`): its strokes have a fixed size in pixels, and
+they come out larger than the optimizer's there (it learns the painting's broad
+shapes before its fine strokes).  The optimizer paints each photo against the painting
+resized to the photo's own area, so its strokes keep their size relative to the picture
+whatever the output size.  To give the same strokes, the network runs on the photo at a
+working size, ``network_paint_scale`` times the training side (never above the output
+size), where its strokes are the optimizer's size relative to the picture, and its
+picture is upsampled to the output size; the photo's own fine
 detail, which that upsampling cannot restore, is put back as its Laplacian band (the
 detail lost between the working and the output size), as the optimizer's finest scales
 keep the photo's edges.  Measured stroke sizes are in docs/lab-log.md ("The fast
@@ -53,7 +56,7 @@ class FastStylizer:
     def __init__(self, settings: Settings, network: LoadedNetwork) -> None:
         self.settings = settings
         # The side of the square whose area the network paints at (see the module doc).
-        self.working_side = settings.train_size
+        self.working_side = settings.train_size * settings.network_paint_scale
         self.network = network
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)

@@ -97,6 +97,21 @@ class SmoothnessTerm:
         return self.weight * total_variation(pictures)
 
 
+class TemporalTerm:
+    """Ruder et al.'s temporal term: the mean squared difference (RGB in [0, 1]) from the
+    previous frame carried to this one, counted where the carrying is trusted (``trust``,
+    0-1 per pixel: not occluded, not newly revealed)."""
+
+    def __init__(self, weight: float, target: torch.Tensor, trust: torch.Tensor) -> None:
+        self.weight = weight
+        self.target, self.trust = target.float(), trust.float()  # B×3×H×W, B×1×H×W
+        self.count = target[0].numel()
+
+    def __call__(self, features: Features, pictures: torch.Tensor) -> torch.Tensor:
+        held = (pictures.float() - self.target).pow(2) * self.trust
+        return self.weight * held.sum((1, 2, 3)) / self.count
+
+
 def content_terms(settings: Settings, features: Features) -> list[Term]:
     """Content terms towards these photos' features (``B`` photos, one per picture)."""
     layers, _ = layer_weights(settings)
@@ -140,10 +155,13 @@ class Objective:
         self.terms = list(terms)
 
     @classmethod
-    def build(cls, settings: Settings, content: Features, style: Sequence[Term]) -> Objective:
+    def build(cls, settings: Settings, content: Features, style: Sequence[Term],
+              extra: Sequence[Term] = ()) -> Objective:
         """Content towards ``content`` (features of the photos), the given style terms,
-        and smoothness: in this order, the order the sum is taken in."""
-        return cls([*content_terms(settings, content), *style, *smoothness_terms(settings)])
+        smoothness, then any ``extra`` (a video frame's temporal term): in this order, the
+        order the sum is taken in."""
+        return cls([*content_terms(settings, content), *style, *smoothness_terms(settings),
+                    *extra])
 
     def __call__(self, features: Features, pictures: torch.Tensor) -> torch.Tensor:
         loss = torch.zeros(pictures.shape[0], device=pictures.device)

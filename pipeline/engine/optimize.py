@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -34,7 +35,13 @@ from pipeline.engine.loop import Carry, PassOptions, optimize
 from pipeline.engine.loss_network import loss_network
 from pipeline.engine.loss_scale import LossScaler
 from pipeline.engine.network_file import LoadedNetwork
-from pipeline.engine.objective import Objective, Term, layer_weights, style_terms
+from pipeline.engine.objective import (
+    Objective,
+    TemporalTerm,
+    Term,
+    layer_weights,
+    style_terms,
+)
 from pipeline.engine.pyramid import unsharp
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.images import pil_to_tensor, tensor_to_pil
@@ -54,6 +61,17 @@ class PassInfo:
     carried: torch.Tensor | None  # the L-BFGS scale handed in by the previous pass
     loss_scale: float  # the float16 loss scale at the pass's start (1 when unscaled)
     bands: bool  # whether the optimizer moved Laplacian-pyramid bands, not pixels
+
+
+@dataclass(frozen=True)
+class Start:
+    """A picture to start from instead of the photo (a video's previous frame, carried
+    along the footage's motion to this one).  Only the finest scale is then optimized,
+    for ``warm_steps``; with a ``temporal_weight`` the picture is held to the start where
+    ``trust`` (H×W, 0-1: where the carrying can be believed) says so (Ruder et al.)."""
+
+    picture: Image.Image
+    trust: np.ndarray | None = None
 
 
 SnapshotFn = Callable[[Progress, Image.Image], None]
@@ -107,15 +125,14 @@ class Engine:
                 on_progress: ProgressFn | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_snapshot: SnapshotFn | None = None, snapshot_every: int = 0,
-                on_pass: PassFn | None = None, start: Image.Image | None = None) -> Image.Image:
+                on_pass: PassFn | None = None, start: Start | None = None) -> Image.Image:
         """Optimize one RGB photo towards the style; returns the stylized RGB image.
 
         ``on_snapshot`` receives the current picture (at the current scale's size) every
         ``snapshot_every`` steps, at the end of each tile and of each scale; it is meant
         for previews and benchmarks, and costs a device-to-host copy each time.
         ``on_pass`` sees each optimization pass's start and result (tests, benchmarks).
-        ``start``: a picture to start from (a video's previous frame, carried along the
-        footage's motion): only the finest scale is then optimized, from it.
+        ``start``: a picture to start from (see :class:`Start`).
         """
         snap = None
         if on_snapshot is not None:
@@ -142,22 +159,23 @@ class Engine:
 
     def _stylize(self, contents: list[Image.Image], targets: StyleTargets,
                  calls: _Callbacks,
-                 starts: list[Image.Image] | None = None) -> list[Image.Image]:
+                 starts: list[Start] | None = None) -> list[Image.Image]:
         sizes = {output_size(c.width, c.height, self.settings.size) for c in contents}
         if len(sizes) != 1:
             raise ValueError(f"a batch needs photos of one output size, not {sorted(sizes)}")
         out_w, out_h = sizes.pop()
         scales = geometry.pyramid(out_w, out_h, self.settings)
         if starts is not None:  # a start holds what the coarser scales would have painted
-            scales = scales[-1:]
+            scales = [replace(scales[-1], steps=self.settings.warm_steps or scales[-1].steps)]
         missing = {sc.style_side for sc in scales} - set(targets)
         if missing:
             raise ValueError(f"style targets missing for sides {sorted(missing)}")
         run = _PhotoRun(self, scales, calls)
         if starts is not None:
-            run.first = torch.cat([pil_to_tensor(resized(s.convert("RGB"), out_w, out_h))
+            run.first = torch.cat([pil_to_tensor(resized(s.picture.convert("RGB"), out_w, out_h))
                                    for s in starts]).to(self.device, self.picture_dtype)
             run.started = True
+            run.held = self._held(starts, run.first)
         elif self.settings.init == "fast":
             from pipeline.engine.fast import FastStylizer
 
@@ -175,6 +193,19 @@ class Engine:
             pictures = [keep_colours(p, resized(c, out_w, out_h))
                         for p, c in zip(pictures, contents, strict=True)]
         return pictures
+
+    def _held(self, starts: list[Start], pictures: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What a temporal term holds the pictures to, and where: the starts, and their
+        trust at the pictures' size (None when there is no term)."""
+        if not self.settings.temporal_weight or any(s.trust is None for s in starts):
+            return None
+        trust = torch.cat([torch.from_numpy(np.asarray(s.trust, dtype=np.float32)
+                                            .reshape(1, 1, *np.shape(s.trust)[:2]))
+                           for s in starts if s.trust is not None])
+        trust = F.interpolate(trust, size=pictures.shape[-2:], mode="bilinear",
+                              align_corners=False).clamp_(0, 1)
+        return pictures.detach().clone(), trust.to(self.device)
 
 
 class _PhotoRun:
@@ -194,6 +225,7 @@ class _PhotoRun:
         self.previous: torch.Tensor | None = None  # the photos at the previous scale
         self.first: torch.Tensor | None = None  # the first scale's start, if not from init
         self.started = False  # whether ``first`` is a finished picture (a warm start)
+        self.held: tuple[torch.Tensor, torch.Tensor] | None = None  # a temporal term's aim
         self.start = time.perf_counter()
 
     def scale(self, k: int, x: torch.Tensor | None, contents: list[Image.Image],
@@ -211,10 +243,12 @@ class _PhotoRun:
                             e.net.feature_scale)
         layout = tiles.grid(x.shape[-1], x.shape[-2], self.limit, self.settings.tile_overlap)
         if len(layout) == 1:
-            return self._pass(k, 0, 1, x, content, style)
+            return self._pass(k, 0, 1, x, content, style, held=self.held)
         for t, tile in enumerate(layout):
+            held = None if self.held is None else (tiles.crop(self.held[0], tile),
+                                                   tiles.crop(self.held[1], tile))
             part = self._pass(k, t, len(layout), tiles.crop(x, tile).clone(),
-                              tiles.crop(content, tile), style, canvas=x)
+                              tiles.crop(content, tile), style, canvas=x, held=held)
             tiles.paste(x, part, tile)
         return x
 
@@ -237,11 +271,14 @@ class _PhotoRun:
         return x.clamp_(0, 1)
 
     def _pass(self, k: int, tile: int, tiles_: int, x: torch.Tensor, content: torch.Tensor,
-              style: list[Term], canvas: torch.Tensor | None = None) -> torch.Tensor:
-        """One optimization pass of ``x`` (a whole scale, or one tile of it)."""
+              style: list[Term], canvas: torch.Tensor | None = None,
+              held: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """One optimization pass of ``x`` (a whole scale, or one tile of it); ``held``:
+        the temporal term's target and trust, cropped as ``x`` is."""
         net = self.engine.net
+        temporal = [] if held is None else [TemporalTerm(self.settings.temporal_weight, *held)]
         with torch.no_grad():
-            objective = Objective.build(self.settings, net(content), style)
+            objective = Objective.build(self.settings, net(content), style, temporal)
         carried = None if self.carry.scale is None else self.carry.scale.clone()
         loss_scale = self.scaler.scale
         # The optimizer moves ``x`` in place: a listener gets a copy of where it started.

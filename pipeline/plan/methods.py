@@ -45,6 +45,9 @@ class Method(Protocol):
     def result_view(self, settings: Settings) -> dict[str, Any]:
         """The settings that change a result's pixels (the rest stay out of its key)."""
 
+    #: The video knobs that change a video's frames made this way.
+    VIDEO_KEYED: frozenset[str]
+
 
 class Optimize:
     """Gatys et al.: the picture optimized over a pyramid of scales against style targets
@@ -63,10 +66,14 @@ class Optimize:
     #: video's (added for videos alone).
     KEYED = frozenset(SETTING_NAMES) - UNKEYED - knobs("network", "training", "video")
 
+    VIDEO_KEYED = VIEWS["video"]
+
     def result_view(self, settings: Settings) -> dict[str, Any]:
         view = without_neutral(settings.model_dump(include=set(self.KEYED)))
         if not settings.stop_tolerance:
             del view["min_steps"]  # only read with a tolerance
+        if settings.init == "fast":  # the network's picture it starts from
+            view |= without_neutral(settings.model_dump(include={"network_paint_scale"}))
         return view
 
 
@@ -86,10 +93,14 @@ class Fast:
     def needs_network(self, settings: Settings) -> bool:
         return True
 
-    #: One pass of the network reads only its size, precision and colour mode of the
-    #: settings; the network's digest, keyed beside them, stands for everything that
-    #: decided it (loss, paintings, training).
-    KEYED = (VIEWS["output"] - UNKEYED) | {"method", "size", "precision", "preserve_color"}
+    #: One pass of the network reads only its size, where it paints, its precision and
+    #: colour mode of the settings; the network's digest, keyed beside them, stands for
+    #: everything that decided it (loss, paintings, training).
+    KEYED = (VIEWS["output"] - UNKEYED) | {"method", "size", "precision", "preserve_color",
+                                           "network_paint_scale"}
+    #: A network paints each frame alone: the optimizer's hold on the previous frame and
+    #: its steps are not read.
+    VIDEO_KEYED = VIEWS["video"] - {"temporal_weight", "warm_steps"}
 
     def result_view(self, settings: Settings) -> dict[str, Any]:
         return without_neutral(settings.model_dump(include=set(self.KEYED)))
@@ -109,9 +120,10 @@ def needs_network(settings: Settings) -> bool:
 def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
     """What a result's pixels depend on; a video's adds how its frames are held together
     and encoded."""
-    view = method_of(settings).result_view(settings)
+    method = method_of(settings)
+    view = method.result_view(settings)
     if video:
-        view["video"] = settings.model_dump(include=set(VIEWS["video"]))
+        view["video"] = without_neutral(settings.model_dump(include=set(method.VIDEO_KEYED)))
     return view
 
 

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -30,7 +31,7 @@ from pipeline.config.views import settings_digest
 from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
 from pipeline.engine.network_file import LoadedNetwork
-from pipeline.engine.optimize import Engine
+from pipeline.engine.optimize import Engine, Start
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import (
     Cancelled,
@@ -50,6 +51,9 @@ from pipeline.images import (
 )
 from pipeline.plan.methods import method_of, needs_network, retry_size
 from pipeline.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from pipeline.video.steady import Carried  # OpenCV: videos only
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +240,7 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         targets: StyleTargets = {}
 
         def stylize(frames: list[Image.Image],
-                    starts: list[Image.Image | None]) -> list[Image.Image]:
+                    carried: list[Carried | None]) -> list[Image.Image]:
             nonlocal targets
             if isinstance(engine, FastStylizer):
                 # Steady frames go without the noise channels (fixed on the screen, what
@@ -247,8 +251,10 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                 if not targets:
                     sides = method_of(s).style_sides(*frames[0].size, s)
                     targets = shop.targets(s, work.preset, sides)
-                pictures = [engine.stylize(f, targets, should_stop=should_stop, start=start)
-                            for f, start in zip(frames, starts, strict=True)]
+                pictures = [engine.stylize(f, targets, should_stop=should_stop,
+                                           start=None if c is None else
+                                           Start(c.image(), c.trust[..., 0]))
+                            for f, c in zip(frames, carried, strict=True)]
             return [with_strength(p, f, s.strength) for p, f in zip(pictures, frames,
                                                                      strict=True)]
 

@@ -69,10 +69,12 @@ def network_identity(preset: Preset) -> dict[str, Any]:
     # further), as ``stylize train --steps`` does.  The style ratio is in the loss below.
     del training["steps"], training["network_style_ratio"]
     vgg = view(s, "vgg")
+    network = view(s, "network", prefix="network_")
+    del network["paint_scale"]  # where a trained network paints, not what it is
     return {
         "version": KEY_VERSION,
         "architecture": ARCHITECTURE,
-        "network": {**view(s, "network", prefix="network_"), "blocks": BLOCKS},
+        "network": {**network, "blocks": BLOCKS},
         "training": {**training, "seed": s.seed},
         "paintings": preset.paintings_identity(),
         "weights": weights_digest(vgg.pop("weights")),

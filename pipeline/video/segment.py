@@ -26,7 +26,7 @@ from pipeline.errors import Cancelled, InputError
 from pipeline.progress import Progress, ProgressFn
 from pipeline.video.probe import open_video
 from pipeline.video.segments import SegmentJob
-from pipeline.video.steady import Steadier
+from pipeline.video.steady import Carried, Steadier
 
 __all__ = ["FRAMES_AT_ONCE", "frame_size", "make_segment"]
 
@@ -40,8 +40,9 @@ CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
 X264_OPTIONS = {"preset": "faster", "bf": "0", "threads": "1"}
 
 #: ``stylize(frames, starts)``: the stylized frames (same sizes); ``starts`` (one frame
-#: at a time, when the maker is ``sequential``) is each frame's warm start or None.
-StylizeFn = Callable[[list[Image.Image], list[Image.Image | None]], list[Image.Image]]
+#: at a time, when the maker is ``sequential``) is each frame's previous output carried
+#: to it, with its trust, or None.
+StylizeFn = Callable[[list[Image.Image], list[Carried | None]], list[Image.Image]]
 
 
 def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -107,9 +108,8 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             return
         originals = [p[1] for p in pending]
         carried = steadier.carry(originals[0]) if sequential else None
-        starts: list[Image.Image | None] = [None] * len(originals)
-        if carried is not None:
-            starts[0] = carried.image()
+        starts: list[Carried | None] = [None] * len(originals)
+        starts[0] = carried
         pictures = stylize([Image.fromarray(o) for o in originals], starts)
         for (pts, original), picture in zip(pending, pictures, strict=True):
             styled = np.asarray(picture.convert("RGB"))
