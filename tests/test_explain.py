@@ -140,3 +140,27 @@ def test_the_record_names_the_machine_and_explain_warns_on_another_kind(
     assert code == 0
     assert "made on cpu GenuineIntel AVX512+amx, 8 threads" in err
     assert "differ in their last bits" in err
+
+
+def test_a_record_older_than_a_knob_is_remade_at_the_knobs_neutral_value(
+        tmp_path: Path, fast_preset_dir: Path) -> None:
+    """A record written before a knob existed does not name it: the picture was made as
+    the knob's neutral value makes it, so the command must pin that, not today's default."""
+    import json
+
+    photo = tmp_path / "photo.png"
+    gradient_photo(64, 40, seed=1).save(photo)
+    out = tmp_path / "o.png"
+    assert _invoke("image", str(photo), "-s", "fast", "-o", str(out), "-q",
+                   styles=fast_preset_dir)[0] == 0
+    code, command, _ = _invoke("explain", str(out), "--command", styles=fast_preset_dir)
+    assert code == 0 and "warm_start" not in command and "network_paint_scale" not in command
+    path = records.record_path(out)
+    data = json.loads(path.read_text())
+    del data["made"]["settings"]["warm_start"]  # True by default now; False before it existed
+    del data["made"]["settings"]["network_paint_scale"]
+    path.write_text(json.dumps(data))
+    code, command, err = _invoke("explain", str(out), "--command", styles=fast_preset_dir)
+    assert code == 0, err
+    assert "--set warm_start=false" in command
+    assert "--set network_paint_scale=1.0" in command

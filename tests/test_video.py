@@ -114,22 +114,24 @@ def test_steady_frames_flicker_less_than_frame_by_frame(tmp_path: Path) -> None:
 
 def test_optimized_frames_held_to_the_previous_one_flicker_less(tmp_path: Path) -> None:
     """``method: optimize``: each frame after a segment's first starts from the previous
-    one carried along the flow (``warm_steps`` at the finest scale) and is held to it."""
+    one carried along the flow (``warm_steps`` at the finest scale, here more than its own
+    4); Ruder et al.'s temporal term holds it there, against the start alone."""
     src = make_video(tmp_path / "in" / "pan.mp4", frames=12, fps=12, size=(96, 60))
+    # A light steadying (it carries the frames, and blends little of them in after the
+    # optimizer, so what holds them is the term).
     optimize = {"method": "optimize", "size": 64, "min_side": 32, "steps": [6, 4],
-                "min_scales": 1}
-    assert _run(_manifest(tmp_path, **optimize, warm_steps=4,
-                          temporal_weight=200)).returncode == 0
-    held = decoded_frames(tmp_path / "out" / "pan.mp4.udnie.mp4")
-    alone_dir = tmp_path / "alone"
-    alone_dir.mkdir()
-    (alone_dir / "in").symlink_to(tmp_path / "in")
-    assert _run(_manifest(alone_dir, **optimize, steady=0)).returncode == 0
-    alone = decoded_frames(alone_dir / "out" / "pan.mp4.udnie.mp4")
+                "min_scales": 1, "warm_steps": 12, "steady": 0.05}
+    made = {}
+    for weight in (0, 1000):
+        folder = tmp_path / f"w{weight}"
+        folder.mkdir()
+        (folder / "in").symlink_to(tmp_path / "in")
+        assert _run(_manifest(folder, **optimize, temporal_weight=weight)).returncode == 0
+        made[weight] = decoded_frames(folder / "out" / "pan.mp4.udnie.mp4")
     originals = decoded_frames(src)
-    assert len(held) == len(alone) == len(originals) == 12
-    held_error, alone_error = warping_error(originals, held), warping_error(originals, alone)
-    assert held_error < 0.6 * alone_error, (held_error, alone_error)
+    assert len(made[0]) == len(made[1000]) == len(originals) == 12
+    started, held = (warping_error(originals, made[w]) for w in (0, 1000))
+    assert held < 0.8 * started, (held, started)
 
 
 def test_kill_mid_video_then_rerun_gives_the_same_bytes(tmp_path: Path) -> None:

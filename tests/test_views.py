@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 
 from pipeline.config import views
-from pipeline.config.settings import SETTING_NAMES
+from pipeline.config.settings import SETTING_NAMES, Settings
 from pipeline.config.styles import Preset, Registry
+from pipeline.plan.methods import result_view
 from pipeline.plan.planning import task_key
 from pipeline.training.networks import network_key
 
@@ -40,9 +41,11 @@ def test_a_knob_in_no_view_or_in_two_is_found(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_keys_are_those_made_before_the_views(udnie: Preset) -> None:
-    # As udnie was then: its network trained at ratio 0.3, painting at its training size
-    # (the knob added since, at its neutral value, leaves the keys as they were).
-    before = udnie.with_overrides({"network_style_ratio": 0.3, "network_paint_scale": 1.0})
+    # As udnie was then: its network trained at ratio 0.3, painting at its training size,
+    # a video's warm frames given the finest scale's steps (the knobs added since, at
+    # their neutral values, leave the keys as they were).
+    before = udnie.with_overrides({"network_style_ratio": 0.3, "network_paint_scale": 1.0,
+                                   "warm_steps": None})
     fast = replace(before.with_overrides({"method": "fast"}), network=NETWORK)
     assert task_key(INPUT, before, "jpeg") == (
         "3e1f5b8382da56be4a6ae4c0c75fc8a838b4d2c124830d2d10b3db9e51a983aa")
@@ -91,3 +94,20 @@ def test_each_key_holds_the_views_that_decide_its_artifact(
             != task_key(INPUT, as_fast(udnie), "jpeg")) == fast
     assert (task_key(INPUT, changed, "mp4") != task_key(INPUT, udnie, "mp4")) == video
     assert (network_key(changed) != network_key(udnie)) == network
+
+
+def test_where_a_network_paints_keys_an_optimization_started_from_its_picture() -> None:
+    def differs(**knobs: object) -> bool:
+        return (result_view(Settings(**knobs)) !=
+                result_view(Settings(**knobs, network_paint_scale=1.0)))
+
+    assert differs(init="fast")
+    assert not differs()  # an optimization from the photo never runs the network
+
+
+def test_the_optimizers_video_knobs_are_not_keyed_where_nothing_is_carried() -> None:
+    def video_key(**knobs: object) -> object:
+        return result_view(Settings(**knobs), video=True)
+
+    assert video_key(temporal_weight=50.0) != video_key()
+    assert video_key(steady=0, temporal_weight=50.0, warm_steps=9) == video_key(steady=0)

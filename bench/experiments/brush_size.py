@@ -86,8 +86,12 @@ def main() -> None:
             print(f"optimize at {size}: {time.perf_counter() - t0:.0f} s", flush=True)
             pictures["optimize"].save(kept)
         fast = s.merged({"method": "fast"})
-        pictures["fast (working size)"] = FastStylizer(fast, network).stylize(photo)
-        pictures["network at full size"] = FastStylizer(fast, network, 1 << 16).stylize(photo)
+        pictures["fast (training size)"] = FastStylizer(
+            fast.merged({"network_paint_scale": 1.0}), network).stylize(photo)
+        pictures["fast (shipped: paint scale)"] = FastStylizer(fast, network).stylize(photo)
+        # A working side far above any output: the network paints at the output size.
+        pictures["network at full size"] = FastStylizer(
+            fast.merged({"network_paint_scale": 8.0}), network).stylize(photo)
         row = [(f"photo {size}", _centre(photo.resize(pictures["optimize"].size)))]
         for label, picture in pictures.items():
             freq = stroke_frequency(picture, photo)

@@ -175,7 +175,7 @@ class Settings(BaseModel):
         "optimizer's size (docs/lab-log.md)",
     )
     train_size: int = Field(
-        256, ge=32, le=1024, description="the fast path's working size: the network is "
+        256, ge=32, le=1024, description="the fast path's training size: the network is "
         "trained on photos at the area of a square this many pixels a side",
     )
     train_batch: int = Field(2, ge=1, le=64, description="photos per training iteration")
@@ -243,14 +243,15 @@ class Settings(BaseModel):
         "a photo alone, which flickers")
     temporal_weight: float = Field(
         0.0, ge=0, le=10_000,
-        description="videos, method optimize: how strongly each frame is held to the "
-        "previous one carried along the optical flow, on the pixels where the flow is "
-        "trusted (Ruder et al.'s temporal term; a mean squared difference of RGB in 0-1); "
-        "0: each frame only starts from it")
+        description="videos, method optimize, steady above 0: how strongly each frame is "
+        "held to the previous one carried along the optical flow, on the pixels where the "
+        "flow is trusted (Ruder et al.'s temporal term; a mean squared difference of RGB in "
+        "0-1); 0: each frame only starts from it")
     warm_steps: int | None = Field(
-        None, ge=1, le=10_000,
-        description="videos, method optimize: the steps of a frame started from the "
-        "previous one (its finest scale alone); default: the finest scale's steps")
+        20, ge=1, le=10_000,
+        description="videos, method optimize, steady above 0: the steps of a frame started "
+        "from the previous one (its finest scale alone; null: the finest scale's steps). "
+        "20 paint more style than a cold frame's whole schedule, a seventh of its time")
     video_quality: int = Field(
         20, ge=0, le=51, description="videos: H.264's constant rate factor (lower is better "
         "and larger; 18-23 is visually near lossless to good)")

@@ -1,10 +1,11 @@
-"""What the fast path's network is trained on: whole photos at the working size.
+"""What the fast path's network is trained on: whole photos at the training size.
 
-The fast path paints a photo at its *working size* (the area of a square ``side`` pixels
-a side, :attr:`~pipeline.engine.training.TrainOptions.side`), and it is judged, like the
-optimizer, by the objective of the whole picture against the painting resized to the
-picture's area.  A training sample is therefore a whole photo, resized to about that
-area, with the style targets the optimizer uses for a picture of its size.
+The network learns at a *training size* (the area of a square ``side`` pixels a side,
+:attr:`~pipeline.engine.training.TrainOptions.side`; it paints larger, see
+:mod:`pipeline.engine.fast`), and a picture is judged, like the optimizer's, by the
+objective of the whole picture against the painting resized to the picture's area.  A
+training sample is therefore a whole photo, resized to about that area, with the style
+targets the optimizer uses for a picture of its size.
 
 Why not square crops, as Johnson et al. train on: the objective is not the same on a
 crop.  A Gram matrix is a mean over positions, and a painting's statistics are not the

@@ -123,7 +123,10 @@ def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
     method = method_of(settings)
     view = method.result_view(settings)
     if video:
-        view["video"] = without_neutral(settings.model_dump(include=set(method.VIDEO_KEYED)))
+        video_knobs = set(method.VIDEO_KEYED)
+        if not settings.steady:  # nothing is carried, so nothing started or held
+            video_knobs -= {"temporal_weight", "warm_steps"}
+        view["video"] = without_neutral(settings.model_dump(include=video_knobs))
     return view
 
 

@@ -241,22 +241,19 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
 
         def stylize(frames: list[Image.Image],
                     carried: list[Carried | None]) -> list[Image.Image]:
+            """The frames stylized (the segment mixes ``strength`` in once steadied)."""
             nonlocal targets
             if isinstance(engine, FastStylizer):
                 # Steady frames go without the noise channels (fixed on the screen, what
                 # the network paints from them slides over a moving scene); steady 0 makes
                 # each frame as the photo alone would be made.
-                pictures = engine.stylize_batch(frames, noise=not s.steady)
-            else:
-                if not targets:
-                    sides = method_of(s).style_sides(*frames[0].size, s)
-                    targets = shop.targets(s, work.preset, sides)
-                pictures = [engine.stylize(f, targets, should_stop=should_stop,
-                                           start=None if c is None else
-                                           Start(c.image(), c.trust[..., 0]))
-                            for f, c in zip(frames, carried, strict=True)]
-            return [with_strength(p, f, s.strength) for p, f in zip(pictures, frames,
-                                                                     strict=True)]
+                return engine.stylize_batch(frames, noise=not s.steady)
+            if not targets:
+                sides = method_of(s).style_sides(*frames[0].size, s)
+                targets = shop.targets(s, work.preset, sides)
+            return [engine.stylize(f, targets, should_stop=should_stop,
+                                   start=None if c is None else Start(c.image(), c.trust[..., 0]))
+                    for f, c in zip(frames, carried, strict=True)]
 
         # The optimizer starts each frame from the previous one, carried along the flow.
         data = make_segment(work.photo, work.name, work.segment, s, work.fmt, stylize,

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.settings import Settings
-from pipeline.config.views import UNKEYED
+from pipeline.config.views import NEUTRAL_KNOBS, UNKEYED
 from pipeline.errors import StylizeError, UsageError
 from pipeline.store import records
 from pipeline.store.fsread import FileTooLargeError
@@ -122,7 +122,10 @@ def reproduce(output: Path, *, again: Path | None = None,
     made = record.made
     warnings: list[str] = []
     style, base = _style_and_base(made, warnings)
-    wanted = Settings.model_validate(made["settings"])
+    # A knob a record does not name did not exist when it was made: the picture was made
+    # as its neutral value makes it, not as today's default would.
+    wanted = Settings.model_validate({**{k: v for k, v in NEUTRAL_KNOBS.items()
+                                         if k not in made["settings"]}, **made["settings"]})
     # Absolute, so that the command works from any folder (a relative --again would be
     # relative to where explain was run, not to where the command is pasted).
     again = (again or output.with_name(f"{output.stem}.again{output.suffix}")).absolute()

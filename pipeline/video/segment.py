@@ -86,7 +86,8 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
                  stylize: StylizeFn, *, sequential: bool = False,
                  on_progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None) -> bytes:
-    """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``.
+    """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``: each
+    frame stylized, steadied, then mixed with the original frame (``strength``).
 
     ``sequential``: frames one at a time, each started from the previous steady frame
     carried to it (the optimizer's warm start); otherwise a few at a time, each alone.
@@ -116,6 +117,12 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
             steady = steadier(original, styled, carried)
+            if settings.strength < 1:
+                # After the steadying: the next frame is carried (and, by the optimizer,
+                # held) from the painting alone, so the photo is not mixed in again and
+                # again along the flow.
+                steady = np.asarray(Image.blend(Image.fromarray(original),
+                                                Image.fromarray(steady), settings.strength))
             done += 1
             if done <= warm:
                 continue  # stylized only to start the steadying where it would be
