@@ -134,6 +134,25 @@ def test_optimized_frames_held_to_the_previous_one_flicker_less(tmp_path: Path) 
     assert held < 0.8 * started, (held, started)
 
 
+def test_strength_mixes_the_original_frames_in_after_the_steadying(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "in" / "pan.mp4", frames=12, fps=12, size=(96, 60))
+    for strength in (0.0, 0.5):
+        folder = tmp_path / f"s{strength}"
+        folder.mkdir()
+        (folder / "in").symlink_to(tmp_path / "in")
+        assert _run(_manifest(folder, strength=strength)).returncode == 0
+    originals = np.asarray(decoded_frames(src), np.float32)
+    photo = np.asarray(decoded_frames(tmp_path / "s0.0" / "out" / "pan.mp4.udnie.mp4"),
+                       np.float32)
+    half = np.asarray(decoded_frames(tmp_path / "s0.5" / "out" / "pan.mp4.udnie.mp4"),
+                      np.float32)
+    assert np.abs(photo - originals).mean() < 3  # the footage back, within the encoding
+    # Half the painting in every frame, the last as the first: it does not fade towards
+    # the footage along the carried frames.
+    away = np.abs(half - originals).mean(axis=(1, 2, 3))
+    assert away.min() > 10 and away[-1] > 0.7 * away[0], away
+
+
 def test_kill_mid_video_then_rerun_gives_the_same_bytes(tmp_path: Path) -> None:
     make_video(tmp_path / "in" / "long.mp4", frames=72, fps=12)
     manifest = _manifest(tmp_path)

@@ -116,13 +116,8 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             styled = np.asarray(picture.convert("RGB"))
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
-            steady = steadier(original, styled, carried)
-            if settings.strength < 1:
-                # After the steadying: the next frame is carried (and, by the optimizer,
-                # held) from the painting alone, so the photo is not mixed in again and
-                # again along the flow.
-                steady = np.asarray(Image.blend(Image.fromarray(original),
-                                                Image.fromarray(steady), settings.strength))
+            steady = _with_strength(steadier(original, styled, carried), original,
+                                    settings.strength)
             done += 1
             if done <= warm:
                 continue  # stylized only to start the steadying where it would be
@@ -155,6 +150,16 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             container.mux(packet)
     container.close()
     return out.getvalue()
+
+
+def _with_strength(steady: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
+    """The steady frame mixed with the original (``strength`` of the painting).  After the
+    steadying: the next frame is carried (and, by the optimizer, held) from the painting
+    alone, so the photo is not mixed in again and again along the flow."""
+    if strength >= 1:
+        return steady
+    return np.asarray(Image.blend(Image.fromarray(original), Image.fromarray(steady),
+                                  strength))
 
 
 def _encoder(container: av.container.OutputContainer, job: SegmentJob, settings: Settings,
