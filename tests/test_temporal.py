@@ -3,6 +3,8 @@ by Ruder et al.'s temporal term where the carrying is trusted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from support.presets import FAST
 
 from pipeline.config.settings import Settings
 from pipeline.engine.objective import TemporalTerm
-from pipeline.engine.optimize import Engine, Start
+from pipeline.engine.optimize import Engine, PassInfo, Start
 from pipeline.plan.methods import result_view
 from pipeline.progress import Progress
 
@@ -28,11 +30,12 @@ def photo() -> Image.Image:
 
 
 def _stylize(settings: Settings, photo: Image.Image, start: Start | None = None,
-             progress: list[Progress] | None = None) -> np.ndarray:
+             progress: list[Progress] | None = None,
+             on_pass: Callable[[PassInfo], None] | None = None) -> np.ndarray:
     engine = Engine(settings)
     painting = Image.open(SHARED_STYLE).convert("RGB").resize((128, 80))
     targets = make_targets(engine, [(painting, 1.0)], engine.style_sides(*photo.size))
-    out = engine.stylize(photo, targets, start=start,
+    out = engine.stylize(photo, targets, start=start, on_pass=on_pass,
                          on_progress=None if progress is None else progress.append)
     return np.asarray(out, dtype=np.float32) / 255
 
@@ -46,22 +49,31 @@ def test_the_term_is_the_mean_squared_difference_where_trusted() -> None:
     assert loss.tolist() == pytest.approx([10 * 0.25 * 6 / 12, 0.0])
 
 
-def test_a_started_frame_is_held_to_its_start_where_trusted(photo: Image.Image) -> None:
-    base = FAST | {"size": 96, "steps": [20, 20], "warm_steps": 20}
+@pytest.mark.parametrize("tiles", [False, True])
+def test_a_started_frame_is_held_to_its_start_where_trusted(tiles: bool) -> None:
+    size = (160, 96) if tiles else SIZE
+    photo = Image.open(PHOTOS / "chelsea.png").convert("RGB").resize(
+        size, Image.Resampling.LANCZOS)
+    base = FAST | {"size": size[0], "steps": [20, 20], "warm_steps": 20}
+    if tiles:  # the finest scale (160×96) cut into overlapping tiles
+        base |= {"tile_pixels": 6000, "tile_overlap": 16}
     start_picture = Image.fromarray(
         (_stylize(Settings(**base), photo) * 255).round().astype(np.uint8))
-    trust = np.zeros(SIZE[::-1], np.float32)
-    trust[:, :SIZE[0] // 2] = 1.0  # the left half is trusted
+    trust = np.zeros(size[::-1], np.float32)
+    half = size[0] // 2
+    trust[:, :half] = 1.0  # the left half is trusted
     start = np.asarray(start_picture, np.float32) / 255
+    passes: list[PassInfo] = []
 
     def moved(weight: float) -> tuple[float, float]:
         out = _stylize(Settings(**base, temporal_weight=weight), photo,
-                       Start(start_picture, trust))
+                       Start(start_picture, trust), on_pass=passes.append)
         away = np.abs(out - start).mean(axis=2)
-        return float(away[:, :SIZE[0] // 2].mean()), float(away[:, SIZE[0] // 2:].mean())
+        return float(away[:, :half].mean()), float(away[:, half:].mean())
 
     free_left, free_right = moved(0.0)
     held_left, held_right = moved(1000.0)
+    assert len(passes) == (4 if tiles else 2)  # two runs, tiled or not
     assert held_left < 0.3 * free_left, (held_left, free_left)
     assert held_right > 2 * held_left, (held_right, held_left)  # not held where untrusted
 
