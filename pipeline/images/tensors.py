@@ -57,3 +57,12 @@ def resized(img: Image.Image, width: int, height: int) -> Image.Image:
     if img.size == (width, height):
         return img
     return img.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def with_strength(picture: Image.Image, photo: Image.Image, strength: float) -> Image.Image:
+    """``picture`` mixed with the photo: ``strength`` of the picture, the rest of the photo
+    (resized to the picture's size as the engines see it), for either method and for a
+    video's steadied frames."""
+    if strength >= 1.0:
+        return picture
+    return Image.blend(resized(photo.convert("RGB"), *picture.size), picture, strength)

@@ -28,6 +28,9 @@ from pipeline.errors import InputError
 __all__ = ["METHODS", "OOM_RETRY_SCALE", "Method", "Needs", "method_of", "needs",
            "needs_network", "result_view", "retry_size"]
 
+#: The video knobs that only a frame started from the previous one reads (the optimizer's,
+#: with ``steady`` above 0).
+CARRIED_KNOBS = frozenset({"temporal_weight", "warm_steps"})
 #: After running out of memory, a photo is tried once more at this fraction of the size.
 OOM_RETRY_SCALE = 0.5
 
@@ -100,7 +103,7 @@ class Fast:
                                            "network_paint_scale"}
     #: A network paints each frame alone: the optimizer's hold on the previous frame and
     #: its steps are not read.
-    VIDEO_KEYED = VIEWS["video"] - {"temporal_weight", "warm_steps"}
+    VIDEO_KEYED = VIEWS["video"] - CARRIED_KNOBS
 
     def result_view(self, settings: Settings) -> dict[str, Any]:
         return without_neutral(settings.model_dump(include=set(self.KEYED)))
@@ -125,7 +128,7 @@ def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
     if video:
         video_knobs = set(method.VIDEO_KEYED)
         if not settings.steady:  # nothing is carried, so nothing started or held
-            video_knobs -= {"temporal_weight", "warm_steps"}
+            video_knobs -= CARRIED_KNOBS
         view["video"] = without_neutral(settings.model_dump(include=video_knobs))
     return view
 

@@ -47,8 +47,8 @@ from pipeline.images import (
     decode_photo,
     encode_image,
     output_metadata,
-    resized,
 )
+from pipeline.images.tensors import with_strength
 from pipeline.plan.methods import method_of, needs_network, retry_size
 from pipeline.progress import ProgressFn
 
@@ -151,14 +151,6 @@ def encode(work: Work, engine: Stylist, photo: LoadedImage, picture: Image.Image
                              "precision": str(engine.dtype).removeprefix("torch."),
                              "machine": float_signature(engine.device),
                              **_method_details(engine)})
-
-
-def with_strength(picture: Image.Image, photo: Image.Image, strength: float) -> Image.Image:
-    """``picture`` mixed with the photo: ``strength`` of the picture, the rest of the photo
-    (resized to the picture's size as the engines see it), for either method."""
-    if strength >= 1.0:
-        return picture
-    return Image.blend(resized(photo.convert("RGB"), *picture.size), picture, strength)
 
 
 def _method_details(engine: Stylist) -> dict[str, str]:

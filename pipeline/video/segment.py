@@ -23,6 +23,7 @@ from pipeline.config.geometry import output_size
 from pipeline.config.naming import display_name
 from pipeline.config.settings import Settings
 from pipeline.errors import Cancelled, InputError
+from pipeline.images.tensors import with_strength
 from pipeline.progress import Progress, ProgressFn
 from pipeline.video.probe import open_video
 from pipeline.video.segments import SegmentJob
@@ -87,7 +88,9 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
                  on_progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None) -> bytes:
     """The segment's video (no sound), encoded, as the bytes of a file of ``fmt``: each
-    frame stylized, steadied, then mixed with the original frame (``strength``).
+    frame stylized, steadied, then mixed with the original frame (``strength``; after
+    the steadying, so that the next frame is carried, and by the optimizer held, from the
+    painting alone and the photo is not mixed in again and again along the flow).
 
     ``sequential``: frames one at a time, each started from the previous steady frame
     carried to it (the optimizer's warm start); otherwise a few at a time, each alone.
@@ -116,8 +119,9 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             styled = np.asarray(picture.convert("RGB"))
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
-            steady = _with_strength(steadier(original, styled, carried), original,
-                                    settings.strength)
+            steady = np.asarray(with_strength(
+                Image.fromarray(steadier(original, styled, carried)),
+                Image.fromarray(original), settings.strength))
             done += 1
             if done <= warm:
                 continue  # stylized only to start the steadying where it would be
@@ -150,16 +154,6 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             container.mux(packet)
     container.close()
     return out.getvalue()
-
-
-def _with_strength(steady: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
-    """The steady frame mixed with the original (``strength`` of the painting).  After the
-    steadying: the next frame is carried (and, by the optimizer, held) from the painting
-    alone, so the photo is not mixed in again and again along the flow."""
-    if strength >= 1:
-        return steady
-    return np.asarray(Image.blend(Image.fromarray(original), Image.fromarray(steady),
-                                  strength))
 
 
 def _encoder(container: av.container.OutputContainer, job: SegmentJob, settings: Settings,
