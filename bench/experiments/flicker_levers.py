@@ -8,7 +8,14 @@ held-out photo with camera motion (bench/video.py's clips), how do the warping e
   ``zero``, or ``ampA`` (the fixed draw times A);
 * a network file (``--network``: a stability-trained candidate, say);
 * the steadying blend afterwards: none, the whole previous frame carried along the flow
-  (``full:W``), or only its low frequencies (``low:W:SIGMA``).
+  (``full:W``), or only its low frequencies (``low:W:SIGMA``);
+* or a carry inside the network (``feat:W:WHERE``, ReCoNet-like): the previous frame's
+  features, carried along the same flow, mixed at W into the new frame's where the flow
+  is trusted, then painted by the rest of the network; WHERE is ``quarter`` (after the
+  residual blocks) or ``half`` (after the first step up), and an optional fourth field
+  the interpolation that carries them (``bilinear``, ``bicubic``, ``nearest``).
+  ``feat:W:WHERE+low:W2:SIGMA`` adds the band blend afterwards; ``feat1:...`` carries the
+  previous frame's own features, not the mix (no memory beyond one frame).
 
     python -m bench.experiments.flicker_levers --clip bridge:pan --preset udnie \\
         --noise fixed,zero --blend none,full:0.5,low:0.7:2
@@ -36,6 +43,9 @@ from pipeline.render.network_loader import network_config
 from pipeline.video.steady import MATCH_TOLERANCE, flow, warp
 
 OUT = (384, 216)
+#: The DIS preset of the carrying flow (``--flow``).
+FLOW = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+PRESET = [FLOW["fast"]]
 
 
 def paint(net: TransformNet, frame: np.ndarray, noise: torch.Tensor) -> np.ndarray:
@@ -57,6 +67,71 @@ def paint(net: TransformNet, frame: np.ndarray, noise: torch.Tensor) -> np.ndarr
     return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
+def _trusted(dis: cv2.DISOpticalFlow, now: np.ndarray, before: np.ndarray,
+             tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The flow from ``now`` back to ``before`` (H×W×2) and the trust in it (H×W)."""
+    g1, g0 = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (now, before))
+    offsets = flow(dis, g1, g0)
+    differs = np.abs(warp(before, offsets).astype(np.float32) - now.astype(np.float32)).mean(2)
+    return offsets, np.clip(2 - differs / (tolerance / 2), 0, 1)
+
+
+def _carry_features(features: torch.Tensor, offsets: np.ndarray,
+                    mode: str = "bilinear") -> torch.Tensor:
+    """``features`` (1×C×h×w) moved along ``offsets`` (full-size pixels, H×W×2)."""
+    h, w = features.shape[-2:]
+    H, W = offsets.shape[:2]
+    small = cv2.resize(offsets, (w, h), interpolation=cv2.INTER_AREA)
+    small = small * np.array([w / W, h / H], dtype=np.float32)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.stack([(gx + small[..., 0]) / (w - 1) * 2 - 1,
+                     (gy + small[..., 1]) / (h - 1) * 2 - 1], -1)
+    return F.grid_sample(features, torch.from_numpy(grid)[None], mode=mode,
+                         padding_mode="border", align_corners=True)
+
+
+def paint_carried(net: TransformNet, originals: list[np.ndarray], noise: torch.Tensor,
+                  weight: float, where: str, tolerance: float,
+                  mode: str = "bilinear", recursive: bool = True) -> list[np.ndarray]:
+    """Each frame painted with the previous frame's features carried into the network's
+    own (``feat:W:WHERE``); the output as :func:`paint` makes it."""
+    w, h = OUT
+    ww, wh = noise.shape[-1], noise.shape[-2]
+    dis = cv2.DISOpticalFlow.create(PRESET[0])
+    head = [net.up[0]] if where == "half" else []
+    tail = [net.up[1], net.out] if where == "half" else [net.up[0], net.up[1], net.out]
+    out, previous = [], None
+    for t, frame in enumerate(originals):
+        full = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+        small = F.interpolate(full, size=(wh, ww), mode="area")
+        x = torch.cat([small, noise], 1)
+        ph, pw = -wh % 4, -ww % 4
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+        with torch.no_grad():
+            feats = net.blocks(net.down(x))
+            for layer in head:
+                feats = layer(feats)
+            raw = feats
+            if previous is not None:
+                offsets, trust = _trusted(dis, frame, originals[t - 1], tolerance)
+                fh, fw = feats.shape[-2:]
+                trust_small = cv2.resize(trust, (fw, fh), interpolation=cv2.INTER_AREA)
+                mix = torch.from_numpy(trust_small)[None, None] * weight
+                feats = feats + mix * (_carry_features(previous, offsets, mode) - feats)
+                previous = feats if recursive else raw
+            else:
+                previous = feats
+            for layer in tail:
+                feats = layer(feats)
+            p = torch.sigmoid(feats[..., :wh, :ww].float())
+
+        def up(t: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False)
+        picture = (up(p) + full - up(small)).clamp(0, 1)
+        out.append((picture[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return out
+
+
 def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str,
           tolerance: float = MATCH_TOLERANCE) -> list[np.ndarray]:
     if spec == "none":
@@ -64,7 +139,7 @@ def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str,
     kind, *numbers = spec.split(":")
     weight = float(numbers[0])
     sigma = float(numbers[1]) if kind == "low" else 0.0
-    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    dis = cv2.DISOpticalFlow.create(PRESET[0])
     out = [frames[0]]
     for t in range(1, len(frames)):
         g1, g0 = (cv2.cvtColor(originals[i], cv2.COLOR_RGB2GRAY) for i in (t, t - 1))
@@ -93,8 +168,12 @@ def main() -> None:
     ap.add_argument("--blend", default="none")
     ap.add_argument("--tolerance", type=float, default=MATCH_TOLERANCE,
                     help="how far (0-255) a warped original may differ and still be trusted")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--flow", choices=sorted(FLOW), default="fast",
+                    help="DIS preset of the flow that carries (the pipeline's: fast)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    PRESET[0] = FLOW[args.flow]
+    torch.set_num_threads(args.threads)
     preset = Registry.discover().resolve(args.preset)
     path = args.network or REPO / "styles" / args.preset / "network.safetensors"
     net = read_network(path, network_config(preset.settings)).net.eval()
@@ -112,7 +191,13 @@ def main() -> None:
             1.0 if noise_spec == "fixed" else float(noise_spec.removeprefix("amp")))
         painted = [paint(net, f, fixed * scale) for f in originals]
         for spec in args.blend.split(","):
-            frames = blend(painted, originals, spec, args.tolerance)
+            inside, _, after = spec.partition("+") if spec.startswith("feat") else ("", "", spec)
+            frames = painted
+            if inside:
+                kind, weight, where, *mode = inside.split(":")
+                frames = paint_carried(net, originals, fixed * scale, float(weight), where,
+                                       args.tolerance, *mode, recursive=kind == "feat")
+            frames = blend(frames, originals, after or "none", args.tolerance)
             error = warping_error(originals, frames)
             content, style = scores(originals, frames, preset.images[0].path)
             base = base if base is not None else error

@@ -30,6 +30,7 @@ from PIL import Image
 from pipeline.config.geometry import output_size
 from pipeline.config.settings import Settings
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
+from pipeline.engine.feature_carry import FeatureCarry, Motion
 from pipeline.engine.network_file import LoadedNetwork
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
@@ -88,9 +89,14 @@ class FastStylizer:
     def stylize_batch(self, contents: Sequence[Image.Image], targets: object = None, *,
                       on_progress: ProgressFn | None = None,
                       should_stop: Callable[[], bool] | None = None,
-                      noise: bool = True) -> list[Image.Image]:
+                      noise: bool = True, carry: FeatureCarry | None = None,
+                      motions: Sequence[Motion | None] = ()) -> list[Image.Image]:
         """Photos of one output size, through the network together (``noise``: with the
-        network's noise channels; a video's frames go without, see TransformNet)."""
+        network's noise channels; a video's frames go without, see TransformNet).
+
+        ``carry``: consecutive frames of a video, each one's features mixed with the
+        previous frame's carried along its ``motions`` entry (:class:`FeatureCarry`; the
+        carry remembers the last frame for the next batch)."""
         start = time.perf_counter()
         s = self.settings
         sizes = {output_size(c.width, c.height, s.size) for c in contents}
@@ -102,7 +108,15 @@ class FastStylizer:
         full = torch.cat([pil_to_tensor(p) for p in photos]).to(self.device)
         small = torch.cat([pil_to_tensor(resized(p, work_w, work_h)) for p in photos]
                           ).to(self.device)
-        painted = self._run(small, 1.0 if noise else 0.0)
+        mix = None
+        if carry is not None:
+            if len(motions) != len(contents):
+                raise ValueError(f"{len(contents)} frames but {len(motions)} motions")
+
+            def mix(features: torch.Tensor) -> torch.Tensor:
+                return torch.cat([carry(f, m) for f, m in
+                                  zip(features.split(1), motions, strict=True)])
+        painted = self._run(small, 1.0 if noise else 0.0, mix)
         if (work_w, work_h) != (out_w, out_h):
             painted = _up(painted, out_h, out_w) + full - _up(small, out_h, out_w)
         pictures = [tensor_to_pil(x.clamp(0, 1).cpu()) for x in painted.split(1)]
@@ -112,16 +126,25 @@ class FastStylizer:
             pictures = [keep_colours(p, c) for p, c in zip(pictures, photos, strict=True)]
         return pictures
 
-    def _run(self, x: torch.Tensor, noise_scale: float) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, noise_scale: float,
+             mix: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         # The picture is float32 either way.
         if self.whole_bf16:
-            return self.net(x.to(torch.bfloat16), noise_scale=noise_scale).float()
+            return self._pass(x.to(torch.bfloat16), noise_scale, mix)
         if self.dtype == torch.float16 and self.device.type == "cuda":
             # Float16 under autocast: its normalizations stay in float32 (float16's
             # range is too short for their sums).
             with torch.autocast("cuda", dtype=torch.float16):
-                return self.net(x, noise_scale=noise_scale).float()
-        return self.net(x, noise_scale=noise_scale).float()
+                return self._pass(x, noise_scale, mix)
+        return self._pass(x, noise_scale, mix)
+
+    def _pass(self, x: torch.Tensor, noise_scale: float,
+              mix: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """The network's picture of ``x``; ``mix`` changes its features between halves."""
+        if mix is None:
+            return self.net(x, noise_scale=noise_scale).float()
+        features = mix(self.net.features(x, noise_scale=noise_scale))
+        return self.net.paint(features, *x.shape[-2:]).float()
 
 
 def _up(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

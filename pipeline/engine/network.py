@@ -164,6 +164,15 @@ class TransformNet(nn.Module):
         (0 for a video's frames: noise fixed on the screen does not move with the scene,
         and what the network paints from it flickers when the camera moves)."""
         h, w = photos.shape[-2:]
+        return self.paint(self.features(photos, generator, noise_scale), h, w)
+
+    def features(self, photos: torch.Tensor, generator: torch.Generator | None = None,
+                 noise_scale: float = 1.0) -> torch.Tensor:
+        """The first half of :meth:`forward`: what the residual blocks make of ``photos``,
+        at a quarter of their resolution (of their size padded to a multiple of 4), from
+        which :meth:`paint` paints.  A video's frames are steadied there
+        (:mod:`pipeline.engine.feature_carry`)."""
+        h, w = photos.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise InputError(f"a picture of {w}×{h} is too small for the network; both "
                              f"sides must be at least {MIN_SIDE} px", category="too_small")
@@ -176,7 +185,12 @@ class TransformNet(nn.Module):
         if self.config.noise:
             x = torch.cat([x, _noise(x, self.config.noise, draws, shared) * noise_scale],
                           dim=1)
-        logits = self.out(self.up(self.blocks(self.down(x))))[..., :h, :w]
+        return self.blocks(self.down(x))
+
+    def paint(self, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The second half of :meth:`forward`: the pictures (``height``×``width``, float32
+        in [0, 1]) painted from :meth:`features`."""
+        logits = self.out(self.up(features))[..., :height, :width]
         # A sigmoid keeps the output in [0, 1] with a gradient everywhere (a clamp has
         # none where it bites).  Not a residual around the photo, although that starts
         # as the identity: the style term dominates the objective, and a residual head

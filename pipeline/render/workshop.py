@@ -30,6 +30,7 @@ from pipeline.config.styles import Preset
 from pipeline.config.views import settings_digest
 from pipeline.engine.device import float_signature
 from pipeline.engine.fast import FastStylizer
+from pipeline.engine.feature_carry import FeatureCarry
 from pipeline.engine.network_file import LoadedNetwork
 from pipeline.engine.optimize import Engine, Start
 from pipeline.engine.style_targets import StyleTargets
@@ -53,7 +54,7 @@ from pipeline.plan.methods import method_of, needs_network, retry_size
 from pipeline.progress import ProgressFn
 
 if TYPE_CHECKING:
-    from pipeline.video.steady import Carried  # OpenCV: videos only
+    from pipeline.video.steady import Carried, Motion  # OpenCV: videos only
 
 logger = logging.getLogger(__name__)
 
@@ -230,8 +231,10 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         engine = shop.engine(work.preset)
         s = engine.settings
         targets: StyleTargets = {}
+        # The segment's frames, its warm-up first, carry their features on (fast path).
+        carry = FeatureCarry.for_steady(s.steady) if s.steady else None
 
-        def stylize(frames: list[Image.Image],
+        def stylize(frames: list[Image.Image], motions: list[Motion | None],
                     carried: list[Carried | None]) -> list[Image.Image]:
             """The frames stylized (the segment mixes ``strength`` in once steadied)."""
             nonlocal targets
@@ -239,7 +242,8 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                 # Steady frames go without the noise channels (fixed on the screen, what
                 # the network paints from them slides over a moving scene); steady 0 makes
                 # each frame as the photo alone would be made.
-                return engine.stylize_batch(frames, noise=not s.steady)
+                return engine.stylize_batch(frames, noise=not s.steady, carry=carry,
+                                            motions=motions)
             if not targets:
                 sides = method_of(s).style_sides(*frames[0].size, s)
                 targets = shop.targets(s, work.preset, sides)

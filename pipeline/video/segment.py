@@ -27,7 +27,7 @@ from pipeline.images.tensors import with_strength
 from pipeline.progress import Progress, ProgressFn
 from pipeline.video.probe import open_video
 from pipeline.video.segments import SegmentJob
-from pipeline.video.steady import Carried, Steadier
+from pipeline.video.steady import Carried, Motion, Steadier
 
 __all__ = ["FRAMES_AT_ONCE", "frame_size", "make_segment"]
 
@@ -40,10 +40,12 @@ CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
 #: every machine that makes the same frames).
 X264_OPTIONS = {"preset": "faster", "bf": "0", "threads": "1"}
 
-#: ``stylize(frames, starts)``: the stylized frames (same sizes); ``starts`` (one frame
-#: at a time, when the maker is ``sequential``) is each frame's previous output carried
+#: ``stylize(frames, motions, starts)``: the stylized frames (same sizes); ``motions``:
+#: how each frame moved from the one before (None for a first frame); ``starts`` (one
+#: frame at a time, when the maker is ``sequential``): each frame's previous output carried
 #: to it, with its trust, or None.
-StylizeFn = Callable[[list[Image.Image], list[Carried | None]], list[Image.Image]]
+StylizeFn = Callable[[list[Image.Image], list[Motion | None], list[Carried | None]],
+                     list[Image.Image]]
 
 
 def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -111,16 +113,17 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
         if not pending:
             return
         originals = [p[1] for p in pending]
-        carried = steadier.carry(originals[0]) if sequential else None
+        motions = [steadier.motion(o) for o in originals]
         starts: list[Carried | None] = [None] * len(originals)
-        starts[0] = carried
-        pictures = stylize([Image.fromarray(o) for o in originals], starts)
-        for (pts, original), picture in zip(pending, pictures, strict=True):
+        if sequential:
+            starts[0] = steadier.carry(motions[0])
+        pictures = stylize([Image.fromarray(o) for o in originals], motions, starts)
+        for (pts, original), picture, motion in zip(pending, pictures, motions, strict=True):
             styled = np.asarray(picture.convert("RGB"))
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
             steady = np.asarray(with_strength(
-                Image.fromarray(steadier(original, styled, carried)),
+                Image.fromarray(steadier(styled, motion)),
                 Image.fromarray(original), settings.strength))
             done += 1
             if done <= warm:

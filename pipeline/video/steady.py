@@ -10,7 +10,9 @@ not newly revealed, the flow not wrong) the new frame takes ``steady`` of the ca
 colours and broad shapes (its band below :data:`LOW_SIGMA_AT_384`) and keeps its own fine
 brushwork; elsewhere it is its own.  The recursion remembers: a colour that stays on a
 still wall stays still.  (The fast path also paints a video's frames without its noise
-channels: noise fixed on the screen does not move with a panning camera.)
+channels, noise fixed on the screen does not move with a panning camera, and carries the
+previous frame's features along the same flow inside its network:
+:mod:`pipeline.engine.feature_carry`.)
 
 Deterministic (single-threaded OpenCV, fixed presets), so a segment made twice is the
 same bytes, which the resumable segments rely on."""
@@ -23,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["Carried", "Steadier", "flow", "warp"]
+__all__ = ["Carried", "Motion", "Steadier", "flow", "warp"]
 
 #: The carried frame lends the new one its colours and broad shapes, not its fine texture:
 #: below this scale (a Gaussian's sigma, in pixels of a frame 384 px wide) it is mixed in,
@@ -54,6 +56,14 @@ def warp(picture: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Motion:
+    """How a frame moved from the previous one, found on the original frames."""
+
+    offsets: np.ndarray  # float32 H×W×2: for each pixel, where it was in the previous frame
+    trust: np.ndarray  # float32 H×W×1, 0-1: how far that is the same content
+
+
+@dataclass(frozen=True)
 class Carried:
     """The previous output moved to the current frame, and how far to trust each pixel."""
 
@@ -65,39 +75,51 @@ class Carried:
 
 
 class Steadier:
-    """Steadies a sequence of stylized frames (uint8 H×W×3), given their originals."""
+    """Steadies a sequence of stylized frames (uint8 H×W×3), given their originals: for
+    each frame in order, :meth:`motion` of its original (before it is stylized: the fast
+    path carries its features along it too), then the steady frame (``__call__``)."""
 
     def __init__(self, steady: float) -> None:
         self.steady = steady
         self._engine = _flow_engine() if steady > 0 else None
-        self._previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._before: tuple[np.ndarray, np.ndarray] | None = None  # grey and RGB original
+        self._out: np.ndarray | None = None  # the previous steady frame
 
-    def carry(self, original: np.ndarray) -> Carried | None:
-        """The previous output carried to this frame (None for a first frame, or when
-        nothing is carried)."""
-        if self._engine is None or self._previous is None:
+    def motion(self, original: np.ndarray) -> Motion | None:
+        """How ``original`` moved from the original frame given before (None for a first
+        frame, or when nothing is carried)."""
+        if self._engine is None:
             return None
-        before_gray, before, before_out = self._previous
-        offsets = flow(self._engine, cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), before_gray)
-        seen = warp(before, offsets)
+        gray = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY)
+        before, self._before = self._before, (gray, original)
+        if before is None:
+            return None
+        offsets = flow(self._engine, gray, before[0])
+        seen = warp(before[1], offsets)
         differs = np.abs(seen.astype(np.float32) - original.astype(np.float32)).mean(axis=2)
         # Soft edge, so that a region entering or leaving trust does not pop.
         trust = np.clip(2.0 - differs / (MATCH_TOLERANCE / 2), 0.0, 1.0)[..., None]
-        return Carried(warp(before_out, offsets).astype(np.float32), trust)
+        return Motion(offsets, trust)
 
-    def __call__(self, original: np.ndarray, stylized: np.ndarray,
-                 carried: Carried | None = None) -> np.ndarray:
-        """The steady frame; ``carried``: this frame's :meth:`carry`, if already asked."""
+    def carry(self, motion: Motion | None) -> Carried | None:
+        """The previous steady frame moved along ``motion`` (None if there is none)."""
+        if motion is None or self._out is None:
+            return None
+        return Carried(warp(self._out, motion.offsets).astype(np.float32), motion.trust)
+
+    def __call__(self, stylized: np.ndarray, motion: Motion | None) -> np.ndarray:
+        """The steady frame: ``stylized`` with the band of the previous steady frame,
+        carried along ``motion`` (its frame's :meth:`motion`), mixed in."""
         if self._engine is None:
             return stylized
-        carried = carried or self.carry(original)
+        carried = self.carry(motion)
         out = stylized
         if carried is not None:
-            sigma = LOW_SIGMA_AT_384 * max(original.shape[:2]) / 384
+            sigma = LOW_SIGMA_AT_384 * max(stylized.shape[:2]) / 384
             painted = stylized.astype(np.float32)
             low = cv2.GaussianBlur(carried.picture, (0, 0), sigma) - cv2.GaussianBlur(
                 painted, (0, 0), sigma)
             mixed = painted + self.steady * carried.trust * low
             out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-        self._previous = (cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), original, out)
+        self._out = out
         return out
