@@ -29,7 +29,8 @@ import torch.nn.functional as F
 __all__ = ["FEATURE_SHARE", "FeatureCarry", "Motion"]
 
 #: The features keep this share of ``steady`` of the carried ones (0.6 at the default 0.8):
-#: more holds zooms and turns steadier at a cost in style (lab log).
+#: more holds zooms and turns steadier at a cost in style (lab log).  A change of it (or of
+#: the carry) changes a video's segments: bump pipeline.video.segments.SEGMENT_VERSION.
 FEATURE_SHARE = 0.75
 
 
