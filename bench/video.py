@@ -283,18 +283,18 @@ def speed(args: argparse.Namespace) -> None:
     originals = [np.asarray(Image.fromarray(f).resize((384, 216), Image.Resampling.LANCZOS))
                  for f in frames[:n]]
     runs = [(0.0, None), *((Settings().steady, s) for s in args.warm_steps)]
-    for steady, last in runs:
+    for steady, warm in runs:
         settings: dict[str, object] = {"method": "optimize", "size": 384, "steady": steady}
-        if last is not None:  # the finest scale's steps: all a warm frame makes
-            settings["steps"] = [*Settings().steps[:-1], last]
-        out, seconds = run_job(work / f"opt-{steady}-{last}", short, args.preset, settings)
+        if warm is not None:  # the steps of a frame started from the previous one
+            settings["warm_steps"] = warm
+        out, seconds = run_job(work / f"opt-{steady}-{warm}", short, args.preset, settings)
         made = read_frames(out / f"clip.mp4.{args.preset}.mp4")
         _, style = scores(originals, made, painting, every=1)
         if not steady:
             print(f"{args.preset} optimize at 384 px, cold: {n} frames in {seconds:.1f} s: "
                   f"{seconds / n:.1f} s a frame; style distance {style:.4f}", flush=True)
         else:  # the first frame is a cold one, with the same finest steps
-            print(f"{args.preset} optimize at 384 px, warm, {last} steps: {n} frames in "
+            print(f"{args.preset} optimize at 384 px, warm, {warm} steps: {n} frames in "
                   f"{seconds:.1f} s ({seconds / n:.1f} s a frame, the first cold); style "
                   f"distance {style:.4f}", flush=True)
 
@@ -313,8 +313,9 @@ def main() -> None:
     sp.add_argument("--preset", default="udnie")
     sp.add_argument("--optimize-frames", type=int, default=0,
                     help="also time the optimizer on this many frames, cold and warm")
-    sp.add_argument("--warm-steps", type=int, nargs="*", default=[55],
-                    help="the finest scale's steps of each warm run")
+    sp.add_argument("--warm-steps", type=int, nargs="*", default=[20],
+                    help="warm_steps of each warm run (the steps of a frame started from the "
+                    "previous one, at the finest scale)")
     sp.add_argument("--skip-fast", action="store_true", help="only the optimizer")
     op = sub.add_parser("optimize")
     op.add_argument("--size", type=int, default=256)
