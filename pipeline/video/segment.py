@@ -114,16 +114,16 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
             return
         originals = [p[1] for p in pending]
         motions = [steadier.motion(o) for o in originals]
-        starts: list[Carried | None] = [None] * len(originals)
-        if sequential:
-            starts[0] = steadier.carry(motions[0])
+        # The optimizer's frames (one at a time) start from the previous one, carried.
+        starts = [steadier.carry(motions[0]) if sequential else None] * len(originals)
         pictures = stylize([Image.fromarray(o) for o in originals], motions, starts)
-        for (pts, original), picture, motion in zip(pending, pictures, motions, strict=True):
+        for (pts, original), picture, motion, carried in zip(pending, pictures, motions, starts,
+                                                             strict=True):
             styled = np.asarray(picture.convert("RGB"))
             if styled.shape != original.shape:
                 styled = cv2.resize(styled, original.shape[1::-1], interpolation=cv2.INTER_AREA)
             steady = np.asarray(with_strength(
-                Image.fromarray(steadier(styled, motion)),
+                Image.fromarray(steadier(styled, motion, carried)),
                 Image.fromarray(original), settings.strength))
             done += 1
             if done <= warm:

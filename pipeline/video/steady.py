@@ -107,12 +107,14 @@ class Steadier:
             return None
         return Carried(warp(self._out, motion.offsets).astype(np.float32), motion.trust)
 
-    def __call__(self, stylized: np.ndarray, motion: Motion | None) -> np.ndarray:
+    def __call__(self, stylized: np.ndarray, motion: Motion | None,
+                 carried: Carried | None = None) -> np.ndarray:
         """The steady frame: ``stylized`` with the band of the previous steady frame,
-        carried along ``motion`` (its frame's :meth:`motion`), mixed in."""
+        carried along ``motion`` (its frame's :meth:`motion`), mixed in; ``carried``: that
+        frame's :meth:`carry`, if already asked."""
         if self._engine is None:
             return stylized
-        carried = self.carry(motion)
+        carried = carried or self.carry(motion)
         out = stylized
         if carried is not None:
             sigma = LOW_SIGMA_AT_384 * max(stylized.shape[:2]) / 384
