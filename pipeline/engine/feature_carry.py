@@ -12,7 +12,7 @@ training; here the trained network is left as it is).  The carry is recursive: t
 features are carried on, so a stroke on a still wall stays.  Bicubic resampling, because
 bilinear resampling, repeated along the recursion, blurs the carried features (and the
 style with them) where the motion is a fraction of a pixel.  Measured, with the shares
-that lost: docs/lab-log.md ("Videos: features carried along the flow").
+that lost: docs/lab-log.md ("Features carried along the flow").
 
 Torch only: the flow and its trust are the video's (:mod:`pipeline.video.steady`), given
 here as arrays.
