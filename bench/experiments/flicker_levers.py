@@ -48,23 +48,34 @@ FLOW = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_P
 PRESET = [FLOW["fast"]]
 
 
-def paint(net: TransformNet, frame: np.ndarray, noise: torch.Tensor) -> np.ndarray:
-    """The fast path's picture of one frame with these noise channels (as FastStylizer
-    paints it: at the working size, upsampled, the frame's detail put back)."""
-    w, h = OUT
-    ww, wh = noise.shape[-1], noise.shape[-2]
+def _inputs(frame: np.ndarray, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The frame as a tensor, at the working size (the noise's), and the network's input
+    (the working-size frame and the noise, padded to a multiple of 4)."""
+    wh, ww = noise.shape[-2:]
     full = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     small = F.interpolate(full, size=(wh, ww), mode="area")
     x = torch.cat([small, noise], 1)
     ph, pw = -wh % 4, -ww % 4
-    x = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
-    with torch.no_grad():
-        p = torch.sigmoid(net.out(net.up(net.blocks(net.down(x))))[..., :wh, :ww].float())
+    return full, small, F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+
+
+def _finished(logits: torch.Tensor, full: torch.Tensor, small: torch.Tensor) -> np.ndarray:
+    """The network's output (padded logits) upsampled to the frame, its detail put back."""
+    w, h = OUT
+    p = torch.sigmoid(logits[..., :small.shape[-2], :small.shape[-1]].float())
 
     def up(t: torch.Tensor) -> torch.Tensor:
         return F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False)
     out = (up(p) + full - up(small)).clamp(0, 1)
     return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def paint(net: TransformNet, frame: np.ndarray, noise: torch.Tensor) -> np.ndarray:
+    """The fast path's picture of one frame with these noise channels (as FastStylizer
+    paints it: at the working size, upsampled, the frame's detail put back)."""
+    full, small, x = _inputs(frame, noise)
+    with torch.no_grad():
+        return _finished(net.out(net.up(net.blocks(net.down(x)))), full, small)
 
 
 def _trusted(dis: cv2.DISOpticalFlow, now: np.ndarray, before: np.ndarray,
@@ -95,18 +106,12 @@ def paint_carried(net: TransformNet, originals: list[np.ndarray], noise: torch.T
                   mode: str = "bilinear", recursive: bool = True) -> list[np.ndarray]:
     """Each frame painted with the previous frame's features carried into the network's
     own (``feat:W:WHERE``); the output as :func:`paint` makes it."""
-    w, h = OUT
-    ww, wh = noise.shape[-1], noise.shape[-2]
     dis = cv2.DISOpticalFlow.create(PRESET[0])
     head = [net.up[0]] if where == "half" else []
     tail = [net.up[1], net.out] if where == "half" else [net.up[0], net.up[1], net.out]
     out, previous = [], None
     for t, frame in enumerate(originals):
-        full = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
-        small = F.interpolate(full, size=(wh, ww), mode="area")
-        x = torch.cat([small, noise], 1)
-        ph, pw = -wh % 4, -ww % 4
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+        full, small, x = _inputs(frame, noise)
         with torch.no_grad():
             feats = net.blocks(net.down(x))
             for layer in head:
@@ -123,12 +128,7 @@ def paint_carried(net: TransformNet, originals: list[np.ndarray], noise: torch.T
                 previous = feats
             for layer in tail:
                 feats = layer(feats)
-            p = torch.sigmoid(feats[..., :wh, :ww].float())
-
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False)
-        picture = (up(p) + full - up(small)).clamp(0, 1)
-        out.append((picture[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+            out.append(_finished(feats, full, small))
     return out
 
 
@@ -142,11 +142,8 @@ def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str,
     dis = cv2.DISOpticalFlow.create(PRESET[0])
     out = [frames[0]]
     for t in range(1, len(frames)):
-        g1, g0 = (cv2.cvtColor(originals[i], cv2.COLOR_RGB2GRAY) for i in (t, t - 1))
-        offsets = flow(dis, g1, g0)
-        differs = np.abs(warp(originals[t - 1], offsets).astype(np.float32)
-                         - originals[t].astype(np.float32)).mean(2)
-        trust = np.clip(2 - differs / (tolerance / 2), 0, 1)[..., None] * weight
+        offsets, trusted = _trusted(dis, originals[t], originals[t - 1], tolerance)
+        trust = trusted[..., None] * weight
         carried = warp(out[-1], offsets).astype(np.float32)
         s = frames[t].astype(np.float32)
         if kind == "low":
