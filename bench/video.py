@@ -58,7 +58,8 @@ PRESETS = ("udnie", "great-wave")
 
 def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
     """Frames of a camera moving across a photo: ``pan``, ``zoom`` or ``orbit`` (a slow
-    rotation and drift with a little handheld shake)."""
+    rotation and drift with a little handheld shake); ``drift``, ``turn`` and ``shake``
+    are the orbit's parts alone."""
     width, height = size
     picture = Image.open(photo).convert("RGB")
     scale = 1.6 * width / picture.width
@@ -73,9 +74,12 @@ def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[n
             dx = (t - 0.5) * 0.5 * width
         elif move == "zoom":
             zoom = 1.0 + 0.35 * t
-        else:
+        else:  # orbit, or one of its parts: drift (no turn), turn (alone), shake (alone)
             angle, dx, dy = 4.0 * t, 0.12 * width * t, 0.05 * height * math.sin(3 * t)
-            dx, dy = dx + rng.normal(0, 1.2), dy + rng.normal(0, 1.2)
+            nx, ny = rng.normal(0, 1.2), rng.normal(0, 1.2)
+            angle = 0.0 if move in ("drift", "shake") else angle
+            dx, dy = (0.0, 0.0) if move in ("turn", "shake") else (dx, dy)
+            dx, dy = (dx, dy) if move == "turn" else (dx + nx, dy + ny)
         w, h = width / zoom, height / zoom
         cx, cy = big.width / 2 + dx, big.height / 2 + dy
         view = big.rotate(angle, resample=Image.Resampling.BICUBIC, center=(cx, cy))

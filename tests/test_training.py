@@ -20,7 +20,7 @@ from pipeline.config.settings import Settings
 from pipeline.engine.checkpoint import CHECKPOINT_FORMAT
 from pipeline.engine.network import NetworkConfig
 from pipeline.engine.style_targets import StyleTargetMaker, StyleTargets
-from pipeline.engine.train_samples import random_samples, sample_size
+from pipeline.engine.train_samples import Sample, random_samples, sample_size
 from pipeline.engine.training import (
     Trainer,
     TrainOptions,
@@ -89,6 +89,50 @@ def test_a_sample_is_the_whole_photo_at_the_area_of_its_style_side() -> None:
     assert sample_size(400, 300, 128, 2.0) == sample_size(400, 300, 64, 1.0)
     # A very wide photo is not squeezed below a side VGG-19 can use.
     assert min(sample_size(4000, 100, 64, 1.0)) == 32
+
+
+def test_a_cropped_sample_is_a_window_of_the_photo_at_its_own_shape() -> None:
+    ramp = torch.linspace(0, 1, 400).expand(3, 300, 400)
+    photo = Image.fromarray((ramp.permute(1, 2, 0) * 255).round().byte().numpy())
+
+    def draw(crop: float) -> list[Sample]:
+        return random_samples([photo], 24, [96], 1.0, torch.Generator().manual_seed(3), crop)
+
+    rises = []
+    for sample in draw(0.5):
+        h, w = sample.photo.shape[-2:]
+        assert abs(w / h - 4 / 3) < 0.03 and abs(w * h - 96 ** 2) < 0.02 * 96 ** 2
+        rises.append(float((sample.photo[..., -1] - sample.photo[..., 0]).abs().mean()))
+    # A window's width is between sqrt(0.5) and all of the photo's, and they differ.
+    assert min(rises) > 0.69 and max(rises) < 1.0 and max(rises) - min(rises) > 0.1
+    assert min(rises) < 0.85
+    # At 1 the draws are the whole photos', as without the option.
+    whole = random_samples([photo], 24, [96], 1.0, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a.photo, b.photo) for a, b in zip(draw(1.0), whole, strict=True))
+    with pytest.raises(ValueError, match="crop"):
+        _options(crop=0.0)
+
+
+def test_a_recoloured_sample_keeps_its_brightness_and_turns_its_hue() -> None:
+    # A mid-grey photo with a red square: grey stays grey, the red turns, brightness stays.
+    pixels = torch.full((3, 60, 80), 0.5)
+    pixels[:, 20:40, 30:50] = torch.tensor([0.7, 0.3, 0.3])[:, None, None]
+    photo = Image.fromarray((pixels.permute(1, 2, 0) * 255).round().byte().numpy())
+    plain = random_samples([photo], 16, [64], 1.0, torch.Generator().manual_seed(5))
+    turned = random_samples([photo], 16, [64], 1.0, torch.Generator().manual_seed(5), hue=0.5)
+    luma = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+    hues = set()
+    for a, b in zip(plain, turned, strict=True):
+        assert a.photo.shape == b.photo.shape and a.style_side == b.style_side
+        assert float(((a.photo - b.photo)[0] * luma).sum(0).abs().max()) < 0.02
+        corner = b.photo[0, :, 2, 2]
+        assert float((corner - corner.mean()).abs().max()) < 0.01  # grey stays grey
+        h, w = b.photo.shape[-2:]
+        centre = b.photo[0, :, h // 2, w // 2]
+        hues.add(tuple(round(float(v), 1) for v in centre))
+    assert len(hues) > 4  # the red went to several colours
+    with pytest.raises(ValueError, match="hue"):
+        _options(hue=1.5)
 
 
 def test_training_draws_around_the_working_size_in_steps_of_the_targets() -> None:

@@ -200,7 +200,7 @@ def main() -> None:
             base = base if base is not None else error
             base_style = base_style if base_style is not None else style
             print(json.dumps({"clip": args.clip, "network": str(path), "noise": noise_spec,
-                              "blend": spec, "tolerance": args.tolerance,
+                              "blend": spec, "tolerance": args.tolerance, "flow": args.flow,
                               "warping": round(error, 5),
                               "warping_x": round(error / base, 3), "style": round(style, 4),
                               "style_x": round(style / base_style, 3),
