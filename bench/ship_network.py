@@ -27,6 +27,7 @@ def main() -> None:
                     help="a snapshot written by bench/train_curve.py")
     args = ap.parse_args()
 
+    import safetensors
     import torch
 
     from pipeline.config.styles import Registry
@@ -67,12 +68,18 @@ def main() -> None:
         # trained from random weights (None).
         "start": (f"{Path(trained['start']).parent.name}/{Path(trained['start']).stem}"
                   if trained.get("start") else None),
+        # Photos seen through random windows of at least this fraction of their area.
+        "crop": trained.get("crop", 1.0),
         "device": float_signature(torch.device("cpu")).replace(
             f"{torch.get_num_threads()} thread", f"{trained['threads']} thread"),
         "cpu": platform.processor() or platform.machine(),
         "finished": datetime.fromtimestamp(args.network.stat().st_mtime,
                                            UTC).isoformat(timespec="seconds")}
     target = Path(preset.path).parent / PRESET_NETWORK_FILE
+    if trained.get("start") and Path(trained["start"]).resolve() == target.resolve():
+        # Trained on from the network shipped now: keep that one's record as its history.
+        with safetensors.safe_open(str(target), "pt") as shipped:
+            training["continued_from"] = json.loads(shipped.metadata()["training"])
     metadata = {META_KEY: network_key(preset), META_DIGEST: loaded.digest,
                 META_STYLE: preset.name, "training": json.dumps(training, sort_keys=True)}
     digest = write_network(target, loaded.net, metadata)

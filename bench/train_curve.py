@@ -37,12 +37,9 @@ def main() -> None:
     ap.add_argument("--with-held-out", action="store_true",
                     help="train on the held-out photos too: a diagnostic of how much of the "
                     "gap on them is the photos' own difficulty (never for a judged network)")
-    ap.add_argument("--crop", type=float, default=1.0,
+    ap.add_argument("--crop", type=float,
                     help="see each photo through a random window of at least this fraction "
-                    "of its area (TrainOptions.crop; 1: whole)")
-    ap.add_argument("--hue", type=float, default=0.0,
-                    help="turn each photo's colours by up to this x 180 degrees "
-                    "(TrainOptions.hue; 0: as taken)")
+                    "of its area (default: TrainOptions.crop's; 1: whole)")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
     args = ap.parse_args()
 
@@ -66,8 +63,8 @@ def main() -> None:
              if args.with_held_out or p.name not in HELD_OUT]
     photos = [Image.open(p).convert("RGB") for p in paths]
     options = TrainOptions(side=s.train_size, batch=s.train_batch, steps=args.steps,
-                           learning_rate=s.train_learning_rate, seed=s.seed, crop=args.crop,
-                           hue=args.hue,
+                           learning_rate=s.train_learning_rate, seed=s.seed,
+                           crop=TrainOptions.crop if args.crop is None else args.crop,
                            config=NetworkConfig(width=s.network_width,
                                                 noise=s.network_noise if args.noise is None
                                                 else args.noise))
@@ -90,7 +87,7 @@ def main() -> None:
     (args.out / "settings.json").write_text(json.dumps(
         {"style": args.style, "overrides": overrides, "photos": len(photos),
          "start": str(args.start) if args.start else None,
-         "held_out": () if args.with_held_out else HELD_OUT,
+         "held_out": () if args.with_held_out else HELD_OUT, "crop": options.crop,
          "threads": torch.get_num_threads()}, indent=1))
     last_ckpt = last_log = time.perf_counter()
     losses: list[float] = []
@@ -119,6 +116,8 @@ def main() -> None:
     trainer.save_checkpoint(ckpt)
     if trainer.step >= args.steps:  # a run to a step budget: its last network
         write_network(args.out / f"net-{args.steps}steps.safetensors", trainer.net)
+        (args.out / f"net-{args.steps}steps.json").write_text(json.dumps(
+            {"step": trainer.step, "trained_s": round(trained_s, 1)}))
 
 
 if __name__ == "__main__":

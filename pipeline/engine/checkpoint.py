@@ -105,6 +105,10 @@ def restore(trainer: TrainingState, data: bytes, source: str, key: str = "") -> 
                                             state["key"], state["scaler"])
     except (ValueError, KeyError, TypeError):
         raise refusal(source, "is corrupt (its training state is unreadable)") from None
+    if isinstance(options, dict) and "crop" not in options:
+        # Saved before photos were seen through windows (whole photos): the run goes on
+        # with today's windows rather than throwing away its steps.
+        options = {**options, "crop": trainer.options.identity().get("crop")}
     if options != trainer.options.identity() or saved_key != key:
         raise refusal(source, "was made for other training settings; train anew "
                               "(--force) or resume with the settings it was made with",

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -32,6 +33,7 @@ from pipeline.config.settings import Settings
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.feature_carry import FeatureCarry, Motion
 from pipeline.engine.network_file import LoadedNetwork
+from pipeline.engine.phase_lock import PhaseLock, shifted
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
@@ -90,13 +92,16 @@ class FastStylizer:
                       on_progress: ProgressFn | None = None,
                       should_stop: Callable[[], bool] | None = None,
                       noise: bool = True, carry: FeatureCarry | None = None,
+                      lock: PhaseLock | None = None,
                       motions: Sequence[Motion | None] = ()) -> list[Image.Image]:
         """Photos of one output size, through the network together (``noise``: with the
         network's noise channels; a video's frames go without, see TransformNet).
 
-        ``carry``: consecutive frames of a video, each one's features mixed with the
-        previous frame's carried along its ``motions`` entry (:class:`FeatureCarry`; the
-        carry remembers the last frame for the next batch)."""
+        Consecutive frames of a video, with how each moved from the one before
+        (``motions``, found on frames of the output size): ``carry`` mixes each one's
+        features with the previous frame's carried along its motion
+        (:class:`FeatureCarry`), ``lock`` paints each at the lattice phase of the scene
+        it shows (:class:`PhaseLock`); both remember the last frame for the next batch."""
         start = time.perf_counter()
         s = self.settings
         sizes = {output_size(c.width, c.height, s.size) for c in contents}
@@ -108,15 +113,23 @@ class FastStylizer:
         full = torch.cat([pil_to_tensor(p) for p in photos]).to(self.device)
         small = torch.cat([pil_to_tensor(resized(p, work_w, work_h)) for p in photos]
                           ).to(self.device)
+        if (carry is not None or lock is not None) and len(motions) != len(contents):
+            raise ValueError(f"{len(contents)} frames but {len(motions)} motions")
+        shifts, seen = None, list(motions)
+        if lock is not None:
+            locked = [lock(m, work_w / out_w) for m in motions]
+            shifts = torch.tensor(np.array([p for p, _ in locked]) * (work_w / out_w))
+            seen = [m for _, m in locked]
         mix = None
         if carry is not None:
-            if len(motions) != len(contents):
-                raise ValueError(f"{len(contents)} frames but {len(motions)} motions")
 
             def mix(features: torch.Tensor) -> torch.Tensor:
                 return torch.cat([carry(f, m) for f, m in
-                                  zip(features.split(1), motions, strict=True)])
-        painted = self._run(small, 1.0 if noise else 0.0, mix)
+                                  zip(features.split(1), seen, strict=True)])
+        x = small if shifts is None else shifted(small, shifts)
+        painted = self._run(x, 1.0 if noise else 0.0, mix)
+        if shifts is not None:
+            painted = shifted(painted, -shifts)
         if (work_w, work_h) != (out_w, out_h):
             painted = _up(painted, out_h, out_w) + full - _up(small, out_h, out_w)
         pictures = [tensor_to_pil(x.clamp(0, 1).cpu()) for x in painted.split(1)]

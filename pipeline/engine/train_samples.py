@@ -1,18 +1,22 @@
-"""What the fast path's network is trained on: whole photos at the training size.
+"""What the fast path's network is trained on: photos at the training size, whole or
+through random windows.
 
 The network learns at a *training size* (the area of a square ``side`` pixels a side,
 :attr:`~pipeline.engine.training.TrainOptions.side`; it paints larger, see
 :mod:`pipeline.engine.fast`), and a picture is judged, like the optimizer's, by the
 objective of the whole picture against the painting resized to the picture's area.  A
-training sample is therefore a whole photo, resized to about that area, with the style
-targets the optimizer uses for a picture of its size.
+training sample is therefore a picture resized to about that area, with the style
+targets the optimizer uses for a picture of its size: a whole photo, or a window of one
+(:attr:`TrainOptions.crop`), which is then judged as a photo of its own, never against a
+larger picture's scale.
 
 Why not square crops, as Johnson et al. train on: the objective is not the same on a
 crop.  A Gram matrix is a mean over positions, and a painting's statistics are not the
 same everywhere; the crops of an optimized picture score 4-16 times its own style
 distance against the painting (docs/lab-log.md, "The fast path").  A network asked to
 give every crop the whole painting's Grams learns a small texture that repeats, not the
-large planes of the optimum.
+large planes of the optimum.  A window resized to the working size is not such a crop:
+it is a new picture with its own targets, and a small collection gives many of them.
 
 Each sample's size is drawn around the working size (:attr:`TrainOptions.zoom`), in
 steps of the style targets' quantum, so that its targets are exactly the optimizer's and
@@ -65,7 +69,7 @@ def sample_size(width: int, height: int, style_side_: int, style_scale: float
 
 def random_samples(photos: Sequence[Image.Image], count: int, sides: Sequence[int],
                    style_scale: float, generator: torch.Generator,
-                   crop: float = 1.0, hue: float = 0.0) -> list[Sample]:
+                   crop: float = 1.0) -> list[Sample]:
     """``count`` samples: each a photo drawn uniformly, a style side drawn uniformly from
     ``sides``, the photo resized to :func:`sample_size` (bicubic, antialiased when it
     shrinks) and mirrored with probability ½.
@@ -73,10 +77,8 @@ def random_samples(photos: Sequence[Image.Image], count: int, sides: Sequence[in
     With ``crop`` below 1, each photo is first cut to a window of its own shape covering
     between ``crop`` and all of its area, placed at random: a window seen at the working
     size is a photo in its own right (judged like one, against the targets of its size),
-    so a small collection shows the network more distinct pictures.  With ``hue`` above 0
-    its colours are turned about the grey axis by up to ``hue`` × 180° and its saturation
-    scaled by up to 1 ± ``hue`` / 2: photos in palettes the collection lacks.  At ``crop``
-    1 and ``hue`` 0 the draws are exactly those of whole photos."""
+    so a small collection shows the network more distinct pictures.  At 1 the draws are
+    exactly those of whole photos."""
     out = []
     for _ in range(count):
         i = int(torch.randint(len(photos), (1,), generator=generator))
@@ -87,8 +89,6 @@ def random_samples(photos: Sequence[Image.Image], count: int, sides: Sequence[in
             img = _window(img, crop, generator)
         size = sample_size(img.width, img.height, side, style_scale)
         photo = pil_to_tensor(img.resize(size, Image.Resampling.BICUBIC))
-        if hue > 0:
-            photo = _recolour(photo, hue, generator)
         out.append(Sample(photo.flip(-1) if u[1] < 0.5 else photo, side))
     return out
 
@@ -102,17 +102,3 @@ def _window(img: Image.Image, crop: float, generator: torch.Generator) -> Image.
     left, top = round(x * (img.width - w)), round(y * (img.height - h))
     return img.crop((left, top, left + w, top + h))
 
-
-#: RGB to YIQ (NTSC): Y the brightness, I and Q the colour, whose angle is the hue.
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-
-
-def _recolour(photo: torch.Tensor, hue: float, generator: torch.Generator) -> torch.Tensor:
-    """``photo`` with its hue turned and its saturation scaled at random (brightness kept)."""
-    a, b = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
-    turn = (2 * a - 1) * hue * math.pi
-    sat = 1 + (2 * b - 1) * hue / 2
-    c, s = math.cos(turn) * sat, math.sin(turn) * sat
-    rotate = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-    m = torch.linalg.inv(_YIQ) @ rotate @ _YIQ
-    return torch.einsum("ij,bjhw->bihw", m, photo).clamp(0, 1)

@@ -33,6 +33,7 @@ from pipeline.engine.fast import FastStylizer
 from pipeline.engine.feature_carry import FeatureCarry
 from pipeline.engine.network_file import LoadedNetwork
 from pipeline.engine.optimize import Engine, Start
+from pipeline.engine.phase_lock import PhaseLock
 from pipeline.engine.style_targets import StyleTargets
 from pipeline.errors import (
     Cancelled,
@@ -233,6 +234,7 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         targets: StyleTargets = {}
         # The segment's frames, its warm-up first, carry their features on (fast path).
         carry = FeatureCarry.for_steady(s.steady) if s.steady else None
+        lock = PhaseLock() if s.steady else None
 
         def stylize(frames: list[Image.Image], motions: list[Motion | None],
                     carried: list[Carried | None]) -> list[Image.Image]:
@@ -243,7 +245,7 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
                 # the network paints from them slides over a moving scene); steady 0 makes
                 # each frame as the photo alone would be made.
                 return engine.stylize_batch(frames, noise=not s.steady, carry=carry,
-                                            motions=motions)
+                                            lock=lock, motions=motions)
             if not targets:
                 sides = method_of(s).style_sides(*frames[0].size, s)
                 targets = shop.targets(s, work.preset, sides)
