@@ -14,6 +14,7 @@ from PIL import Image
 
 from pipeline.config.styles import Registry
 from pipeline.engine.fast import FastStylizer
+from pipeline.engine.network import NetworkConfig, TransformNet
 from pipeline.engine.network_file import read_network
 from pipeline.engine.phase_lock import PhaseLock, shifted
 
@@ -35,18 +36,22 @@ def _moved(h: int, w: int, dx: float, dy: float = 0.0) -> _Motion:
 
 def test_the_lock_follows_the_translation_below_the_lattice_step() -> None:
     lock = PhaseLock(step=4)
-    phase, seen = lock(None, 1.0)
-    assert seen is None and np.allclose(phase, 0)
-    # The scene moves 1.5 px right, then 1.5 more, then 1: 1.5, 3 (= -1 mod 4), 4 (= 0).
-    phases = [lock(_moved(8, 8, 1.5), 1.0)[0][0] for _ in range(2)]
-    last, seen = lock(_moved(8, 8, 1.0), 1.0)
-    assert phases == pytest.approx([1.5, -1.0]) and last[0] == pytest.approx(0.0)
+    first = lock(None, 1.0)
+    assert first.motion is None and np.allclose(first.shift, 0) and first.roll == (0, 0)
+    # The scene moves 1.5 px right, then 1.5 more, then 1: 1.5, 3 (= -1 + 4), 4 (= 0 + 4).
+    steps = [lock(_moved(8, 8, 1.5), 1.0) for _ in range(2)]
+    last = lock(_moved(8, 8, 1.0), 1.0)
+    assert [k.shift[0] for k in steps] == pytest.approx([1.5, -1.0])
+    assert [k.roll for k in steps] == [(0, 0), (4, 0)]
+    assert last.shift[0] == pytest.approx(0.0) and last.roll == (4, 0)
     # The shifted frames moved by the whole step less the phase's change: 1 - (0 - -1) = 0.
-    assert seen is not None and np.allclose(seen.offsets[..., 0], -1.0 + 1.0)
-    # At half the working size per frame pixel the lattice is 8 frame pixels.
+    assert last.motion is not None and np.allclose(last.motion.offsets[..., 0], 0.0)
+    # At half the working size per frame pixel the lattice is 8 frame pixels: 5 px down is
+    # a shift of -3 frame pixels (-1.5 working ones) and one whole step.
     half = PhaseLock(step=4)
     half(None, 0.5)
-    assert half(_moved(8, 8, 0.0, 5.0), 0.5)[0][1] == pytest.approx(-3.0)
+    down = half(_moved(8, 8, 0.0, 5.0), 0.5)
+    assert down.shift[1] == pytest.approx(-1.5) and down.roll == (0, 4)
 
 
 def test_a_shift_and_its_inverse_give_the_picture_back_inside() -> None:
@@ -85,3 +90,23 @@ def test_a_shipped_network_paints_a_frame_moved_a_pixel_as_the_same_picture_move
     assert apart(PhaseLock()) < 0.7 * apart(None)
     with pytest.raises(ValueError, match="motions"):
         stylizer.stylize_batch([first, second], lock=PhaseLock(), motions=[None])
+
+
+def test_rolled_noise_moves_with_a_scene_moved_by_whole_steps() -> None:
+    """A scene moved 8 px (two steps of the lattice) with its noise rolled the same way is
+    painted as the same picture moved (inside, away from the edges); with the noise left
+    on the screen it is not."""
+    torch.manual_seed(0)
+    net = TransformNet(NetworkConfig(width=8, blocks=2, noise=2)).eval()
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 96), 3, 1, 1)
+    a_in, b_in = scene[..., 8:88], scene[..., 0:80]  # b: the scene moved 8 px right
+    with torch.no_grad():
+        a = net(a_in, noise_scale=3.0)
+        rolled = net(b_in, noise_scale=3.0, rolls=[(8, 0)])
+        fixed = net(b_in, noise_scale=3.0)
+    inner = (..., slice(12, -12))
+
+    def apart(b: torch.Tensor) -> float:
+        return float((b[..., 8:][inner] - a[..., :-8][inner]).abs().mean())
+
+    assert apart(rolled) < 0.3 * apart(fixed)

@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import views
 from pipeline.config.settings import SETTING_NAMES, Settings
 from pipeline.config.styles import Preset, Registry
-from pipeline.plan.methods import result_view
+from pipeline.plan.methods import FAST_STEADYING, result_view
 from pipeline.plan.planning import task_key
 from pipeline.training.networks import network_key
 
@@ -111,3 +111,14 @@ def test_the_optimizers_video_knobs_are_not_keyed_where_nothing_is_carried() -> 
 
     assert video_key(temporal_weight=50.0) != video_key()
     assert video_key(steady=0, temporal_weight=50.0, warm_steps=9) == video_key(steady=0)
+
+
+def test_a_fast_steady_videos_key_names_how_it_is_held_steady() -> None:
+    """A change of the fast path's steadying makes its steady videos due again; frame by
+    frame (steady 0) and the optimizer's are left alone."""
+    def video(**knobs: object) -> dict[str, object]:
+        return result_view(Settings(**knobs), video=True)["video"]
+
+    assert video(method="fast")["steadying"] == FAST_STEADYING
+    assert "steadying" not in video(method="fast", steady=0)
+    assert "steadying" not in video(method="optimize")

@@ -9,7 +9,9 @@ frame by frame on The Great Wave's handheld clips, where a pan of several pixels
 gave 0.24).  The lock follows the camera's translation (the median of the optical flow,
 accumulated over the frames) and moves each frame by the part of it below the lattice's
 step before the network paints, then moves the painting back: the network sees the scene
-always at the same phase, and paints the same strokes on it.  Each move is a bicubic
+always at the same phase, and paints the same strokes on it.  The network's noise channels
+are rolled by the rest of the translation (whole steps of the lattice), so that they move
+with the scene too, and a video keeps the texture its photos get from them.  Each move is a bicubic
 resampling at the working size, so it costs a little sharpness of the painting.  Zooms are
 not helped: their motion is not one translation (lab log, "The lattice's phase").
 
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from pipeline.engine.feature_carry import Motion
 from pipeline.engine.network import MULTIPLE
 
-__all__ = ["LockedMotion", "PhaseLock"]
+__all__ = ["Locked", "LockedMotion", "PhaseLock", "shifted"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,15 @@ class LockedMotion:
 
     offsets: np.ndarray
     trust: np.ndarray
+
+
+@dataclass(frozen=True)
+class Locked:
+    """How one frame is painted locked."""
+
+    shift: np.ndarray  # x, y (working pixels): the frame is moved by minus this, then back
+    roll: tuple[int, int]  # x, y (working pixels, whole steps): the noise moves with the scene
+    motion: Motion | None  # its motion as the shifted frames see it (for the feature carry)
 
 
 class PhaseLock:
@@ -48,10 +59,10 @@ class PhaseLock:
         self._moved = np.zeros(2)  # the scene's translation since the first frame (px)
         self._phase = np.zeros(2)  # the previous frame's shift (px of its frame)
 
-    def __call__(self, motion: Motion | None, scale: float) -> tuple[np.ndarray, Motion | None]:
-        """This frame's shift (x, y, in pixels of the frame the motion was found on) and its
-        motion as the shifted frames see it (for the feature carry).  ``scale``: working
-        pixels per frame pixel (the lattice is the working size's)."""
+    def __call__(self, motion: Motion | None, scale: float) -> Locked:
+        """This frame's lock; ``motion``: how it moved from the previous frame (found on
+        frames of the output size, None for a first frame); ``scale``: working pixels per
+        frame pixel (the lattice is the working size's)."""
         if motion is not None:
             # Where each pixel was in the previous frame: the scene moved the other way.
             self._moved -= np.median(motion.offsets.reshape(-1, 2), axis=0)
@@ -59,12 +70,13 @@ class PhaseLock:
         phase = (self._moved + step / 2) % step - step / 2
         moved = phase - self._phase
         self._phase = phase
-        if motion is None:
-            return phase, None
-        # A shifted frame's pixel x shows the original's x + phase; in the previous
-        # shifted frame that content is at x + offsets + (phase - previous phase).
-        offsets = motion.offsets + moved.astype(np.float32)
-        return phase, LockedMotion(offsets, motion.trust)
+        whole = np.rint((self._moved - phase) * scale).astype(int)  # steps of the lattice
+        locked = None
+        if motion is not None:
+            # A shifted frame's pixel x shows the original's x + phase; in the previous
+            # shifted frame that content is at x + offsets + (phase - previous phase).
+            locked = LockedMotion(motion.offsets + moved.astype(np.float32), motion.trust)
+        return Locked(phase * scale, (int(whole[0]), int(whole[1])), locked)
 
 
 def shifted(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

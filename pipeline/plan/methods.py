@@ -110,6 +110,10 @@ class Fast:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (Optimize(), Fast())}
+#: How the fast path holds a video steady, in its videos' keys (steady above 0): a video
+#: made the old way is made again once.  2: painted at the lattice phase of the scene, its
+#: noise moved with it (pipeline.engine.phase_lock); before, the key had no entry.
+FAST_STEADYING = 2
 
 
 def method_of(settings: Settings) -> Method:
@@ -130,6 +134,8 @@ def result_view(settings: Settings, *, video: bool = False) -> dict[str, Any]:
         if not settings.steady:  # nothing is carried, so nothing started or held
             video_knobs -= CARRIED_KNOBS
         view["video"] = without_neutral(settings.model_dump(include=video_knobs))
+        if settings.steady and isinstance(method, Fast):
+            view["video"]["steadying"] = FAST_STEADYING
     return view
 
 

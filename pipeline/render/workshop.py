@@ -241,11 +241,9 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
             """The frames stylized (the segment mixes ``strength`` in once steadied)."""
             nonlocal targets
             if isinstance(engine, FastStylizer):
-                # Steady frames go without the noise channels (fixed on the screen, what
-                # the network paints from them slides over a moving scene); steady 0 makes
-                # each frame as the photo alone would be made.
-                return engine.stylize_batch(frames, noise=not s.steady, carry=carry,
-                                            lock=lock, motions=motions)
+                # Steady frames are locked to the scene, their noise moved with it; steady
+                # 0 makes each frame as the photo alone would be made.
+                return engine.stylize_batch(frames, carry=carry, lock=lock, motions=motions)
             if not targets:
                 sides = method_of(s).style_sides(*frames[0].size, s)
                 targets = shop.targets(s, work.preset, sides)
