@@ -95,14 +95,14 @@ class FastStylizer:
                       lock: PhaseLock | None = None,
                       motions: Sequence[Motion | None] = ()) -> list[Image.Image]:
         """Photos of one output size, through the network together (``noise``: with the
-        network's noise channels).
+        network's noise channels; a video's steady frames go without, see TransformNet).
 
         Consecutive frames of a video, with how each moved from the one before
         (``motions``, found on frames of the output size): ``carry`` mixes each one's
         features with the previous frame's carried along its motion
         (:class:`FeatureCarry`), ``lock`` paints each at the lattice phase of the scene
-        it shows, its noise moved with the scene (:class:`PhaseLock`); both remember the
-        last frame for the next batch."""
+        it shows (:class:`PhaseLock`); both remember the last frame for the next
+        batch."""
         start = time.perf_counter()
         s = self.settings
         sizes = {output_size(c.width, c.height, s.size) for c in contents}
@@ -116,11 +116,11 @@ class FastStylizer:
                           ).to(self.device)
         if (carry is not None or lock is not None) and len(motions) != len(contents):
             raise ValueError(f"{len(contents)} frames but {len(motions)} motions")
-        shifts, rolls, seen = None, None, list(motions)
+        shifts, seen = None, list(motions)
         if lock is not None:
-            locked = [lock(m, work_w / out_w) for m in motions]
-            shifts = torch.tensor(np.array([k.shift for k in locked]))
-            rolls, seen = [k.roll for k in locked], [k.motion for k in locked]
+            locked = [lock(m, (work_w / out_w, work_h / out_h)) for m in motions]
+            shifts = torch.tensor(np.array([shift for shift, _ in locked]))
+            seen = [m for _, m in locked]
         mix = None
         if carry is not None:
 
@@ -128,7 +128,7 @@ class FastStylizer:
                 return torch.cat([carry(f, m) for f, m in
                                   zip(features.split(1), seen, strict=True)])
         x = small if shifts is None else shifted(small, shifts)
-        painted = self._run(x, 1.0 if noise else 0.0, mix, rolls)
+        painted = self._run(x, 1.0 if noise else 0.0, mix)
         if shifts is not None:
             painted = shifted(painted, -shifts)
         if (work_w, work_h) != (out_w, out_h):
@@ -141,26 +141,23 @@ class FastStylizer:
         return pictures
 
     def _run(self, x: torch.Tensor, noise_scale: float,
-             mix: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             rolls: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+             mix: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         # The picture is float32 either way.
         if self.whole_bf16:
-            return self._pass(x.to(torch.bfloat16), noise_scale, mix, rolls)
+            return self._pass(x.to(torch.bfloat16), noise_scale, mix)
         if self.dtype == torch.float16 and self.device.type == "cuda":
             # Float16 under autocast: its normalizations stay in float32 (float16's
             # range is too short for their sums).
             with torch.autocast("cuda", dtype=torch.float16):
-                return self._pass(x, noise_scale, mix, rolls)
-        return self._pass(x, noise_scale, mix, rolls)
+                return self._pass(x, noise_scale, mix)
+        return self._pass(x, noise_scale, mix)
 
     def _pass(self, x: torch.Tensor, noise_scale: float,
-              mix: Callable[[torch.Tensor], torch.Tensor] | None,
-              rolls: Sequence[tuple[int, int]] | None) -> torch.Tensor:
-        """The network's picture of ``x``; ``mix`` changes its features between halves,
-        ``rolls`` moves each picture's noise."""
+              mix: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """The network's picture of ``x``; ``mix`` changes its features between halves."""
         if mix is None:
-            return self.net(x, noise_scale=noise_scale, rolls=rolls).float()
-        features = mix(self.net.features(x, noise_scale=noise_scale, rolls=rolls))
+            return self.net(x, noise_scale=noise_scale).float()
+        features = mix(self.net.features(x, noise_scale=noise_scale))
         return self.net.paint(features, *x.shape[-2:]).float()
 
 

@@ -25,7 +25,6 @@ Its file (safetensors, never a pickle) is :mod:`pipeline.engine.network_file`'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,20 +157,17 @@ class TransformNet(nn.Module):
         self.out = _ConvLayer(w, 3, 9, norm=False, relu=False)
 
     def forward(self, photos: torch.Tensor, generator: torch.Generator | None = None,
-                noise_scale: float = 1.0,
-                rolls: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+                noise_scale: float = 1.0) -> torch.Tensor:
         """``photos`` (B×3×H×W in [0, 1]) painted.  With noise channels, their noise is
         drawn from ``generator`` (a CPU one; training) or else the fixed one of
-        :data:`NOISE_SEED`, the same for every photo of the batch, times ``noise_scale``;
-        ``rolls``: each photo's noise rolled by (x, y) pixels, so that a video's noise
-        moves with its scene (:mod:`pipeline.engine.phase_lock`; noise fixed on the screen
-        does not, and what the network paints from it slides over a moving scene)."""
+        :data:`NOISE_SEED`, the same for every photo of the batch, times ``noise_scale``
+        (0 for a video's steady frames: noise fixed on the screen does not move with the
+        scene, and what the network paints from it flickers when the camera moves)."""
         h, w = photos.shape[-2:]
-        return self.paint(self.features(photos, generator, noise_scale, rolls), h, w)
+        return self.paint(self.features(photos, generator, noise_scale), h, w)
 
     def features(self, photos: torch.Tensor, generator: torch.Generator | None = None,
-                 noise_scale: float = 1.0,
-                 rolls: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+                 noise_scale: float = 1.0) -> torch.Tensor:
         """The first half of :meth:`forward`: what the residual blocks make of ``photos``,
         at a quarter of their resolution (of their size padded to a multiple of 4), from
         which :meth:`paint` paints.  A video's frames are steadied there
@@ -187,12 +183,8 @@ class TransformNet(nn.Module):
         shared = generator is None
         draws = generator if generator is not None else torch.Generator().manual_seed(NOISE_SEED)
         if self.config.noise:
-            noise = _noise(x, self.config.noise, draws, shared) * noise_scale
-            if rolls is not None:
-                # White noise rolled round the picture: no seam shows where it wraps.
-                noise = torch.cat([torch.roll(n, (dy, dx), dims=(-2, -1))
-                                   for n, (dx, dy) in zip(noise.split(1), rolls, strict=True)])
-            x = torch.cat([x, noise], dim=1)
+            x = torch.cat([x, _noise(x, self.config.noise, draws, shared) * noise_scale],
+                          dim=1)
         return self.blocks(self.down(x))
 
     def paint(self, features: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -9,11 +9,19 @@ frame by frame on The Great Wave's handheld clips, where a pan of several pixels
 gave 0.24).  The lock follows the camera's translation (the median of the optical flow,
 accumulated over the frames) and moves each frame by the part of it below the lattice's
 step before the network paints, then moves the painting back: the network sees the scene
-always at the same phase, and paints the same strokes on it.  The network's noise channels
-are rolled by the rest of the translation (whole steps of the lattice), so that they move
-with the scene too, and a video keeps the texture its photos get from them.  Each move is a bicubic
-resampling at the working size, so it costs a little sharpness of the painting.  Zooms are
-not helped: their motion is not one translation (lab log, "The lattice's phase").
+always at the same phase, and paints the same strokes on it.  Each move is a bicubic
+resampling at the working size, so it costs a little sharpness.  Zooms are not helped:
+their motion is not one translation (lab log, "The lattice's phase").
+
+Segments.  A video's segments are made apart (on other workers, resumed in any order), so
+a segment cannot know where the lattice stood when the one before it ended.  Every segment
+therefore paints its joins at the screen's own phase, as an unlocked video would: the lock
+is off at a segment's warm-up and first frame, comes on over :data:`RAMP` frames, and goes
+off again over the last :data:`RAMP` frames (the lattice slides back by at most half a step
+over them, a tenth of a pixel a frame or less).  Locked from the segment's start instead,
+each join jumped by up to half a step: one frame as unsteady as frame by frame, every
+segment.  The network's noise channels stay off for steady frames: noise moved with the
+scene would jump the same way at a join.
 
 Torch and NumPy only; the flow is the video's (:mod:`pipeline.video.steady`).
 """
@@ -29,7 +37,10 @@ import torch.nn.functional as F
 from pipeline.engine.feature_carry import Motion
 from pipeline.engine.network import MULTIPLE
 
-__all__ = ["Locked", "LockedMotion", "PhaseLock", "shifted"]
+__all__ = ["RAMP", "LockedMotion", "PhaseLock", "shifted"]
+
+#: Frames over which the lock comes on after a segment's start and goes off before its end.
+RAMP = 12
 
 
 @dataclass(frozen=True)
@@ -40,43 +51,48 @@ class LockedMotion:
     trust: np.ndarray
 
 
-@dataclass(frozen=True)
-class Locked:
-    """How one frame is painted locked."""
-
-    shift: np.ndarray  # x, y (working pixels): the frame is moved by minus this, then back
-    roll: tuple[int, int]  # x, y (working pixels, whole steps): the noise moves with the scene
-    motion: Motion | None  # its motion as the shifted frames see it (for the feature carry)
-
-
 class PhaseLock:
-    """The sub-lattice part of a sequence's camera translation, frame after frame.
+    """The sub-lattice part of a segment's camera translation, frame after frame.
 
-    One per sequence of frames (a video segment, its warm-up first), called in order."""
+    One per segment (``frames`` in all, the first ``warmup`` of them its warm-up), called
+    once a frame in their order."""
 
-    def __init__(self, step: int = MULTIPLE) -> None:
-        self.step = step
+    def __init__(self, frames: int, warmup: int = 0, *, ramp: int = RAMP,
+                 step: int = MULTIPLE) -> None:
+        self.step, self.frames, self.warmup, self.ramp = step, frames, warmup, max(1, ramp)
+        self._done = 0
         self._moved = np.zeros(2)  # the scene's translation since the first frame (px)
         self._phase = np.zeros(2)  # the previous frame's shift (px of its frame)
 
-    def __call__(self, motion: Motion | None, scale: float) -> Locked:
-        """This frame's lock; ``motion``: how it moved from the previous frame (found on
-        frames of the output size, None for a first frame); ``scale``: working pixels per
-        frame pixel (the lattice is the working size's)."""
+    def weight(self, index: int) -> float:
+        """How far frame ``index`` (0: the warm-up's first) is locked: 0 at the warm-up and
+        at the first and last frames, 1 from ``ramp`` frames in."""
+        shown, last = index - self.warmup, self.frames - 1 - index
+        return float(np.clip(min(shown, last) / self.ramp, 0.0, 1.0))
+
+    def __call__(self, motion: Motion | None, scale: tuple[float, float]
+                 ) -> tuple[np.ndarray, Motion | None]:
+        """This frame's shift (x, y, in working pixels: it is moved by minus this, painted,
+        and moved back) and its motion as the shifted frames see it (for the feature
+        carry); ``motion``: how it moved from the previous frame (found on frames of the
+        output size, None for a first frame); ``scale``: working pixels per frame pixel
+        along x and y (the lattice is the working size's)."""
         if motion is not None:
             # Where each pixel was in the previous frame: the scene moved the other way.
-            self._moved -= np.median(motion.offsets.reshape(-1, 2), axis=0)
-        step = self.step / scale
-        phase = (self._moved + step / 2) % step - step / 2
-        moved = phase - self._phase
+            # A flow with holes (not finite) counts as no motion, not as a lost lock.
+            moved = np.nanmedian(motion.offsets.reshape(-1, 2), axis=0)
+            self._moved -= np.where(np.isfinite(moved), moved, 0.0)
+        step = self.step / np.asarray(scale)
+        phase = ((self._moved + step / 2) % step - step / 2) * self.weight(self._done)
+        self._done += 1
+        moved_by = phase - self._phase
         self._phase = phase
-        whole = np.rint((self._moved - phase) * scale).astype(int)  # steps of the lattice
         locked = None
         if motion is not None:
             # A shifted frame's pixel x shows the original's x + phase; in the previous
             # shifted frame that content is at x + offsets + (phase - previous phase).
-            locked = LockedMotion(motion.offsets + moved.astype(np.float32), motion.trust)
-        return Locked(phase * scale, (int(whole[0]), int(whole[1])), locked)
+            locked = LockedMotion(motion.offsets + moved_by.astype(np.float32), motion.trust)
+        return phase * np.asarray(scale), locked
 
 
 def shifted(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -234,16 +234,20 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         targets: StyleTargets = {}
         # The segment's frames, its warm-up first, carry their features on (fast path).
         carry = FeatureCarry.for_steady(s.steady) if s.steady else None
-        lock = PhaseLock() if s.steady else None
+        job = work.segment
+        lock = PhaseLock(len(job.frames), job.segment.warmup) if s.steady else None
 
         def stylize(frames: list[Image.Image], motions: list[Motion | None],
                     carried: list[Carried | None]) -> list[Image.Image]:
             """The frames stylized (the segment mixes ``strength`` in once steadied)."""
             nonlocal targets
             if isinstance(engine, FastStylizer):
-                # Steady frames are locked to the scene, their noise moved with it; steady
-                # 0 makes each frame as the photo alone would be made.
-                return engine.stylize_batch(frames, carry=carry, lock=lock, motions=motions)
+                # Steady frames go without the noise channels (fixed on the screen, what
+                # the network paints from them slides over a moving scene) and are locked
+                # to the scene's lattice phase; steady 0 makes each frame as the photo
+                # alone would be made.
+                return engine.stylize_batch(frames, noise=not s.steady, carry=carry,
+                                            lock=lock, motions=motions)
             if not targets:
                 sides = method_of(s).style_sides(*frames[0].size, s)
                 targets = shop.targets(s, work.preset, sides)
