@@ -18,7 +18,8 @@ a segment cannot know where the lattice stood when the one before it ended.  Eve
 therefore paints its joins at the screen's own phase, as an unlocked video would: the lock
 is off at a segment's warm-up and first frame, comes on over :data:`RAMP` frames, and goes
 off again over the last :data:`RAMP` frames (the lattice slides back by at most half a step
-over them, a tenth of a pixel a frame or less).  Locked from the segment's start instead,
+over them, a third of a pixel a frame or less; longer ramps gave back more of the lock's
+gain on turns: lab log).  Locked from the segment's start instead,
 each join jumped by up to half a step: one frame as unsteady as frame by frame, every
 segment.  The network's noise channels stay off for steady frames: noise moved with the
 scene would jump the same way at a join.
@@ -40,7 +41,7 @@ from pipeline.engine.network import MULTIPLE
 __all__ = ["RAMP", "LockedMotion", "PhaseLock", "shifted"]
 
 #: Frames over which the lock comes on after a segment's start and goes off before its end.
-RAMP = 12
+RAMP = 6
 
 
 @dataclass(frozen=True)
