@@ -4,6 +4,7 @@ network paints and put back after."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _moved(h: int, w: int, dx: float, dy: float = 0.0) -> _Motion:
 
 
 def test_the_lock_follows_the_translation_below_the_lattice_step() -> None:
-    lock = PhaseLock(frames=6, ramp=1)
+    lock = PhaseLock(frames=8, ramp=1)
     shift, seen = lock(None, (1.0, 1.0))
     assert seen is None and np.allclose(shift, 0)  # a first frame: the screen's phase
     # The scene moves 1.5 px right, then 1.5 more, then 1: 1.5, 3 (= -1 + 4), 4 (= 0 + 4).
@@ -48,6 +49,11 @@ def test_the_lock_follows_the_translation_below_the_lattice_step() -> None:
     holes = _moved(8, 8, 1.0)
     holes.offsets[0, 0] = np.nan
     assert lock(holes, (1.0, 1.0))[0][0] == pytest.approx(1.0)
+    nothing = _moved(8, 8, 1.0)
+    nothing.offsets[:] = np.nan  # no flow at all: no motion, quietly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lock(nothing, (1.0, 1.0))[0][0] == pytest.approx(1.0)
     # At half the working size per frame pixel the lattice is 8 frame pixels: 5 px down is
     # a shift of -3 frame pixels (-1.5 working ones); each axis has its own scale.
     half = PhaseLock(frames=3, ramp=1)

@@ -29,6 +29,7 @@ Torch and NumPy only; the flow is the video's (:mod:`pipeline.video.steady`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,9 @@ class PhaseLock:
         if motion is not None:
             # Where each pixel was in the previous frame: the scene moved the other way.
             # A flow with holes (not finite) counts as no motion, not as a lost lock.
-            moved = np.nanmedian(motion.offsets.reshape(-1, 2), axis=0)
+            with warnings.catch_warnings():  # a frame all holes: NaN, taken as no motion
+                warnings.simplefilter("ignore", RuntimeWarning)
+                moved = np.nanmedian(motion.offsets.reshape(-1, 2), axis=0)
             self._moved -= np.where(np.isfinite(moved), moved, 0.0)
         step = self.step / np.asarray(scale)
         phase = ((self._moved + step / 2) % step - step / 2) * self.weight(self._done)
