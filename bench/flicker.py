@@ -23,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-__all__ = ["consistent", "read_frames", "warping_error"]
+__all__ = ["consistent", "frame_errors", "read_frames", "warping_error"]
 
 
 def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
@@ -51,7 +51,10 @@ def consistent(back: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return (total ** 2).sum(-1) < 0.01 * ((back ** 2).sum(-1) + (there ** 2).sum(-1)) + 0.5
 
 
-def warping_error(originals: Sequence[np.ndarray], stylized: Sequence[np.ndarray]) -> float:
+def frame_errors(originals: Sequence[np.ndarray],
+                 stylized: Sequence[np.ndarray]) -> list[tuple[int, float]]:
+    """Each frame's warping error against the one before, as (frame index, error), for the
+    frames whose flow is consistent somewhere."""
     if len(originals) != len(stylized):
         raise ValueError(f"{len(originals)} original frames but {len(stylized)} stylized")
     h, w = stylized[0].shape[:2]
@@ -67,7 +70,12 @@ def warping_error(originals: Sequence[np.ndarray], stylized: Sequence[np.ndarray
             continue
         carried = _warp(stylized[t - 1].astype(np.float32) / 255, back)
         diff = ((stylized[t].astype(np.float32) / 255 - carried) ** 2).sum(-1)
-        errors.append(float(diff[mask].mean()))
+        errors.append((t, float(diff[mask].mean())))
+    return errors
+
+
+def warping_error(originals: Sequence[np.ndarray], stylized: Sequence[np.ndarray]) -> float:
+    errors = [e for _, e in frame_errors(originals, stylized)]
     return float(np.mean(errors)) if errors else 0.0
 
 

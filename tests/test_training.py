@@ -213,12 +213,18 @@ def _refusal(trainer: Trainer, path: Path, key: str = "") -> str:
     return message
 
 
-def test_foreign_or_damaged_checkpoints_are_refused(
-        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+def _checkpoint(tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> Path:
+    """A checkpoint of one step, saved under key "k"."""
     trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
     trainer.run()
     path = tmp_path / "ckpt.safetensors"
     trainer.save_checkpoint(path, key="k")
+    return path
+
+
+def test_foreign_or_damaged_checkpoints_are_refused(
+        tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
+    path = _checkpoint(tmp_path, targets, photos)
     fresh = Trainer(SETTINGS, targets, photos, _options(steps=2))
     assert "other training settings" in _refusal(fresh, path, key="other")
     other = Trainer(SETTINGS, targets, photos, _options(steps=2, learning_rate=2e-3))
@@ -237,10 +243,7 @@ def test_foreign_or_damaged_checkpoints_are_refused(
 
 def test_a_checkpoint_from_before_windows_resumes_and_another_crop_is_refused(
         tmp_path: Path, targets: StyleTargets, photos: list[Image.Image]) -> None:
-    trainer = Trainer(SETTINGS, targets, photos, _options(steps=1))
-    trainer.run()
-    path = tmp_path / "ckpt.safetensors"
-    trainer.save_checkpoint(path, key="k")
+    path = _checkpoint(tmp_path, targets, photos)
     whole = Trainer(SETTINGS, targets, photos, _options(steps=2, crop=1.0))
     assert "other training settings" in _refusal(whole, path, key="k")
     # The same checkpoint as one saved before TrainOptions had windows: no "crop".
