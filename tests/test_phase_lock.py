@@ -37,42 +37,53 @@ def _moved(h: int, w: int, dx: float, dy: float = 0.0) -> _Motion:
 
 def test_the_lock_follows_the_translation_below_the_lattice_step() -> None:
     lock = PhaseLock(frames=8, ramp=1)
-    shift, seen = lock(None, (1.0, 1.0))
-    assert seen is None and np.allclose(shift, 0)  # a first frame: the screen's phase
+    first = lock(None, (1.0, 1.0))  # a first frame: the screen's phase
+    assert first.motion is None and np.allclose(first.shift, 0) and first.roll == (0, 0)
     # The scene moves 1.5 px right, then 1.5 more, then 1: 1.5, 3 (= -1 + 4), 4 (= 0 + 4).
-    shifts = [lock(_moved(8, 8, 1.5), (1.0, 1.0))[0][0] for _ in range(2)]
-    last, seen = lock(_moved(8, 8, 1.0), (1.0, 1.0))
-    assert shifts == pytest.approx([1.5, -1.0]) and last[0] == pytest.approx(0.0)
+    locks = [lock(_moved(8, 8, 1.5), (1.0, 1.0)) for _ in range(2)]
+    last = lock(_moved(8, 8, 1.0), (1.0, 1.0))
+    assert [x.shift[0] for x in locks] == pytest.approx([1.5, -1.0])
+    assert last.shift[0] == pytest.approx(0.0)
     # The shifted frames moved by the whole step less the phase's change: 1 - (0 - -1) = 0.
-    assert seen is not None and np.allclose(seen.offsets[..., 0], 0.0)
+    assert last.motion is not None and np.allclose(last.motion.offsets[..., 0], 0.0)
+    # What the shift leaves is the scene's move in whole steps: its noise goes with it.
+    assert [x.roll for x in (*locks, last)] == [(0, 0), (4, 0), (4, 0)]
     # A flow with holes is no motion; the lock goes on.
     holes = _moved(8, 8, 1.0)
     holes.offsets[0, 0] = np.nan
-    assert lock(holes, (1.0, 1.0))[0][0] == pytest.approx(1.0)
+    assert lock(holes, (1.0, 1.0)).shift[0] == pytest.approx(1.0)
     nothing = _moved(8, 8, 1.0)
     nothing.offsets[:] = np.nan  # no flow at all: no motion, quietly
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert lock(nothing, (1.0, 1.0))[0][0] == pytest.approx(1.0)
+        assert lock(nothing, (1.0, 1.0)).shift[0] == pytest.approx(1.0)
     # At half the working size per frame pixel the lattice is 8 frame pixels: 5 px down is
     # a shift of -3 frame pixels (-1.5 working ones); each axis has its own scale.
     half = PhaseLock(frames=3, ramp=1)
     half(None, (1.0, 0.5))
-    shift, _ = half(_moved(8, 8, 5.0, 5.0), (1.0, 0.5))
-    assert shift[1] == pytest.approx(-1.5) and shift[0] == pytest.approx(1.0)
+    moved = half(_moved(8, 8, 5.0, 5.0), (1.0, 0.5))
+    assert moved.shift[1] == pytest.approx(-1.5) and moved.shift[0] == pytest.approx(1.0)
+    assert moved.roll == (4, 4)  # 5 - 1 and (5 - -3) / 2 working pixels
 
 
 def test_a_segment_is_locked_in_its_middle_and_at_the_screens_phase_at_its_joins() -> None:
     """Segments are made apart: each paints its warm-up, first and last frames unlocked (the
     screen's phase, as the segments either side of it do), and ramps the lock in between."""
-    lock = PhaseLock(frames=30, warmup=4, ramp=5)
+    lock = PhaseLock(frames=30, warmup=4, ramp=5, noise_ramp=10)
     weights = [lock.weight(i) for i in range(30)]
     assert weights[:5] == [0.0] * 5 and weights[-1] == 0.0
     assert weights[6] == pytest.approx(0.4) and weights[9:24] == [1.0] * 15
     assert weights[26] == pytest.approx(0.6)
-    shifts = [lock(None if i == 0 else _moved(8, 8, 1.0), (1.0, 1.0))[0][0] for i in range(30)]
+    locks = [lock(None if i == 0 else _moved(8, 8, 1.0), (1.0, 1.0)) for i in range(30)]
+    shifts = [x.shift[0] for x in locks]
     assert shifts[4] == 0.0 and shifts[-1] == 0.0 and shifts[29] == 0.0
     assert any(abs(x) > 0.5 for x in shifts[9:24])
+    assert [x.weight for x in locks] == pytest.approx(weights)
+    # The noise channels have a ramp of their own: none at the joins, where the segments
+    # either side paint alike, and full strength from 10 frames after the warm-up.
+    noise = [x.noise for x in locks]
+    assert noise[:5] == [0.0] * 5 and noise[-1] == 0.0 and noise[14:16] == [1.0] * 2
+    assert noise[6] == pytest.approx(0.2) and noise[26] == pytest.approx(0.3)
 
 
 def test_a_shift_and_its_inverse_give_the_picture_back_inside() -> None:
@@ -112,6 +123,36 @@ def test_a_shipped_network_paints_a_frame_moved_a_pixel_as_the_same_picture_move
     with pytest.raises(ValueError, match="motions"):
         stylizer.stylize_batch([first, second], lock=PhaseLock(2), motions=[None])
 
+
+
+def test_a_locked_frames_noise_moves_with_the_scene() -> None:
+    """The Great Wave's network paints from noise channels.  A scene moved by one lattice
+    step between two locked frames has its noise rolled with it: the two pictures differ
+    as they do painted with no noise (at this tiny size the network's normalization and
+    edges make them differ anyway), where noise fixed on the screen adds its own
+    change."""
+    preset = Registry.discover().resolve("great-wave")
+    stylizer = FastStylizer(preset.settings.merged({"size": 96}),
+                            read_network(REPO / "styles/great-wave/network.safetensors"))
+    assert stylizer.net.config.noise
+    rng = np.random.default_rng(3)
+    scene = np.kron(rng.integers(0, 255, (20, 30, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    frames = [Image.fromarray(scene[40:104, 40 - 4 * i:136 - 4 * i]) for i in range(4)]
+    motions = [None] + [_moved(64, 96, 4.0)] * 3
+
+    def arrays(pictures: list[Image.Image]) -> list[np.ndarray]:
+        return [np.asarray(p, dtype=np.float32) for p in pictures]
+
+    def apart(pictures: list[np.ndarray]) -> float:
+        a, b = pictures[1:3]
+        return float(np.abs(b[8:-8, 12:-8] - a[8:-8, 8:-12]).mean())
+
+    lock = PhaseLock(4, ramp=1, noise_ramp=1)  # the middle two frames locked, noise full
+    locked = arrays(stylizer.stylize_batch(frames, lock=lock, motions=motions))
+    plain = arrays(stylizer.stylize_batch(frames, noise=False))
+    fixed = arrays(stylizer.stylize_batch(frames, noise=True))
+    assert float(np.abs(locked[1] - plain[1]).mean()) > 1.0  # the noise is there
+    assert apart(locked) - apart(plain) < 0.25 * (apart(fixed) - apart(plain))
 
 
 def test_the_lock_and_the_carry_span_batches() -> None:

@@ -32,8 +32,9 @@ from pipeline.config.geometry import output_size
 from pipeline.config.settings import Settings
 from pipeline.engine.device import cpu_has_bf16, resolve_device, resolve_precision
 from pipeline.engine.feature_carry import FeatureCarry, Motion
+from pipeline.engine.network import MULTIPLE, inference_noise
 from pipeline.engine.network_file import LoadedNetwork
-from pipeline.engine.phase_lock import PhaseLock, shifted
+from pipeline.engine.phase_lock import Locked, PhaseLock, shifted
 from pipeline.images import pil_to_tensor, tensor_to_pil
 from pipeline.images.colour import keep_colours
 from pipeline.images.tensors import resized
@@ -95,14 +96,14 @@ class FastStylizer:
                       lock: PhaseLock | None = None,
                       motions: Sequence[Motion | None] = ()) -> list[Image.Image]:
         """Photos of one output size, through the network together (``noise``: with the
-        network's noise channels; a video's steady frames go without, see TransformNet).
+        network's noise channels fixed on the screen, as a photo is painted).
 
         Consecutive frames of a video, with how each moved from the one before
         (``motions``, found on frames of the output size): ``carry`` mixes each one's
         features with the previous frame's carried along its motion
         (:class:`FeatureCarry`), ``lock`` paints each at the lattice phase of the scene
-        it shows (:class:`PhaseLock`); both remember the last frame for the next
-        batch."""
+        it shows (:class:`PhaseLock`), its noise channels moving with the scene (in place
+        of ``noise``); both remember the last frame for the next batch."""
         start = time.perf_counter()
         s = self.settings
         sizes = {output_size(c.width, c.height, s.size) for c in contents}
@@ -116,11 +117,12 @@ class FastStylizer:
                           ).to(self.device)
         if (carry is not None or lock is not None) and len(motions) != len(contents):
             raise ValueError(f"{len(contents)} frames but {len(motions)} motions")
-        shifts, seen = None, list(motions)
+        shifts, seen, scene_noise = None, list(motions), None
         if lock is not None:
             locked = [lock(m, (work_w / out_w, work_h / out_h)) for m in motions]
-            shifts = torch.tensor(np.array([shift for shift, _ in locked]))
-            seen = [m for _, m in locked]
+            shifts = torch.tensor(np.array([x.shift for x in locked]))
+            seen = [x.motion for x in locked]
+            scene_noise = self._scene_noise(locked, work_w, work_h)
         mix = None
         if carry is not None:
 
@@ -128,7 +130,7 @@ class FastStylizer:
                 return torch.cat([carry(f, m) for f, m in
                                   zip(features.split(1), seen, strict=True)])
         x = small if shifts is None else shifted(small, shifts)
-        painted = self._run(x, 1.0 if noise else 0.0, mix)
+        painted = self._run(x, 1.0 if noise else 0.0, mix, scene_noise)
         if shifts is not None:
             painted = shifted(painted, -shifts)
         if (work_w, work_h) != (out_w, out_h):
@@ -140,24 +142,40 @@ class FastStylizer:
             pictures = [keep_colours(p, c) for p, c in zip(pictures, photos, strict=True)]
         return pictures
 
+    def _scene_noise(self, locked: Sequence[Locked], width: int,
+                     height: int) -> torch.Tensor | None:
+        """Locked frames' noise channels: the photo's, rolled with the scene by the lock's
+        whole steps (so what the network paints from them stays on the scene) and as
+        strong as the lock holds (none at a segment's joins, which the segments either
+        side then paint alike)."""
+        channels = self.net.config.noise
+        if not channels:
+            return None
+        base = inference_noise(channels, height + -height % MULTIPLE, width + -width % MULTIPLE)
+        return torch.cat([torch.roll(base, (x.roll[1], x.roll[0]), dims=(-2, -1)) * x.noise
+                          for x in locked])
+
     def _run(self, x: torch.Tensor, noise_scale: float,
-             mix: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+             mix: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
         # The picture is float32 either way.
         if self.whole_bf16:
-            return self._pass(x.to(torch.bfloat16), noise_scale, mix)
+            return self._pass(x.to(torch.bfloat16), noise_scale, mix, noise)
         if self.dtype == torch.float16 and self.device.type == "cuda":
             # Float16 under autocast: its normalizations stay in float32 (float16's
             # range is too short for their sums).
             with torch.autocast("cuda", dtype=torch.float16):
-                return self._pass(x, noise_scale, mix)
-        return self._pass(x, noise_scale, mix)
+                return self._pass(x, noise_scale, mix, noise)
+        return self._pass(x, noise_scale, mix, noise)
 
     def _pass(self, x: torch.Tensor, noise_scale: float,
-              mix: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-        """The network's picture of ``x``; ``mix`` changes its features between halves."""
-        if mix is None:
-            return self.net(x, noise_scale=noise_scale).float()
-        features = mix(self.net.features(x, noise_scale=noise_scale))
+              mix: Callable[[torch.Tensor], torch.Tensor] | None,
+              noise: torch.Tensor | None) -> torch.Tensor:
+        """The network's picture of ``x``; ``mix`` changes its features between halves;
+        ``noise``: its noise channels, where not the photo's times ``noise_scale``."""
+        features = self.net.features(x, noise_scale=noise_scale, noise=noise)
+        if mix is not None:
+            features = mix(features)
         return self.net.paint(features, *x.shape[-2:]).float()
 
 

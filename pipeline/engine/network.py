@@ -40,7 +40,7 @@ from pipeline.errors import InputError
 from pipeline.training.networks import ARCHITECTURE, BLOCKS
 
 __all__ = ["ARCHITECTURE", "FULL_WIDTH", "HALF_WIDTH", "NOISE_SEED", "NetworkConfig",
-           "TransformNet"]
+           "TransformNet", "inference_noise"]
 
 #: Channels of the first convolution: Johnson's network, and one at half its width.
 FULL_WIDTH, HALF_WIDTH = 32, 16
@@ -161,17 +161,18 @@ class TransformNet(nn.Module):
         """``photos`` (B×3×H×W in [0, 1]) painted.  With noise channels, their noise is
         drawn from ``generator`` (a CPU one; training) or else the fixed one of
         :data:`NOISE_SEED`, the same for every photo of the batch, times ``noise_scale``
-        (0 for a video's steady frames: noise fixed on the screen does not move with the
-        scene, and what the network paints from it flickers when the camera moves)."""
+        (a video's steady frames have theirs moved with the scene: :meth:`features`)."""
         h, w = photos.shape[-2:]
         return self.paint(self.features(photos, generator, noise_scale), h, w)
 
     def features(self, photos: torch.Tensor, generator: torch.Generator | None = None,
-                 noise_scale: float = 1.0) -> torch.Tensor:
+                 noise_scale: float = 1.0, noise: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         """The first half of :meth:`forward`: what the residual blocks make of ``photos``,
         at a quarter of their resolution (of their size padded to a multiple of 4), from
         which :meth:`paint` paints.  A video's frames are steadied there
-        (:mod:`pipeline.engine.feature_carry`)."""
+        (:mod:`pipeline.engine.feature_carry`).  ``noise`` (B×noise×padded size), where
+        given, replaces the drawn noise channels (a video's, moving with its scene)."""
         h, w = photos.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise InputError(f"a picture of {w}×{h} is too small for the network; both "
@@ -183,8 +184,9 @@ class TransformNet(nn.Module):
         shared = generator is None
         draws = generator if generator is not None else torch.Generator().manual_seed(NOISE_SEED)
         if self.config.noise:
-            x = torch.cat([x, _noise(x, self.config.noise, draws, shared) * noise_scale],
-                          dim=1)
+            if noise is None:
+                noise = _noise(x, self.config.noise, draws, shared) * noise_scale
+            x = torch.cat([x, noise.to(x.device, x.dtype)], dim=1)
         return self.blocks(self.down(x))
 
     def paint(self, features: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -200,6 +202,13 @@ class TransformNet(nn.Module):
         # 16.5 -> 15.9 (last layer zero-initialized), 17.5 -> 15.2 (default init);
         # clamp(p + r) 17.5 -> 20.9; p + r with a straight-through clamp 17.5 -> 17.9.
         return torch.sigmoid(logits.float())
+
+
+def inference_noise(channels: int, height: int, width: int) -> torch.Tensor:
+    """The noise channels inference gives a picture padded to ``height``×``width`` (1×
+    ``channels``×height×width): the draw of :data:`NOISE_SEED`, as :meth:`forward` makes."""
+    return torch.randn(1, channels, height, width,
+                       generator=torch.Generator().manual_seed(NOISE_SEED))
 
 
 def _noise(x: torch.Tensor, channels: int, generator: torch.Generator,

@@ -242,10 +242,10 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
             """The frames stylized (the segment mixes ``strength`` in once steadied)."""
             nonlocal targets
             if isinstance(engine, FastStylizer):
-                # Steady frames go without the noise channels (fixed on the screen, what
-                # the network paints from them slides over a moving scene) and are locked
-                # to the scene's lattice phase; steady 0 makes each frame as the photo
-                # alone would be made.
+                # Steady frames are locked to the scene's lattice phase, their noise
+                # channels moving with the scene (fixed on the screen, what the network
+                # paints from them would slide over a moving scene); steady 0 makes each
+                # frame as the photo alone would be made.
                 return engine.stylize_batch(frames, noise=not s.steady, carry=carry,
                                             lock=lock, motions=motions)
             if not targets:
