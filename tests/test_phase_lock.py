@@ -78,12 +78,32 @@ def test_a_segment_is_locked_in_its_middle_and_at_the_screens_phase_at_its_joins
     shifts = [x.shift[0] for x in locks]
     assert shifts[4] == 0.0 and shifts[-1] == 0.0 and shifts[29] == 0.0
     assert any(abs(x) > 0.5 for x in shifts[9:24])
+    with pytest.raises(ValueError, match="twice"):  # else the noise is off the lattice
+        PhaseLock(frames=30, ramp=6, noise_ramp=11)
     assert [x.weight for x in locks] == pytest.approx(weights)
     # The noise channels have a ramp of their own: none at the joins, where the segments
     # either side paint alike, and full strength from 10 frames after the warm-up.
     noise = [x.noise for x in locks]
     assert noise[:5] == [0.0] * 5 and noise[-1] == 0.0 and noise[14:16] == [1.0] * 2
     assert noise[6] == pytest.approx(0.2) and noise[26] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (9, 6), (20, 24)])
+def test_the_separable_shift_is_the_bicubic_resampling(size: tuple[int, int]) -> None:
+    """Four taps along each axis give what PyTorch's bicubic ``grid_sample`` (edges
+    reflected) gives, for whole, half, negative and tiny moves, and for moves near the
+    side (where the shift falls back to it)."""
+    h, w = size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    for dx, dy in [(0.0, 0.0), (1.0, -2.0), (0.5, -0.5), (-1.5, 1.25), (1e-7, -0.999),
+                   (-3.7, 2.0), (w - 2.5, 0.3), (0.3, -(h - 1.0)), (12.3, -7.5)]:
+        grid = torch.stack([(xs + dx) / (w - 1) * 2 - 1, (ys + dy) / (h - 1) * 2 - 1], -1)
+        expected = torch.nn.functional.grid_sample(
+            x, grid[None], mode="bicubic", padding_mode="reflection", align_corners=True)
+        got = shifted(x, torch.tensor([[dx, dy]]))
+        assert torch.allclose(got, expected, atol=1e-4), (dx, dy)
 
 
 def test_a_shift_and_its_inverse_give_the_picture_back_inside() -> None:
@@ -137,37 +157,38 @@ def test_a_locked_frames_noise_moves_with_the_scene() -> None:
     assert stylizer.net.config.noise
     rng = np.random.default_rng(3)
     scene = np.kron(rng.integers(0, 255, (20, 30, 3)), np.ones((8, 8, 1))).astype(np.uint8)
-    frames = [Image.fromarray(scene[40:104, 40 - 4 * i:136 - 4 * i]) for i in range(4)]
-    motions = [None] + [_moved(64, 96, 4.0)] * 3
+    frames = [Image.fromarray(scene[40:104, 40 - 4 * i:136 - 4 * i]) for i in range(6)]
+    motions = [None] + [_moved(64, 96, 4.0)] * 5
 
     def arrays(pictures: list[Image.Image]) -> list[np.ndarray]:
         return [np.asarray(p, dtype=np.float32) for p in pictures]
 
     def apart(pictures: list[np.ndarray]) -> float:
-        a, b = pictures[1:3]
+        a, b = pictures[2:4]
         return float(np.abs(b[8:-8, 12:-8] - a[8:-8, 8:-12]).mean())
 
-    lock = PhaseLock(4, ramp=1, noise_ramp=1)  # the middle two frames locked, noise full
+    lock = PhaseLock(6, ramp=1, noise_ramp=2)  # the middle two frames: locked, noise full
     locked = arrays(stylizer.stylize_batch(frames, lock=lock, motions=motions))
     plain = arrays(stylizer.stylize_batch(frames, noise=False))
     fixed = arrays(stylizer.stylize_batch(frames, noise=True))
-    assert float(np.abs(locked[1] - plain[1]).mean()) > 1.0  # the noise is there
+    assert float(np.abs(locked[2] - plain[2]).mean()) > 1.0  # the noise is there
     assert apart(locked) - apart(plain) < 0.25 * (apart(fixed) - apart(plain))
 
 
 def test_the_lock_and_the_carry_span_batches() -> None:
     """Eight frames of a drifting camera, steadied in one batch or in two of four: the same
-    pictures (the lock and the carry keep their state from batch to batch)."""
-    preset = Registry.discover().resolve("udnie")
+    pictures (the lock, its noise and the carry keep their state from batch to batch;
+    The Great Wave's network paints from noise channels)."""
+    preset = Registry.discover().resolve("great-wave")
     stylizer = FastStylizer(preset.settings.merged({"size": 96}),
-                            read_network(REPO / "styles/udnie/network.safetensors"))
+                            read_network(REPO / "styles/great-wave/network.safetensors"))
     rng = np.random.default_rng(2)
     scene = np.kron(rng.integers(0, 255, (20, 30, 3)), np.ones((8, 8, 1))).astype(np.uint8)
     frames = [Image.fromarray(scene[40:104, 40 - i:136 - i]) for i in range(8)]
     motions = [None] + [_moved(64, 96, 1.0)] * 7
 
     def made(batches: list[slice]) -> list[np.ndarray]:
-        lock, carry = PhaseLock(8, ramp=2), FeatureCarry(0.6)
+        lock, carry = PhaseLock(8, ramp=1, noise_ramp=2), FeatureCarry(0.6)
         return [np.asarray(p, dtype=np.int16) for part in batches
                 for p in stylizer.stylize_batch(frames[part], noise=False, carry=carry,
                                                 lock=lock, motions=motions[part])]

@@ -9,8 +9,8 @@ paints them), each frame is painted by the preset's shipped network
 * locked: moved by the sub-step part of the camera's translation (the median of DIS's flow,
   accumulated) before the network paints and moved back after, with the noise left out,
   fixed on the screen, or rolled by the whole steps of the translation (moving with the
-  scene; the pipeline's :class:`pipeline.engine.phase_lock.PhaseLock` leaves the noise out,
-  since rolled noise jumps at segment joins: the lab log);
+  scene; the pipeline's :class:`pipeline.engine.phase_lock.PhaseLock` rolls it too, faded
+  in and out at segment joins, where rolled noise would jump: the lab log);
 * each of those with the colour band of the previous frame carried at 0.8 afterwards
   (``+band``), and the pipeline's carry inside the network for comparison.
 

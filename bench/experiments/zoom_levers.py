@@ -91,7 +91,7 @@ def painted(net: TransformNet, originals: list[np.ndarray], noise: torch.Tensor,
             phase = (moved + step / 2) % step - step / 2
             whole = np.rint((moved - phase) * scale).astype(int)
             present = _about_centre(since, centre)
-            present[:2, 2] += phase
+            present[:2, 2] -= phase  # the content moved by minus the phase, as the pipeline does
             roll = (int(whole[1]), int(whole[0]))
         seen = cv2.warpAffine(frame, present[:2], (w, h), flags=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_REFLECT)

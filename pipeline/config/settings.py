@@ -240,8 +240,8 @@ class Settings(BaseModel):
         description="videos: how much of the previous frame's colours and broad shapes, "
         "moved along the footage's optical flow, each frame keeps where the flow is "
         "reliable; method fast also carries 0.75 of that of the previous frame's features "
-        "inside the network and goes without its noise; 0: each frame as a photo alone, "
-        "which flickers")
+        "inside the network, paints each frame at the scene's lattice phase and rolls its "
+        "noise with the scene; 0: each frame as a photo alone, which flickers")
     temporal_weight: float = Field(
         0.0, ge=0, le=10_000,
         description="videos, method optimize, steady above 0: how strongly each frame is "

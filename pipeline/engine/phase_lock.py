@@ -84,7 +84,11 @@ class PhaseLock:
     def __init__(self, frames: int, warmup: int = 0, *, ramp: int = RAMP,
                  noise_ramp: int = NOISE_RAMP, step: int = MULTIPLE) -> None:
         self.step, self.frames, self.warmup, self.ramp = step, frames, warmup, max(1, ramp)
-        self.noise_ramp = max(1, noise_ramp)
+        if noise_ramp < 2 * self.ramp:
+            raise ValueError(f"the noise's ramp ({noise_ramp}) must be at least twice the "
+                             f"lock's ({self.ramp}): the noise is off the lattice on the "
+                             "lock's ramps")
+        self.noise_ramp = noise_ramp
         self._done = 0
         self._moved = np.zeros(2)  # the scene's translation since the first frame (px)
         self._phase = np.zeros(2)  # the previous frame's shift (px of its frame)
@@ -118,7 +122,8 @@ class PhaseLock:
             # shifted frame that content is at x + offsets + (phase - previous phase).
             locked = LockedMotion(motion.offsets + moved_by.astype(np.float32), motion.trust)
         # In the shifted frame the scene has moved by what the shift left: whole steps
-        # when fully locked (rounded to them on the ramps, where the noise is faint).
+        # when fully locked, rounded to them on the lock's ramps, where the noise is at
+        # most half its strength (its ramp is at least twice the lock's: __init__).
         whole = np.rint((self._moved - phase) * np.asarray(scale) / self.step) * self.step
         return Locked(phase * np.asarray(scale), (int(whole[0]), int(whole[1])), weight,
                       noise, locked)

@@ -9,10 +9,10 @@ original, warped the same way, matches the original frame within a tolerance: no
 not newly revealed, the flow not wrong) the new frame takes ``steady`` of the carried one's
 colours and broad shapes (its band below :data:`LOW_SIGMA_AT_384`) and keeps its own fine
 brushwork; elsewhere it is its own.  The recursion remembers: a colour that stays on a
-still wall stays still.  (The fast path also paints a video's frames without its noise
-channels, noise fixed on the screen does not move with a panning camera, and carries the
-previous frame's features along the same flow inside its network:
-:mod:`pipeline.engine.feature_carry`.)
+still wall stays still.  (The fast path also paints each frame at the lattice phase of the
+scene, its noise channels rolled with the scene (:mod:`pipeline.engine.phase_lock`), and
+carries the previous frame's features along the same flow inside its network
+(:mod:`pipeline.engine.feature_carry`).)
 
 Deterministic (single-threaded OpenCV, fixed presets), so a segment made twice is the
 same bytes, which the resumable segments rely on."""
