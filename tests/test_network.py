@@ -11,7 +11,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from pipeline.engine.network import FULL_WIDTH, HALF_WIDTH, NetworkConfig, TransformNet
+from pipeline.engine.network import (
+    FULL_WIDTH,
+    HALF_WIDTH,
+    NetworkConfig,
+    TransformNet,
+    inference_noise,
+)
 from pipeline.engine.network_file import (
     decode_network,
     encode_network,
@@ -74,6 +80,20 @@ def test_noise_channels_paint_flat_regions_the_same_way_every_time(
     write_network(tmp_path / "n.safetensors", noisy)
     loaded = read_network(tmp_path / "n.safetensors")
     assert loaded.config == config and torch.equal(loaded.net.eval()(grey), picture)
+
+
+@torch.no_grad()
+def test_given_noise_replaces_the_drawn_one() -> None:
+    """A video's frames give the network their noise (rolled with the scene): the fixed
+    draw given back paints what the network draws itself, at a size padded to 4."""
+    net = _net(NetworkConfig(width=8, blocks=2, noise=2))
+    photos = torch.rand(2, 3, 41, 50)
+    fixed = inference_noise(2, 44, 52).expand(2, -1, -1, -1)
+    assert torch.equal(net.features(photos, noise=fixed), net.features(photos))
+    assert torch.equal(net.features(photos, noise=fixed * 0),
+                       net.features(photos, noise_scale=0.0))
+    moved = torch.roll(fixed, (0, 4), dims=(-2, -1))
+    assert not torch.equal(net.features(photos, noise=moved), net.features(photos))
     with pytest.raises(ValueError):
         NetworkConfig(noise=9)
     with pytest.raises(ValueError):
