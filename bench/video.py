@@ -59,7 +59,10 @@ PRESETS = ("udnie", "great-wave")
 def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[np.ndarray]:
     """Frames of a camera moving across a photo: ``pan``, ``zoom`` or ``orbit`` (a slow
     rotation and drift with a little handheld shake); ``drift``, ``turn`` and ``shake``
-    are the orbit's parts alone."""
+    are the orbit's parts alone; ``subject``: a slow pan with a subject moving across it
+    on its own (:func:`with_subject`)."""
+    if move == "subject":
+        return with_subject(camera(photo, "slowpan", frames, size))
     width, height = size
     picture = Image.open(photo).convert("RGB")
     scale = 1.6 * width / picture.width
@@ -72,6 +75,8 @@ def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[n
         zoom, angle, dx, dy = 1.0, 0.0, 0.0, 0.0
         if move == "pan":
             dx = (t - 0.5) * 0.5 * width
+        elif move == "slowpan":
+            dx = (t - 0.5) * 0.15 * width
         elif move == "zoom":
             zoom = 1.0 + 0.35 * t
         else:  # orbit, or one of its parts: drift (no turn), turn (alone), shake (alone)
@@ -85,6 +90,33 @@ def camera(photo: Path, move: str, frames: int, size: tuple[int, int]) -> list[n
         view = big.rotate(angle, resample=Image.Resampling.BICUBIC, center=(cx, cy))
         box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         out.append(np.asarray(view.resize(size, Image.Resampling.BICUBIC, box=box)))
+    return out
+
+
+def with_subject(frames: list[np.ndarray], source: Path = COLLECTION / "kleiber.jpg"
+                 ) -> list[np.ndarray]:
+    """``frames`` with a subject crossing them against the camera's motion: a disc (a
+    quarter of the height across, edges feathered) cut from another held-out photo,
+    moving right by 2.5 % of the width a frame and bobbing, so that its motion is not
+    the scene's and it hides and uncovers the background as it goes."""
+    h, w = frames[0].shape[:2]
+    r = h // 8
+    patch = np.asarray(Image.open(source).convert("RGB").resize((2 * r, 2 * r),
+                                                                  Image.Resampling.LANCZOS))
+    yy, xx = np.mgrid[-r:r, -r:r] + 0.5
+    alpha = np.clip(r - np.hypot(yy, xx), 0, 2)[..., None] / 2  # feathered 2 px
+    out = []
+    for i, frame in enumerate(frames):
+        t = i / max(1, len(frames) - 1)
+        cx = -r + t * (w + 2 * r)
+        cy = h * (0.55 + 0.12 * math.sin(2 * math.pi * t))
+        canvas = frame.astype(np.float32)
+        x0, y0 = round(cx) - r, round(cy) - r
+        ys, xs = slice(max(0, y0), min(h, y0 + 2 * r)), slice(max(0, x0), min(w, x0 + 2 * r))
+        py, px = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
+        a = alpha[py, px]
+        canvas[ys, xs] = canvas[ys, xs] * (1 - a) + patch[py, px] * a
+        out.append(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
     return out
 
 
@@ -169,7 +201,8 @@ def steady_table(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     clips = work / "clips"
     clips.mkdir()
-    for name, move in CLIPS.items():
+    chosen = dict(c.split(":") for c in args.clips) if args.clips else CLIPS
+    for name, move in chosen.items():
         write_clip(clips / f"{name}-{move}.mp4",
                    camera(COLLECTION / f"{name}.jpg", move, args.frames, (640, 360)), 24)
     rows = []
@@ -315,6 +348,8 @@ def main() -> None:
     st.add_argument("--frames", type=int, default=72)
     st.add_argument("--steady", type=float, nargs="*", default=[0.7])
     st.add_argument("--peer", action="store_true")
+    st.add_argument("--clips", nargs="*", metavar="PHOTO:MOVE",
+                    help="other clips than the three (e.g. bridge:subject)")
     sp = sub.add_parser("speed")
     sp.add_argument("--size", type=int, default=512)
     sp.add_argument("--seconds", type=float, default=10.0)
