@@ -12,6 +12,9 @@ a similarity (scale, turn and shift: OpenCV's estimateAffinePartial2D on DIS's f
 * ``anchored N``: its scale and turn about the centre taken out since the last frame whose
   index is a multiple of N (an anchor every N frames, so that a segment's warm-up could find
   it), its translation by the lattice lock, the noise rolled with the scene;
+* ``part λ`` (``--part``): that share of the scale and turn since the first frame taken
+  out (the network sees the zoom at 1 - λ of its rate; what it paints is blown up by the
+  zoom to the power λ), the lattice lock on top, the noise rolled;
 * alone, with the noise fixed (the reference) or without it.
 
 Each with and without the colour band of the previous frame carried at 0.8 (``+band``); the
@@ -71,10 +74,21 @@ def _about_centre(similarity: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return out
 
 
+def _power(similarity: np.ndarray, part: float) -> np.ndarray:
+    """The scale and turn of ``similarity`` (3×3, no shift) taken to ``part``."""
+    a = similarity[:2, :2]
+    scale, angle = np.sqrt(abs(np.linalg.det(a))), np.arctan2(a[1, 0], a[0, 0])
+    c, s = np.cos(angle * part), np.sin(angle * part)
+    out = np.eye(3)
+    out[:2, :2] = scale ** part * np.array([[c, -s], [s, c]])
+    return out
+
+
 def painted(net: TransformNet, originals: list[np.ndarray], noise: torch.Tensor,
-            scale: float, every: int | None) -> list[np.ndarray]:
+            scale: float, every: int | None, part: float = 1.0) -> list[np.ndarray]:
     """Each frame moved by its presentation (``every`` None: into the first frame's
-    coordinates; N: anchored every N, the lattice lock on top), painted, moved back."""
+    coordinates; N: anchored every N, the lattice lock on top; ``part``: that share of
+    the scale and turn taken out), painted, moved back."""
     h, w = originals[0].shape[:2]
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
     motions = _motions(originals)
@@ -90,7 +104,7 @@ def painted(net: TransformNet, originals: list[np.ndarray], noise: torch.Tensor,
             step = STEP / scale
             phase = (moved + step / 2) % step - step / 2
             whole = np.rint((moved - phase) * scale).astype(int)
-            present = _about_centre(since, centre)
+            present = _about_centre(_power(since, part), centre)
             present[:2, 2] -= phase  # the content moved by minus the phase, as the pipeline does
             roll = (int(whole[1]), int(whole[0]))
         seen = cv2.warpAffine(frame, present[:2], (w, h), flags=cv2.INTER_CUBIC,
@@ -125,6 +139,9 @@ def main() -> None:
     ap.add_argument("--clip", default="dune:zoom", help="PHOTO:MOVE (bench/video.py's moves)")
     ap.add_argument("--preset", default="great-wave")
     ap.add_argument("--every", type=int, nargs="*", default=[12, 20])
+    ap.add_argument("--part", type=float, nargs="*", default=[],
+                    help="also: this share of the scale and turn since the first frame "
+                    "taken out (no anchors), the lattice lock on top")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,6 +165,9 @@ def main() -> None:
             "scene": lambda: painted(net, originals, fixed, scale, None)}
     for n in args.every:
         runs[f"anchored {n}"] = lambda n=n: painted(net, originals, fixed, scale, n)
+    for part in args.part:
+        runs[f"part {part}"] = lambda part=part: painted(net, originals, fixed, scale,
+                                                         len(originals), part)
     for name, make in runs.items():
         frames = make()
         for band in ("", "+band"):
