@@ -21,10 +21,14 @@ from support.videos import decoded_frames, frame_times, make_video, pan_frames, 
 
 from bench.flicker import warping_error
 from pipeline.config.manifest import load_manifest
+from pipeline.engine.phase_lock import scene_step
 from pipeline.plan.planning import plan
+from pipeline.video.camera import camera_track
 from pipeline.video.mux import kept_metadata
 from pipeline.video.probe import probe_video
+from pipeline.video.segment import decoded_frames as segment_frames
 from pipeline.video.segments import parts_dir, plan_segments, warmup_frames
+from pipeline.video.steady import Steadier
 
 STYLIZE = [sys.executable, "-m", "pipeline"]
 #: Small and quick: the shipped network at a 96 px output, segments of one second.
@@ -430,3 +434,45 @@ def test_hevc_and_av1_videos_are_read_frame_for_frame(tmp_path: Path, name: str,
     out = tmp_path / "out" / f"{name}.udnie.{'mp4' if name.endswith('.mp4') else 'mkv'}"
     assert frame_times(out) == frame_times(src)
     assert sound_packets(out) == sound_packets(src)
+
+
+def test_a_steady_videos_segments_join_locked(tmp_path: Path) -> None:
+    """The fast path's segments start their lattice lock (and the noise rolled with the
+    scene) where the segment before left it (the driver's camera track): made in 1 s
+    segments, a pan's frames at the joins are as near the same pan made in one segment as
+    its other frames are.  (Unlocked and without noise at the joins, as segments that
+    cannot know each other must be, they were 8 levels apart there against 3 elsewhere.)"""
+    make_video(tmp_path / "in" / "pan.mp4", frames=36, fps=12, size=(192, 120))
+    made = {}
+    for seconds in (1.0, 10.0):
+        folder = tmp_path / f"s{seconds}"
+        folder.mkdir()
+        (folder / "in").symlink_to(tmp_path / "in")
+        job = _manifest(folder, styles=["great-wave"], size=128, segment_seconds=seconds)
+        assert _run(job).returncode == 0
+        made[seconds] = decoded_frames(folder / "out" / "pan.mp4.great-wave.mp4")
+    apart = [float(np.abs(a.astype(np.float32) - b).mean())
+             for a, b in zip(made[1.0], made[10.0], strict=True)]
+    joins = [apart[i] for i in (11, 12, 13, 23, 24, 25)]  # segments start at 12 and 24
+    assert max(apart) < 5.0 and max(joins) < 1.4 * float(np.median(apart)), apart
+
+
+def test_the_camera_track_is_what_a_segments_lock_adds_up(tmp_path: Path) -> None:
+    """A segment decoded from the middle of the video and locked from the track's entry
+    at its first frame adds up the same translations as the track, bit for bit."""
+    src = make_video(tmp_path / "pan.mp4", frames=30, fps=12, size=(160, 96))
+    data = src.read_bytes()
+    from pipeline.config.settings import Settings
+
+    info = probe_video(data, "pan.mp4", Settings())
+    track = camera_track(data, "pan.mp4", info.frames, (128, 76))
+    assert track[0].tolist() == [0.0, 0.0] and abs(track[-1][0]) > 5  # it pans
+    first, steadier = 17, Steadier(0.8)
+    moved = track[first].copy()
+    for i, frame in enumerate(segment_frames(data, "pan.mp4", info.frames[first:],
+                                             info.frames[first - 12]), start=first):
+        motion = steadier.motion(frame.to_ndarray(format="rgb24", width=128, height=76,
+                                                  interpolation="AREA"))
+        if motion is not None:
+            moved += scene_step(motion.offsets)
+        assert np.array_equal(moved, track[i]), i

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from pipeline.engine.feature_carry import Motion
 from pipeline.engine.network import MULTIPLE
 
-__all__ = ["NOISE_RAMP", "RAMP", "Locked", "LockedMotion", "PhaseLock", "shifted"]
+__all__ = ["NOISE_RAMP", "RAMP", "Locked", "LockedMotion", "PhaseLock", "scene_step", "shifted"]
 
 #: Frames over which the lock comes on after a segment's start and goes off before its end.
 RAMP = 6
@@ -75,27 +75,50 @@ class Locked:
     motion: Motion | None  # how it moved from the previous frame, as the shifted frames see it
 
 
+def scene_step(offsets: np.ndarray) -> np.ndarray:
+    """The scene's translation from the previous frame to this one (x, y, float64), from
+    the flow's offsets (H×W×2: where each pixel was before): the median, so that a
+    subject moving on its own does not move it.  A flow with holes (not finite) counts as
+    no motion there; a flow of nothing but holes, as no motion at all."""
+    with warnings.catch_warnings():  # a frame all holes: NaN, taken as no motion
+        warnings.simplefilter("ignore", RuntimeWarning)
+        before = np.nanmedian(offsets.reshape(-1, 2), axis=0)
+    # Where each pixel was in the previous frame: the scene moved the other way.
+    return -np.where(np.isfinite(before), before, 0.0).astype(np.float64)
+
+
 class PhaseLock:
     """The sub-lattice part of a segment's camera translation, frame after frame.
 
     One per segment (``frames`` in all, the first ``warmup`` of them its warm-up), called
-    once a frame in their order."""
+    once a frame in their order.  ``origin``: the scene's translation at the segment's
+    first frame since the video's first, added up by :func:`scene_step` over every frame
+    before it (:func:`pipeline.video.camera.camera_track`): the segment is then locked
+    throughout, at the same phase and with the same noise as the segments either side of
+    it.  Without one (a segment that cannot know where the one before left the lattice),
+    the lock and its noise ramp in and out at the segment's ends."""
 
     def __init__(self, frames: int, warmup: int = 0, *, ramp: int = RAMP,
-                 noise_ramp: int = NOISE_RAMP, step: int = MULTIPLE) -> None:
+                 noise_ramp: int = NOISE_RAMP, step: int = MULTIPLE,
+                 origin: tuple[float, float] | None = None) -> None:
         self.step, self.frames, self.warmup, self.ramp = step, frames, warmup, max(1, ramp)
         if noise_ramp < 2 * self.ramp:
             raise ValueError(f"the noise's ramp ({noise_ramp}) must be at least twice the "
                              f"lock's ({self.ramp}): the noise is off the lattice on the "
                              "lock's ramps")
         self.noise_ramp = noise_ramp
+        self.joined = origin is not None
         self._done = 0
-        self._moved = np.zeros(2)  # the scene's translation since the first frame (px)
+        # The scene's translation since the first frame (px), of the video or the segment.
+        self._moved = np.array(origin if origin is not None else (0.0, 0.0), np.float64)
         self._phase = np.zeros(2)  # the previous frame's shift (px of its frame)
 
     def weight(self, index: int, ramp: int | None = None) -> float:
-        """How far frame ``index`` (0: the warm-up's first) is locked: 0 at the warm-up and
-        at the first and last frames, 1 from ``ramp`` frames in (default: the lock's)."""
+        """How far frame ``index`` (0: the warm-up's first) is locked: 1 throughout with an
+        origin; else 0 at the warm-up and at the first and last frames, 1 from ``ramp``
+        frames in (default: the lock's)."""
+        if self.joined:
+            return 1.0
         shown, last = index - self.warmup, self.frames - 1 - index
         return float(np.clip(min(shown, last) / (ramp or self.ramp), 0.0, 1.0))
 
@@ -104,12 +127,7 @@ class PhaseLock:
         frames of the output size, None for a first frame); ``scale``: working pixels per
         frame pixel along x and y (the lattice is the working size's)."""
         if motion is not None:
-            # Where each pixel was in the previous frame: the scene moved the other way.
-            # A flow with holes (not finite) counts as no motion, not as a lost lock.
-            with warnings.catch_warnings():  # a frame all holes: NaN, taken as no motion
-                warnings.simplefilter("ignore", RuntimeWarning)
-                moved = np.nanmedian(motion.offsets.reshape(-1, 2), axis=0)
-            self._moved -= np.where(np.isfinite(moved), moved, 0.0)
+            self._moved += scene_step(motion.offsets)
         weight, noise = self.weight(self._done), self.weight(self._done, self.noise_ramp)
         step = self.step / np.asarray(scale)
         phase = ((self._moved + step / 2) % step - step / 2) * weight

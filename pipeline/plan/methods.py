@@ -112,9 +112,9 @@ class Fast:
 METHODS: dict[str, Method] = {m.name: m for m in (Optimize(), Fast())}
 #: How the fast path holds a video steady, in its videos' keys (steady above 0): a video
 #: made the old way is made again once.  2: painted at the lattice phase of the scene
-#: (pipeline.engine.phase_lock); 3: its noise channels moving with the scene; before 2,
-#: the key had no entry.
-FAST_STEADYING = 3
+#: (pipeline.engine.phase_lock); 3: its noise channels moving with the scene; 4: locked
+#: across segment joins (pipeline.video.camera); before 2, the key had no entry.
+FAST_STEADYING = 4
 
 
 def method_of(settings: Settings) -> Method:

@@ -235,7 +235,8 @@ def render_segment(shop: Workshop, work: Work, *, on_progress: ProgressFn | None
         # The segment's frames, its warm-up first, carry their features on (fast path).
         carry = FeatureCarry.for_steady(s.steady) if s.steady else None
         job = work.segment
-        lock = PhaseLock(len(job.frames), job.segment.warmup) if s.steady else None
+        lock = (PhaseLock(len(job.frames), job.segment.warmup, origin=job.origin)
+                if s.steady else None)
 
         def stylize(frames: list[Image.Image], motions: list[Motion | None],
                     carried: list[Carried | None]) -> list[Image.Image]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pipeline import __version__
 from pipeline.config.naming import display_name
 from pipeline.executors.base import Finished, Work
 from pipeline.plan.methods import Needs, needs
 from pipeline.plan.planning import Task, task_key
+from pipeline.video.camera import camera_track
 from pipeline.video.probe import VideoInfo, probe_video
 from pipeline.video.segment import frame_size
 from pipeline.video.segments import (
@@ -49,6 +52,7 @@ class Video:
     seconds: float = 0.0  # stylizing time of the segments made in this run
     details: dict[str, object] = field(default_factory=dict)
     workers: set[str] = field(default_factory=set)  # where this run's segments were made
+    track: np.ndarray | None = None  # the camera's translation, frame by frame (fast, steady)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -63,10 +67,15 @@ class Video:
 
     def work(self, segment: Segment, work_id: int) -> Work:
         frames = self.info.frames
+        origin = None
+        if self.track is not None:
+            x, y = self.track[segment.start]
+            origin = (float(x), float(y))
         job = SegmentJob(segment, frames[segment.start:segment.end], self.info.time_base,
                          self.info.rotation, self.size,
                          frames[max(0, segment.start - SEEK_MARGIN)],
-                         frames[segment.end] if segment.end < len(frames) else self.info.end)
+                         frames[segment.end] if segment.end < len(frames) else self.info.end,
+                         origin)
         return Work(work_id, display_name(self.task.input), self.data, self.task.preset,
                     self.task.fmt, self.digest, software=f"stylize {__version__}",
                     segment=job)
@@ -113,4 +122,10 @@ def start_video(task: Task, data: bytes, digest: str) -> Video:
     segments = plan_segments(info, s.segment_seconds, s.steady)
     pending = {seg.index for seg in segments
                if not done_segment(task.output, seg, task.fmt, segment_key(key, seg))}
-    return Video(task, data, digest, key, info, segments, pending)
+    video = Video(task, data, digest, key, info, segments, pending)
+    if pending and s.method == "fast" and s.steady > 0:
+        # The lattice lock's track, so that the segments join locked (the fast path's);
+        # one segment has nothing to join and starts from nothing.
+        video.track = (camera_track(data, display_name(task.input), info.frames, video.size)
+                       if len(segments) > 1 else np.zeros((len(info.frames), 2)))
+    return video

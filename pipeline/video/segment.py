@@ -29,7 +29,7 @@ from pipeline.video.probe import open_video
 from pipeline.video.segments import SegmentJob
 from pipeline.video.steady import Carried, Motion, Steadier
 
-__all__ = ["FRAMES_AT_ONCE", "frame_size", "make_segment"]
+__all__ = ["FRAMES_AT_ONCE", "decoded_frames", "frame_size", "make_segment"]
 
 #: Frames stylized together (one batch through the network).
 FRAMES_AT_ONCE = 4
@@ -55,7 +55,7 @@ def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
-def _frames(data: bytes, name: str, wanted: tuple[int, ...],
+def decoded_frames(data: bytes, name: str, wanted: tuple[int, ...],
             seek: int) -> Iterator[av.VideoFrame]:
     """The frames with these timestamps, in order, decoded from the keyframe before
     ``seek``; ``InputError`` if any is missing."""
@@ -142,11 +142,11 @@ def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fm
                                  frames=True))
 
     ends = dict(zip(job.frames, (*job.frames[1:], job.after), strict=True))
-    for frame in _frames(data, name, job.frames, job.seek):
+    for frame in decoded_frames(data, name, job.frames, job.seek):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped")
         w, h = job.size
-        assert frame.pts is not None  # _frames yields only timestamped frames
+        assert frame.pts is not None  # decoded_frames yields only timestamped frames
         pending.append((frame.pts, frame.to_ndarray(format="rgb24", width=w, height=h,
                                                     interpolation="AREA")))
         if len(pending) == (1 if sequential else FRAMES_AT_ONCE):

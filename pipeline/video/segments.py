@@ -44,7 +44,7 @@ MAX_WARMUP = 24
 SEEK_MARGIN = 16
 #: Bumped when the bytes a segment is made into change: parts left by an earlier version
 #: are made again, never joined with new ones.
-SEGMENT_VERSION = 5
+SEGMENT_VERSION = 6
 #: A segment's record is a few hundred bytes.
 MAX_SEGMENT_RECORD_BYTES = 4096
 
@@ -73,6 +73,9 @@ class SegmentJob:
     size: tuple[int, int]  # every output frame's (a stream whose frames change size too)
     seek: int  # decoding starts at the keyframe before this timestamp (see SEEK_MARGIN)
     after: int  # when the segment's last frame ends: its duration is kept
+    # The scene's translation at the warm-up's first frame since the video's first (the
+    # fast path's lattice lock starts there: pipeline.video.camera), or None.
+    origin: tuple[float, float] | None = None
 
 
 def warmup_frames(steady: float) -> int:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["Carried", "Motion", "Steadier", "flow", "warp"]
+__all__ = ["Carried", "Motion", "Steadier", "flow", "flow_engine", "warp"]
 
 #: The carried frame lends the new one its colours and broad shapes, not its fine texture:
 #: below this scale (a Gaussian's sigma, in pixels of a frame 384 px wide) it is mixed in,
@@ -38,7 +38,7 @@ MATCH_TOLERANCE = 12.0
 cv2.setNumThreads(1)
 
 
-def _flow_engine() -> cv2.DISOpticalFlow:
+def flow_engine() -> cv2.DISOpticalFlow:
     return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
 
@@ -81,7 +81,7 @@ class Steadier:
 
     def __init__(self, steady: float) -> None:
         self.steady = steady
-        self._engine = _flow_engine() if steady > 0 else None
+        self._engine = flow_engine() if steady > 0 else None
         self._before: tuple[np.ndarray, np.ndarray] | None = None  # grey and RGB original
         self._out: np.ndarray | None = None  # the previous steady frame
 
