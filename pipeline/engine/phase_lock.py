@@ -13,23 +13,21 @@ always at the same phase, and paints the same strokes on it.  Each move is a bic
 resampling at the working size, so it costs a little sharpness.  Zooms are not helped:
 their motion is not one translation (lab log, "The lattice's phase").
 
-Segments.  A video's segments are made apart (on other workers, resumed in any order), so
-a segment cannot know where the lattice stood when the one before it ended.  Every segment
-therefore paints its joins at the screen's own phase, as an unlocked video would: the lock
-is off at a segment's warm-up and first frame, comes on over :data:`RAMP` frames, and goes
-off again over the last :data:`RAMP` frames (the lattice slides back by at most half a step
-over them, a third of a pixel a frame or less; longer ramps gave back more of the lock's
-gain on turns: lab log).  Locked from the segment's start instead,
-each join jumped by up to half a step: one frame as unsteady as frame by frame, every
-segment.
-
 Noise.  A network with noise channels paints texture from them where the photo is flat.
 Noise fixed on the screen stays while the scene slides under it, so a locked frame's noise
 is rolled with the scene by the whole steps the shift leaves (the lattice keeps it in
-phase).  Where a segment starts its noise cannot know where the one before left it, so it
-fades in and out like the lock, over :data:`NOISE_RAMP` frames: none at the joins.  (Left
-out altogether, The Great Wave's turn paid 17 % of style; faded over 6 frames, the joins
-doubled their flicker: lab log.)
+phase).  (Left out, The Great Wave's turn paid 17 % of style: lab log.)
+
+Segments.  A video's segments are made apart (on other workers, resumed in any order).  The
+driver adds up the camera's translation over the whole video before them
+(:mod:`pipeline.video.camera`) and gives each segment its value at the segment's first
+frame (``origin``): every segment then locks, and rolls its noise, exactly as the one
+before it did at their join, and is locked throughout.  Without an origin (a lock used on
+its own) the lock cannot know where the lattice stood, so it is off at the warm-up and at
+the first and last frames, ramping in and out over :data:`RAMP` frames, and the noise over
+:data:`NOISE_RAMP`; a join then cost its few frames half to three quarters of frame by
+frame's flicker (lab log), and locked from each segment's start with no ramp, a join
+jumped by up to half a step.
 
 Torch and NumPy only; the flow is the video's (:mod:`pipeline.video.steady`).
 """
