@@ -460,7 +460,7 @@ def test_a_steady_videos_segments_join_locked(tmp_path: Path) -> None:
 def test_the_camera_track_is_what_a_segments_lock_adds_up(tmp_path: Path) -> None:
     """A segment decoded from the middle of the video and locked from the track's entry
     at its first frame adds up the same translations as the track, bit for bit."""
-    src = make_video(tmp_path / "pan.mp4", frames=30, fps=12, size=(160, 96))
+    src = make_video(tmp_path / "pan.mp4", frames=30, fps=12, size=(160, 96), keyframes=6)
     data = src.read_bytes()
     from pipeline.config.settings import Settings
 
@@ -476,3 +476,15 @@ def test_the_camera_track_is_what_a_segments_lock_adds_up(tmp_path: Path) -> Non
         if motion is not None:
             moved += scene_step(motion.offsets)
         assert np.array_equal(moved, track[i]), i
+
+
+def test_a_video_too_thin_for_the_flow_fails_alone(tmp_path: Path) -> None:
+    """A steady video whose frames come out under the optical flow's 8 px (1024×12 at 512
+    px: 512×6) fails with one line; the photo beside it is still made."""
+    make_video(tmp_path / "in" / "thin.mp4", frames=30, fps=12, size=(1024, 12))
+    (tmp_path / "in" / "pic.png").write_bytes((REPO / "examples/photos/coffee.png").read_bytes())
+    done = _run(_manifest(tmp_path, size=512))
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "512×6 are too thin to be held steady" in done.stderr + done.stdout
+    assert (tmp_path / "out" / "pic.png.udnie.jpg").exists()
+    assert not (tmp_path / "out" / "thin.mp4.udnie.mp4").exists()

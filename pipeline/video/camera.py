@@ -27,13 +27,14 @@ __all__ = ["camera_track"]
 def camera_track(data: bytes, name: str, frames: tuple[int, ...],
                  size: tuple[int, int]) -> np.ndarray:
     """For each of ``frames`` (timestamps, in order), the scene's translation since the
-    first (x, y, in pixels of frames of ``size``): F×2, float64.  ``InputError`` where
-    the video cannot be decoded to its end."""
+    first (x, y, in pixels of frames of ``size``, which the flow must fit:
+    :func:`pipeline.video.steady.flow_fits`): F×2, float64.  ``InputError`` where the
+    video cannot be decoded that far."""
     w, h = size
     engine = flow_engine()
     track = np.zeros((len(frames), 2))
     moved, before = np.zeros(2), None
-    for i, frame in enumerate(decoded_frames(data, name, frames, frames[0])):
+    for i, frame in enumerate(decoded_frames(data, name, frames, frames[0], "the video")):
         gray = cv2.cvtColor(frame.to_ndarray(format="rgb24", width=w, height=h,
                                              interpolation="AREA"), cv2.COLOR_RGB2GRAY)
         if before is not None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.config.naming import display_name
+from pipeline.errors import InputError
 from pipeline.executors.base import Finished, Work
 from pipeline.plan.methods import Needs, needs
 from pipeline.plan.planning import Task, task_key
@@ -33,6 +34,7 @@ from pipeline.video.segments import (
     segment_path,
     write_segment,
 )
+from pipeline.video.steady import flow_fits
 
 __all__ = ["Video", "start_video"]
 
@@ -123,9 +125,32 @@ def start_video(task: Task, data: bytes, digest: str) -> Video:
     pending = {seg.index for seg in segments
                if not done_segment(task.output, seg, task.fmt, segment_key(key, seg))}
     video = Video(task, data, digest, key, info, segments, pending)
+    if s.steady > 0 and not flow_fits(*video.size):
+        w, h = video.size
+        raise InputError(f"{display_name(task.input)}: frames of {w}×{h} are too thin to be "
+                         "held steady (the optical flow needs more); set steady: 0 or a "
+                         "larger size", category="too_small")
     if pending and s.method == "fast" and s.steady > 0:
-        # The lattice lock's track, so that the segments join locked (the fast path's);
-        # one segment has nothing to join and starts from nothing.
-        video.track = (camera_track(data, display_name(task.input), info.frames, video.size)
-                       if len(segments) > 1 else np.zeros((len(info.frames), 2)))
+        # The lattice lock's track, so that the segments join locked (the fast path's),
+        # as far as the last segment still to make starts; one segment has nothing to
+        # join and starts from nothing.
+        last = max(seg.start for seg in segments if seg.index in pending)
+        video.track = (_track(data, digest, display_name(task.input),
+                              info.frames[:last + 1], video.size)
+                       if last else np.zeros((1, 2)))
     return video
+
+
+#: The last camera track made (video, frame size, track): a video in several styles (or
+#: presets of one size) is decoded for it once.
+_kept: list[tuple[str, tuple[int, int], np.ndarray]] = []
+
+
+def _track(data: bytes, digest: str, name: str, frames: tuple[int, ...],
+           size: tuple[int, int]) -> np.ndarray:
+    for known, at, track in _kept:
+        if (known, at) == (digest, size) and len(track) >= len(frames):
+            return track
+    track = camera_track(data, name, frames, size)
+    _kept[:] = [(digest, size, track)]
+    return track

@@ -55,10 +55,10 @@ def frame_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
-def decoded_frames(data: bytes, name: str, wanted: tuple[int, ...],
-            seek: int) -> Iterator[av.VideoFrame]:
+def decoded_frames(data: bytes, name: str, wanted: tuple[int, ...], seek: int,
+                   what: str = "a segment") -> Iterator[av.VideoFrame]:
     """The frames with these timestamps, in order, decoded from the keyframe before
-    ``seek``; ``InputError`` if any is missing."""
+    ``seek``; ``InputError`` if any is missing (``what``: whose frames, for its message)."""
     container = open_video(data, name)
     got = 0
     try:
@@ -76,13 +76,13 @@ def decoded_frames(data: bytes, name: str, wanted: tuple[int, ...],
             if got == len(wanted):
                 break
     except av.FFmpegError as exc:
-        raise InputError(f"{display_name(name)}: video is damaged at frame {got + 1} of a "
-                         f"segment ({exc})", category="truncated") from None
+        raise InputError(f"{display_name(name)}: video is damaged at frame {got + 1} of "
+                         f"{what} ({exc})", category="truncated") from None
     finally:
         container.close()
     if got < len(wanted):
         raise InputError(f"{display_name(name)}: video ends early ({got} of {len(wanted)} "
-                         "frames of a segment could be decoded)", category="truncated")
+                         f"frames of {what} could be decoded)", category="truncated")
 
 
 def make_segment(data: bytes, name: str, job: SegmentJob, settings: Settings, fmt: str,

@@ -44,7 +44,7 @@ MAX_WARMUP = 24
 SEEK_MARGIN = 16
 #: Bumped when the bytes a segment is made into change: parts left by an earlier version
 #: are made again, never joined with new ones.
-SEGMENT_VERSION = 6
+SEGMENT_VERSION = 5
 #: A segment's record is a few hundred bytes.
 MAX_SEGMENT_RECORD_BYTES = 4096
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["Carried", "Motion", "Steadier", "flow", "flow_engine", "warp"]
+__all__ = ["Carried", "Motion", "Steadier", "flow", "flow_engine", "flow_fits", "warp"]
 
 #: The carried frame lends the new one its colours and broad shapes, not its fine texture:
 #: below this scale (a Gaussian's sigma, in pixels of a frame 384 px wide) it is mixed in,
@@ -40,6 +40,17 @@ cv2.setNumThreads(1)
 
 def flow_engine() -> cv2.DISOpticalFlow:
     return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+
+def flow_fits(width: int, height: int) -> bool:
+    """Whether the flow can be found between frames of this size (DIS's pyramid needs some
+    height or width at its coarsest level, which depends on the shape, not a side alone)."""
+    blank = np.zeros((height, width), np.uint8)
+    try:
+        flow(flow_engine(), blank, blank)
+    except cv2.error:
+        return False
+    return True
 
 
 def flow(engine: cv2.DISOpticalFlow, to_gray: np.ndarray, from_gray: np.ndarray) -> np.ndarray:

@@ -32,15 +32,17 @@ def pan_frames(count: int, width: int, height: int, *, photo: Path = PAN_PHOTO,
 
 def make_video(path: Path, *, frames: int = 36, fps: int = 12, size: tuple[int, int] = (128, 80),
                audio: str | None = "aac", codec: str = "libx264", rotate: int | None = None,
-               metadata: dict[str, str] | None = None) -> Path:
+               metadata: dict[str, str] | None = None, keyframes: int | None = None) -> Path:
     """A video of a pan across a photo, at ``fps``, with a 440 Hz tone (``audio``: its
-    codec, or None for no sound)."""
+    codec, or None for no sound); ``keyframes``: frames between them (the encoder's own
+    choice otherwise: the first only, for a clip this short)."""
     width, height = size
     path.parent.mkdir(parents=True, exist_ok=True)
     container_format = "matroska" if path.suffix in (".mkv", ".webm") else None
     with av.open(str(path), "w", format=container_format) as out:
         out.metadata.update(metadata or {})
-        video = out.add_stream(codec, rate=fps)
+        video = out.add_stream(codec, rate=fps,
+                               options={"g": str(keyframes)} if keyframes else None)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if rotate is not None:
             video.set_display_rotation(rotate)
