@@ -478,6 +478,20 @@ def test_the_camera_track_is_what_a_segments_lock_adds_up(tmp_path: Path) -> Non
         assert np.array_equal(moved, track[i]), i
 
 
+def test_the_camera_track_stops_when_asked(tmp_path: Path) -> None:
+    """The driver makes the track before any segment; a stop asked meanwhile ends it
+    within a frame."""
+    from pipeline.config.settings import Settings
+    from pipeline.errors import Cancelled
+
+    data = make_video(tmp_path / "pan.mp4", frames=30, fps=12, size=(160, 96)).read_bytes()
+    info = probe_video(data, "pan.mp4", Settings())
+    asked = iter([False] * 5 + [True])
+    with pytest.raises(Cancelled):
+        camera_track(data, "pan.mp4", info.frames, (128, 76), lambda: next(asked))
+    assert next(asked, None) is None  # asked six times: stopped at the sixth frame
+
+
 def test_a_video_too_thin_for_the_flow_fails_alone(tmp_path: Path) -> None:
     """A steady video whose frames come out under the optical flow's 8 px (1024×12 at 512
     px: 512×6) fails with one line; the photo beside it is still made."""

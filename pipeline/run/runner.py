@@ -165,7 +165,7 @@ class _Driver:
             return
         data, digest, stat = read
         try:
-            video = start_video(task, data, digest)
+            video = start_video(task, data, digest, self.should_stop)
         except InputError as exc:
             self.finish(TaskResult(task, "failed", exc.category, exc.message))
             return

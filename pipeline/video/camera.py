@@ -14,27 +14,32 @@ frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
 from pipeline.engine.phase_lock import scene_step
+from pipeline.errors import Cancelled
 from pipeline.video.segment import decoded_frames
 from pipeline.video.steady import flow, flow_engine
 
 __all__ = ["camera_track"]
 
 
-def camera_track(data: bytes, name: str, frames: tuple[int, ...],
-                 size: tuple[int, int]) -> np.ndarray:
+def camera_track(data: bytes, name: str, frames: tuple[int, ...], size: tuple[int, int],
+                 should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """For each of ``frames`` (timestamps, in order), the scene's translation since the
     first (x, y, in pixels of frames of ``size``, which the flow must fit:
     :func:`pipeline.video.steady.flow_fits`): F×2, float64.  ``InputError`` where the
-    video cannot be decoded that far."""
+    video cannot be decoded that far; ``Cancelled`` once ``should_stop`` says so."""
     w, h = size
     engine = flow_engine()
     track = np.zeros((len(frames), 2))
     moved, before = np.zeros(2), None
     for i, frame in enumerate(decoded_frames(data, name, frames, frames[0], "the video")):
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped")
         gray = cv2.cvtColor(frame.to_ndarray(format="rgb24", width=w, height=h,
                                              interpolation="AREA"), cv2.COLOR_RGB2GRAY)
         if before is not None:

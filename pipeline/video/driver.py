@@ -10,6 +10,7 @@ runner's writer (the output, then its record) and the parts are removed after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +115,8 @@ class Video:
         remove_parts(self.task.output)
 
 
-def start_video(task: Task, data: bytes, digest: str) -> Video:
+def start_video(task: Task, data: bytes, digest: str,
+                should_stop: Callable[[], bool] | None = None) -> Video:
     """Probe a video (``InputError`` with its name if it cannot be made) and find which of
     its segments a killed run already left on disk."""
     s = task.preset.settings
@@ -136,7 +138,7 @@ def start_video(task: Task, data: bytes, digest: str) -> Video:
         # join and starts from nothing.
         last = max(seg.start for seg in segments if seg.index in pending)
         video.track = (_track(data, digest, display_name(task.input),
-                              info.frames[:last + 1], video.size)
+                              info.frames[:last + 1], video.size, should_stop)
                        if last else np.zeros((1, 2)))
     return video
 
@@ -147,10 +149,10 @@ _kept: list[tuple[str, tuple[int, int], np.ndarray]] = []
 
 
 def _track(data: bytes, digest: str, name: str, frames: tuple[int, ...],
-           size: tuple[int, int]) -> np.ndarray:
+           size: tuple[int, int], should_stop: Callable[[], bool] | None) -> np.ndarray:
     for known, at, track in _kept:
         if (known, at) == (digest, size) and len(track) >= len(frames):
             return track
-    track = camera_track(data, name, frames, size)
+    track = camera_track(data, name, frames, size, should_stop)
     _kept[:] = [(digest, size, track)]
     return track
