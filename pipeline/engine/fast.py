@@ -145,9 +145,9 @@ class FastStylizer:
     def _scene_noise(self, locked: Sequence[Locked], width: int,
                      height: int) -> torch.Tensor | None:
         """Locked frames' noise channels: the photo's, rolled with the scene by the lock's
-        whole steps (so what the network paints from them stays on the scene) and faded
-        in and out over the lock's noise ramp (none at a segment's joins, which the
-        segments either side then paint alike)."""
+        whole steps (so what the network paints from them stays on the scene), at the
+        lock's noise strength (full in a segment that knows its origin; faded in and out
+        at the ends of one that does not)."""
         channels = self.net.config.noise
         if not channels:
             return None

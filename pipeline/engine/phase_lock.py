@@ -69,7 +69,7 @@ class Locked:
     shift: np.ndarray  # x, y in working pixels: moved by minus this, painted, moved back
     roll: tuple[int, int]  # x, y in working pixels, whole steps: where the scene's noise is
     weight: float  # how far the lock holds (0-1)
-    noise: float  # the noise channels' strength (0-1): none at a segment's joins
+    noise: float  # the noise channels' strength (0-1): faded at the ends without an origin
     motion: Motion | None  # how it moved from the previous frame, as the shifted frames see it
 
 
