@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from bench.common import COLLECTION, REPO
 from bench.flicker import warping_error
 from bench.video import camera, scores
-from pipeline.config.styles import Registry
+from pipeline.config.styles import Preset, Registry
 from pipeline.engine.fast import working_size
 from pipeline.engine.network import NOISE_SEED, TransformNet
 from pipeline.engine.network_file import read_network
@@ -155,6 +156,32 @@ def blend(frames: list[np.ndarray], originals: list[np.ndarray], spec: str,
     return out
 
 
+class Scene(NamedTuple):
+    """A clip to paint, and what paints it."""
+
+    preset: Preset
+    net: TransformNet
+    originals: list[np.ndarray]  # its frames at OUT
+    noise: torch.Tensor  # the photo path's noise channels, fixed on the screen
+    scale: float  # working pixels per frame pixel
+
+
+def scene(preset_name: str, clip: str, frames: int, network: Path | None = None) -> Scene:
+    """``clip`` (PHOTO:MOVE, bench/video.py's camera) at OUT and the preset's network
+    (``network``: another file of its architecture), read as the experiments use them."""
+    preset = Registry.discover().resolve(preset_name)
+    path = network or REPO / "styles" / preset_name / "network.safetensors"
+    net = read_network(path, network_config(preset.settings)).net.eval()
+    photo, move = clip.split(":")
+    originals = [cv2.resize(f, OUT, interpolation=cv2.INTER_AREA)
+                 for f in camera(COLLECTION / f"{photo}.jpg", move, frames, (640, 360))]
+    s = preset.settings
+    ww, wh = working_size(*OUT, s.train_size * s.network_paint_scale)
+    fixed = torch.randn(1, net.config.noise, wh, ww,
+                        generator=torch.Generator().manual_seed(NOISE_SEED))
+    return Scene(preset, net, originals, fixed, ww / OUT[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clip", default="bridge:pan", help="PHOTO:MOVE (pan, zoom or orbit)")
@@ -171,16 +198,8 @@ def main() -> None:
     args = ap.parse_args()
     PRESET[0] = FLOW[args.flow]
     torch.set_num_threads(args.threads)
-    preset = Registry.discover().resolve(args.preset)
     path = args.network or REPO / "styles" / args.preset / "network.safetensors"
-    net = read_network(path, network_config(preset.settings)).net.eval()
-    photo, move = args.clip.split(":")
-    originals = [cv2.resize(f, OUT, interpolation=cv2.INTER_AREA)
-                 for f in camera(COLLECTION / f"{photo}.jpg", move, args.frames, (640, 360))]
-    s = preset.settings
-    ww, wh = working_size(*OUT, s.train_size * s.network_paint_scale)
-    fixed = torch.randn(1, net.config.noise, wh, ww,
-                        generator=torch.Generator().manual_seed(NOISE_SEED))
+    preset, net, originals, fixed, _ = scene(args.preset, args.clip, args.frames, path)
     base: float | None = None
     base_style: float | None = None
     for noise_spec in args.noise.split(","):

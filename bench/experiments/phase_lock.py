@@ -29,14 +29,9 @@ import numpy as np
 import torch
 
 import bench.experiments.flicker_levers as fl
-from bench.common import COLLECTION, REPO
 from bench.flicker import warping_error
-from bench.video import camera, scores
-from pipeline.config.styles import Registry
-from pipeline.engine.fast import working_size
-from pipeline.engine.network import NOISE_SEED, TransformNet
-from pipeline.engine.network_file import read_network
-from pipeline.render.network_loader import network_config
+from bench.video import scores
+from pipeline.engine.network import TransformNet
 from pipeline.video.steady import flow
 
 STEP = 4  # the network's lattice: two stride-2 layers
@@ -80,17 +75,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    preset = Registry.discover().resolve(args.preset)
-    net = read_network(REPO / "styles" / args.preset / "network.safetensors",
-                       network_config(preset.settings)).net.eval()
-    photo, move = args.clip.split(":")
-    originals = [cv2.resize(f, fl.OUT, interpolation=cv2.INTER_AREA)
-                 for f in camera(COLLECTION / f"{photo}.jpg", move, args.frames, (640, 360))]
-    s = preset.settings
-    ww, wh = working_size(*fl.OUT, s.train_size * s.network_paint_scale)
-    fixed = torch.randn(1, net.config.noise, wh, ww,
-                        generator=torch.Generator().manual_seed(NOISE_SEED))
-    zero, scale = fixed * 0, ww / fl.OUT[0]
+    preset, net, originals, fixed, scale = fl.scene(args.preset, args.clip, args.frames)
+    zero = fixed * 0
     painting = preset.images[0].path
     reference = [fl.paint(net, f, fixed) for f in originals]
     base = warping_error(originals, reference)
